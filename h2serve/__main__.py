@@ -1,0 +1,3 @@
+from h2serve.cli import main
+
+raise SystemExit(main())

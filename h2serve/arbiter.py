@@ -1,0 +1,396 @@
+"""The master process: owns the listeners, forks workers and keeps them alive.
+
+Signals (as gunicorn's): TERM/INT graceful stop, QUIT fast stop, HUP reload
+settings, app and certificates (new workers start before old ones stop),
+TTIN/TTOU one worker more/less, USR1 reopen logs, CHLD reap.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import select
+import signal
+import socket
+import sys
+import tempfile
+import time
+from typing import Any
+
+log = logging.getLogger("h2serve.error")
+
+HANDLED_SIGNALS = ("HUP", "QUIT", "INT", "TERM", "TTIN", "TTOU", "USR1", "USR2", "WINCH")
+WORKER_BOOT_ERROR = 3
+HALT_ON_BOOT_ERRORS = 5   # consecutive boot failures with no healthy worker: give up
+
+
+class WorkerRecord:
+    """What the master knows of one child: pid, heartbeat file, age."""
+
+    __slots__ = ("pid", "heartbeat", "age", "retiring", "generation")
+
+    def __init__(self, pid: int, heartbeat: Any, age: int, generation: int) -> None:
+        self.pid = pid
+        self.heartbeat = heartbeat
+        self.age = age
+        self.retiring = False
+        self.generation = generation
+
+    def last_beat(self) -> float:
+        try:
+            return os.fstat(self.heartbeat.fileno()).st_ctime
+        except (OSError, ValueError):
+            return 0.0
+
+
+class Arbiter:
+    """Runs until stopped; returns the process exit code."""
+
+    def __init__(self, cfg: Any) -> None:
+        self.cfg = cfg
+        self.listeners: list[socket.socket] = []
+        self.workers: dict[int, WorkerRecord] = {}
+        self.signal_queue: list[int] = []
+        self.worker_age = 0
+        self.generation = 0
+        self.boot_failures = 0
+        self.exit_code = 0
+        self.pid = os.getpid()
+        self.stopping = False
+        self._wake_r = self._wake_w = -1
+        self.num_workers = cfg.workers
+
+    # --- setup -----------------------------------------------------------------
+
+    def _prepare_tls(self) -> None:
+        """Fail at start, in the master, on certificates that cannot be loaded."""
+        cfg = self.cfg
+        if cfg.plaintext:
+            return
+        if not cfg.certfile:
+            from h2serve.transport.devcert import ensure_dev_certificate
+
+            dev = ensure_dev_certificate()
+            cfg.certfile, cfg.keyfile = str(dev.cert), str(dev.key)
+            log.info("No --certfile given: serving the development certificate %s", dev.cert)
+            log.info("Trust its CA to connect: curl --cacert %s https://localhost:PORT/", dev.ca_cert)
+        from h2serve.transport.tls import build_server_context
+
+        build_server_context(cfg.certfile, cfg.keyfile, alpn_protocols=cfg.alpn_protocols,
+                             ca_certs=cfg.ca_certs, cert_reqs=cfg.cert_reqs, ciphers=cfg.ciphers)
+
+    def _open_listeners(self) -> None:
+        from h2serve.transport.listeners import create_listeners, describe
+
+        self.listeners = create_listeners(list(self.cfg.bind), self.cfg.backlog,
+                                          reuse_port=self.cfg.reuse_port)
+        scheme = "http" if self.cfg.plaintext else "https"
+        for lsock in self.listeners:
+            log.info("Listening at: %s://%s (%d)", scheme, describe(lsock), self.pid)
+        if self.cfg.reuse_port:
+            self.listeners = [_address_holder(lsock) for lsock in self.listeners]
+
+    def _install_signals(self) -> None:
+        self._wake_r, self._wake_w = os.pipe()
+        for fd in (self._wake_r, self._wake_w):
+            os.set_blocking(fd, False)
+            os.set_inheritable(fd, False)
+        for name in HANDLED_SIGNALS:
+            signal.signal(getattr(signal, f"SIG{name}"), self._on_signal)
+        signal.signal(signal.SIGCHLD, self._on_sigchld)
+
+    def _on_signal(self, signum: int, _frame: Any) -> None:
+        if len(self.signal_queue) < 5:
+            self.signal_queue.append(signum)
+        self._wake()
+
+    def _on_sigchld(self, _signum: int, _frame: Any) -> None:
+        self._wake()
+
+    def _wake(self) -> None:
+        try:
+            os.write(self._wake_w, b".")
+        except OSError:
+            pass
+
+    def _write_pidfile(self) -> None:
+        if self.cfg.pidfile:
+            tmp = f"{self.cfg.pidfile}.{self.pid}.tmp"
+            with open(tmp, "w") as f:
+                f.write(f"{self.pid}\n")
+            os.replace(tmp, self.cfg.pidfile)
+
+    def _remove_pidfile(self) -> None:
+        if self.cfg.pidfile:
+            try:
+                with open(self.cfg.pidfile) as f:
+                    if f.read().strip() == str(self.pid):
+                        os.unlink(self.cfg.pidfile)
+            except OSError:
+                pass
+
+    # --- main loop ---------------------------------------------------------------
+
+    def run(self) -> int:
+        from h2serve.logs import setup_logging
+
+        setup_logging(self.cfg)
+        if self.cfg.chdir:
+            os.chdir(self.cfg.chdir)
+        try:
+            self._prepare_tls()
+            self._open_listeners()
+        except (OSError, ValueError) as exc:
+            print(f"h2serve: error: {exc}", file=sys.stderr)
+            return 2
+        if self.cfg.proc_name:
+            _set_proc_title(f"h2serve: master [{self.cfg.proc_name}]")
+        self._install_signals()
+        self._write_pidfile()
+        log.info("Starting h2serve (%d workers x %d threads, %s)", self.num_workers,
+                 self.cfg.threads, "plaintext" if self.cfg.plaintext else "TLS")
+        try:
+            self._spawn_missing()
+            while True:
+                self._reap()
+                if self.stopping:
+                    break
+                while self.signal_queue:
+                    self._handle_signal(self.signal_queue.pop(0))
+                    if self.stopping:
+                        break
+                if self.stopping:
+                    break
+                self._murder_hung()
+                self._retire_extra()
+                self._spawn_missing()
+                self._sleep(1.0)
+        except KeyboardInterrupt:
+            self._stop(graceful=False)
+        finally:
+            self._remove_pidfile()
+            self._unlink_unix()
+        return self.exit_code
+
+    def _sleep(self, timeout: float) -> None:
+        try:
+            ready, _, _ = select.select([self._wake_r], [], [], timeout)
+            if ready:
+                while os.read(self._wake_r, 1024):
+                    pass
+        except (BlockingIOError, InterruptedError):
+            pass
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.EINTR):
+                raise
+
+    def _handle_signal(self, signum: int) -> None:
+        if signum in (signal.SIGTERM, signal.SIGINT):
+            log.info("Handling signal: %s", signal.Signals(signum).name)
+            self._stop(graceful=True)
+        elif signum == signal.SIGQUIT:
+            log.info("Handling signal: QUIT")
+            self._stop(graceful=False)
+        elif signum == signal.SIGHUP:
+            log.info("Handling signal: HUP (reloading)")
+            self._reload()
+        elif signum == signal.SIGTTIN:
+            self.num_workers += 1
+            log.info("Handling signal: TTIN, workers: %d", self.num_workers)
+        elif signum == signal.SIGTTOU:
+            if self.num_workers > 1:
+                self.num_workers -= 1
+            log.info("Handling signal: TTOU, workers: %d", self.num_workers)
+        elif signum == signal.SIGUSR1:
+            from h2serve.logs import reopen_logs
+
+            reopen_logs()
+            self._kill_all(signal.SIGUSR1)
+
+    # --- workers -----------------------------------------------------------------
+
+    def _spawn_missing(self) -> None:
+        live = [w for w in self.workers.values() if not w.retiring]
+        for _ in range(self.num_workers - len(live)):
+            self._spawn()
+
+    def _spawn(self) -> None:
+        self.worker_age += 1
+        heartbeat = tempfile.TemporaryFile(prefix="h2serve-hb-")
+        pid = os.fork()
+        if pid:
+            self.workers[pid] = WorkerRecord(pid, heartbeat, self.worker_age, self.generation)
+            return
+        # --- child -------------------------------------------------------------
+        code = 1
+        try:
+            for name in HANDLED_SIGNALS:
+                signal.signal(getattr(signal, f"SIG{name}"), signal.SIG_DFL)
+            os.close(self._wake_r)
+            os.close(self._wake_w)
+            for other in self.workers.values():
+                other.heartbeat.close()
+            code = self._worker_main(heartbeat)
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        except BaseException:
+            log.exception("worker crashed")
+            code = 1
+        finally:
+            try:
+                sys.stdout.flush()
+                sys.stderr.flush()
+            finally:
+                os._exit(code)
+
+    def _worker_main(self, heartbeat: Any) -> int:
+        from h2serve.worker import Worker
+
+        listeners = self.listeners
+        if self.cfg.reuse_port:
+            from h2serve.transport.listeners import reuse_port_listener
+
+            mine = []
+            for lsock in listeners:
+                if lsock.family in (socket.AF_INET, socket.AF_INET6):
+                    mine.append(reuse_port_listener(lsock, self.cfg.backlog))
+                    lsock.close()
+                else:
+                    mine.append(lsock)
+            listeners = mine
+        if self.cfg.proc_name:
+            _set_proc_title(f"h2serve: worker [{self.cfg.proc_name}]")
+        worker = Worker(self.cfg, listeners, heartbeat_fd=heartbeat.fileno(), ppid=self.pid)
+        return worker.run()
+
+    def _reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if not pid:
+                return
+            record = self.workers.pop(pid, None)
+            if record is None:
+                continue
+            record.heartbeat.close()
+            code = os.waitstatus_to_exitcode(status)
+            if code == WORKER_BOOT_ERROR:
+                self.boot_failures += 1
+                log.error("Worker %d failed to boot", pid)
+                if self.boot_failures >= HALT_ON_BOOT_ERRORS and not self.workers:
+                    log.error("Workers keep failing to boot: stopping")
+                    self.exit_code = 3
+                    self._stop(graceful=False)
+            elif code < 0:
+                log.warning("Worker %d was killed by signal %d", pid, -code)
+            elif code != 0:
+                log.error("Worker %d exited with code %d", pid, code)
+            else:
+                self.boot_failures = 0
+                log.info("Worker exiting (pid: %d)", pid)
+
+    def _murder_hung(self) -> None:
+        timeout = self.cfg.timeout
+        if not timeout:
+            return
+        now = time.time()
+        for record in list(self.workers.values()):
+            beat = record.last_beat()
+            if beat and now - beat > timeout:
+                log.critical("WORKER TIMEOUT (pid:%d)", record.pid)
+                self._kill(record.pid, signal.SIGKILL)
+
+    def _retire_extra(self) -> None:
+        """TTOU and HUP: gracefully stop the oldest workers beyond the wanted count."""
+        live = sorted((w for w in self.workers.values() if not w.retiring), key=lambda w: w.age)
+        old_generation = [w for w in live if w.generation < self.generation]
+        new_generation = [w for w in live if w.generation == self.generation]
+        if old_generation and len(new_generation) >= self.num_workers:
+            targets = old_generation
+        else:
+            targets = live[: max(0, len(live) - self.num_workers)]
+        for record in targets:
+            record.retiring = True
+            self._kill(record.pid, signal.SIGTERM)
+
+    def _reload(self) -> None:
+        """New workers with fresh settings, app and certificates; then the old ones go."""
+        try:
+            self.cfg = self.cfg.reloaded()
+            self._prepare_tls()
+        except Exception as exc:
+            log.error("Reload failed, keeping the running workers: %s", exc)
+            return
+        from h2serve.logs import setup_logging
+
+        setup_logging(self.cfg)
+        self.num_workers = self.cfg.workers
+        self.generation += 1
+        for _ in range(self.num_workers):
+            self._spawn()
+        self._retire_extra()
+
+    def _kill(self, pid: int, sig: int) -> None:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            self.workers.pop(pid, None)
+
+    def _kill_all(self, sig: int) -> None:
+        for pid in list(self.workers):
+            self._kill(pid, sig)
+
+    def _stop(self, graceful: bool) -> None:
+        """Stop every worker; graceful ones get graceful_timeout to finish."""
+        self.stopping = True
+        for lsock in self.listeners:
+            try:
+                lsock.close()
+            except OSError:
+                pass
+        self._kill_all(signal.SIGTERM if graceful else signal.SIGQUIT)
+        limit = time.monotonic() + (self.cfg.graceful_timeout + 1 if graceful else 2)
+        while self.workers and time.monotonic() < limit:
+            self._reap()
+            self._sleep(0.05)
+        if self.workers:
+            self._kill_all(signal.SIGKILL)
+            while self.workers:
+                self._reap()
+                self._sleep(0.05)
+
+    def _unlink_unix(self) -> None:
+        for bind in self.cfg.bind:
+            if bind.startswith("unix:"):
+                try:
+                    os.unlink(bind[5:])
+                except OSError:
+                    pass
+
+
+def _address_holder(lsock: socket.socket) -> socket.socket:
+    """With reuse_port each worker listens on its own socket. A listening socket
+    left in the master would get its share of connections and never accept
+    them, so the master keeps a bound, non-listening twin that holds the port."""
+    if lsock.family not in (socket.AF_INET, socket.AF_INET6):
+        return lsock
+    holder = socket.socket(lsock.family, socket.SOCK_STREAM)
+    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    if lsock.family == socket.AF_INET6:
+        holder.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    holder.bind(lsock.getsockname()[:2] if lsock.family == socket.AF_INET else lsock.getsockname())
+    lsock.close()
+    return holder
+
+
+def _set_proc_title(title: str) -> None:
+    try:
+        import setproctitle  # optional
+
+        setproctitle.setproctitle(title)
+    except ImportError:
+        pass

@@ -1,0 +1,327 @@
+"""The HTTP/1.1 connection driver: joins a socket to an HTTP1Protocol.
+
+A pool thread holds the connection only while there is something to do:
+reading a request head that has started arriving (under an overall deadline)
+and running the app. Idle keep-alive connections wait in the poller.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import sys
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from h2serve import SERVER_SOFTWARE
+from h2serve.connection.base import http_date, recv_nowait
+from h2serve.protocol.events import (
+    BodyEnded,
+    BodyReceived,
+    ConnectionTerminated,
+    Headers,
+    ProtocolViolation,
+    RequestReceived,
+)
+from h2serve.protocol.http1 import (
+    HTTP1Protocol,
+    h2c_upgrade_requested,
+    switching_protocols_response,
+)
+from h2serve.wsgi import ClientDisconnected, connection_environ, serve_request
+
+if TYPE_CHECKING:
+    from h2serve.connection.base import Connection
+
+log = logging.getLogger("h2serve.error")
+
+
+class HTTP1Driver:
+    """Serves the requests of one HTTP/1.x connection, one after another."""
+
+    def __init__(self, conn: Connection, initial: bytes = b"") -> None:
+        cfg = conn.worker.cfg
+        self.conn = conn
+        self.cfg = cfg
+        self.proto = HTTP1Protocol(
+            limit_request_line=cfg.limit_request_line or 1 << 20,
+            limit_request_fields=cfg.limit_request_fields,
+            limit_request_field_size=cfg.limit_request_field_size or 1 << 20,
+        )
+        self.events: deque[Any] = deque()
+        self.initial = initial
+        self.head_deadline = 0.0   # set when the first byte of a request head arrives
+        self._timeout: float | None = -1.0
+        tls = isinstance(conn.sock, ssl.SSLSocket)
+        self.base_environ = connection_environ(
+            server_addr=conn.sock.getsockname(), peer_addr=conn.peer,
+            url_scheme="https" if tls else "http", alpn="http/1.1",
+            multiprocess=conn.worker.multiprocess, errors=sys.stderr)
+        if tls:
+            self.base_environ.update(_tls_environ(conn.sock))
+
+    # --- socket modes -------------------------------------------------------------
+
+    def _set_timeout(self, timeout: float | None) -> None:
+        if self._timeout != timeout:
+            self.conn.sock.settimeout(timeout)
+            self._timeout = timeout
+
+    def sendall(self, data: bytes) -> None:
+        self._set_timeout(self.cfg.send_timeout)
+        try:
+            self.conn.sock.sendall(data)
+        except (OSError, ValueError) as exc:
+            raise ClientDisconnected(str(exc)) from exc
+
+    def recv_blocking(self) -> bytes:
+        """Body bytes for the app: waits up to client_data_timeout for each read."""
+        self._set_timeout(self.cfg.client_data_timeout)
+        try:
+            return self.conn.sock.recv(65536)
+        except (OSError, ValueError) as exc:
+            raise ClientDisconnected(f"reading the request body: {exc}") from exc
+
+    # --- the request loop ------------------------------------------------------
+
+    def serve(self) -> None:
+        """Pool thread entry: the socket is readable, or a request is buffered."""
+        worker = self.conn.worker
+        try:
+            while True:
+                request = self._next_request()
+                if request is None:
+                    return
+                if not self._handle(request):
+                    return
+        except Exception:
+            log.exception("HTTP/1.1 connection %s failed", self.conn.peer_label)
+            worker.call_soon(worker.release, self.conn)
+
+    def _next_request(self) -> RequestReceived | None:
+        conn, worker = self.conn, self.conn.worker
+        self._set_timeout(0.0)
+        while True:
+            while self.events:
+                event = self.events.popleft()
+                if type(event) is RequestReceived:
+                    return event
+                if type(event) is ProtocolViolation:
+                    self._reject(event)
+                    return None
+                if type(event) is ConnectionTerminated:
+                    worker.call_soon(worker.release, conn)
+                    return None
+            if self.initial:
+                data, self.initial = self.initial, b""
+            else:
+                data = recv_nowait(conn.sock)
+            if data is None:
+                if self.head_deadline:
+                    conn.idle_keepalive = False
+                    conn.deadline = self.head_deadline
+                    conn.wait_reason = "request head not complete before client_data_timeout"
+                else:
+                    conn.idle_keepalive = True
+                    conn.deadline = time.monotonic() + self.cfg.keepalive
+                    conn.wait_reason = "keep-alive timeout"
+                worker.call_soon(worker.await_readable, conn, conn.deadline)
+                return None
+            if data and not self.head_deadline:
+                self.head_deadline = time.monotonic() + self.cfg.client_data_timeout
+            self.events.extend(self.proto.receive(data))
+
+    def _reject(self, violation: ProtocolViolation) -> None:
+        """Bad input: answer with the status the protocol chose, once, and close."""
+        log.info("bad request from %s: %s", self.conn.peer_label, violation.reason)
+        try:
+            self.sendall(self.proto.error_response(violation.status, violation.reason))
+        except ClientDisconnected:
+            pass
+        self.conn.worker.call_soon(self.conn.worker.linger, self.conn)
+
+    def _handle(self, request: RequestReceived) -> bool:
+        """Run one request; True when the connection stays open for the next."""
+        conn, worker, cfg = self.conn, self.conn.worker, self.cfg
+        conn.idle_keepalive = False
+        self.head_deadline = 0.0
+        if cfg.plaintext and cfg.h2_enabled and request.end_stream:
+            settings = h2c_upgrade_requested(request)
+            if settings is not None:
+                self._upgrade_to_h2(request, settings)
+                return False
+        if worker.draining:
+            self.proto.close_after_response()
+        exchange = HTTP1Exchange(self, request)
+        serve_request(worker.app, exchange, request, self.base_environ, worker.forwarded,
+                      worker.access_log)
+        worker.request_done()
+        if exchange.violation is not None and not exchange.head_sent:
+            self._reject(exchange.violation)
+            return False
+        if exchange.failed or not self.proto.keep_alive or worker.draining:
+            worker.call_soon(worker.linger, conn)
+            return False
+        if not self.proto.request_body_complete and not self._discard_body(exchange):
+            worker.call_soon(worker.linger, conn)
+            return False
+        self.events.clear()
+        self.events.extend(self.proto.start_next_request())
+        return True
+
+    def _discard_body(self, exchange: HTTP1Exchange) -> bool:
+        """Read and drop what the app left of the body, within a byte and time budget."""
+        budget = self.cfg.discard_body_limit
+        deadline = time.monotonic() + self.cfg.client_data_timeout
+        try:
+            while not exchange.body_done:
+                chunk = exchange.read_event_bytes(deadline)
+                budget -= len(chunk)
+                if budget < 0:
+                    return False
+        except ClientDisconnected:
+            return False
+        return True
+
+    def _upgrade_to_h2(self, request: RequestReceived, settings: bytes) -> None:
+        """RFC 7540 §3.2: 101, then the request is stream 1 of an HTTP/2 connection."""
+        from h2serve.connection.http2 import HTTP2Driver
+
+        conn = self.conn
+        try:
+            self.sendall(switching_protocols_response())
+        except ClientDisconnected:
+            conn.worker.call_soon(conn.worker.release, conn)
+            return
+        self._set_timeout(0.0)
+        leftover = self.proto.trailing_data
+        conn.alpn = "h2c"
+        conn.stage = "h2"
+        conn.driver = HTTP2Driver(conn, upgrade=(settings, request))
+        conn.driver.start(leftover)
+
+
+class HTTP1Exchange:
+    """One request/response on an HTTP/1.x connection, for the WSGI adapter."""
+
+    __slots__ = ("driver", "proto", "request", "protocol", "pending_head", "head_sent",
+                 "continue_sent", "body_done", "trailers", "failed", "violation", "_carry")
+
+    def __init__(self, driver: HTTP1Driver, request: RequestReceived) -> None:
+        self.driver = driver
+        self.proto = driver.proto
+        self.request = request
+        self.protocol = "HTTP/1.0" if request.http_version == "1.0" else "HTTP/1.1"
+        self.pending_head = b""
+        self.head_sent = False
+        self.continue_sent = False
+        self.body_done = request.end_stream
+        self.trailers: Headers | None = None
+        self.failed = False
+        self.violation: ProtocolViolation | None = None
+        self._carry = b""
+
+    # --- request body ------------------------------------------------------------
+
+    def read_event_bytes(self, deadline: float | None = None) -> bytes:
+        """The next piece of body; b"" once the body is complete."""
+        driver = self.driver
+        events = driver.events
+        while True:
+            while events:
+                event = events.popleft()
+                kind = type(event)
+                if kind is BodyReceived:
+                    return event.data
+                if kind is BodyEnded:
+                    self.body_done = True
+                    self.trailers = event.trailers
+                    return b""
+                if kind is ProtocolViolation:
+                    self.violation = event
+                    self.failed = True
+                    raise ClientDisconnected(event.reason)
+            if self.body_done:
+                return b""
+            if deadline is not None and time.monotonic() > deadline:
+                raise ClientDisconnected("request body too slow")
+            data = driver.recv_blocking()
+            events.extend(driver.proto.receive(data))
+            if not data and not events:
+                raise ClientDisconnected("connection closed during the request body")
+
+    def read(self, size: int) -> bytes:
+        if self._carry:
+            data = self._carry
+        else:
+            if self.body_done:
+                return b""
+            if self.request.expect_continue and not self.continue_sent and not self.head_sent:
+                self.continue_sent = True
+                self.driver.sendall(self.proto.informational(100, []))
+            data = self.read_event_bytes()
+        if 0 <= size < len(data):
+            data, self._carry = data[:size], data[size:]
+        else:
+            self._carry = b""
+        return data
+
+    def request_trailers(self) -> Headers | None:
+        return self.trailers
+
+    # --- response ----------------------------------------------------------------
+
+    def _head(self, status: int, reason: str, headers: Headers) -> bytes:
+        self.head_sent = True
+        headers = list(headers)
+        names = {name.lower() for name, _ in headers}
+        if "date" not in names:
+            headers.append(("Date", http_date()))
+        if "server" not in names:
+            headers.append(("Server", SERVER_SOFTWARE))
+        return self.proto.response_head(status, reason, headers)
+
+    def send_informational(self, status: int, headers: Headers) -> None:
+        if self.request.http_version == "1.0":
+            return  # HTTP/1.0 clients do not expect 1xx (RFC 9110 §15.2)
+        self.driver.sendall(self.proto.informational(status, headers))
+
+    def send_head(self, status: int, reason: str, headers: Headers, end_stream: bool) -> None:
+        head = self._head(status, reason, headers)
+        if end_stream:
+            self.driver.sendall(head + self.proto.end(None))
+        else:
+            self.pending_head = head  # goes out with the first body bytes
+
+    def send_body(self, data: bytes, end_stream: bool = False) -> None:
+        framed = self.proto.body(bytes(data))
+        if self.pending_head:
+            framed, self.pending_head = self.pending_head + framed, b""
+        if end_stream:
+            framed += self.proto.end(None)
+        self.driver.sendall(framed)
+
+    def send_end(self, trailers: Headers | None) -> None:
+        tail = self.proto.end(trailers)
+        if self.pending_head:
+            tail, self.pending_head = self.pending_head + tail, b""
+        self.driver.sendall(tail)
+
+    def send_complete(self, status: int, reason: str, headers: Headers, body: bytes,
+                      trailers: Headers | None) -> None:
+        head = self._head(status, reason, headers)
+        self.driver.sendall(head + self.proto.body(body) + self.proto.end(trailers))
+
+    def abort(self) -> None:
+        self.failed = True  # the driver closes: the client sees a truncated response
+
+
+def _tls_environ(sock: ssl.SSLSocket) -> dict[str, Any]:
+    try:
+        from h2serve.transport.tls import peer_certificate_environ
+
+        return peer_certificate_environ(sock)
+    except Exception:
+        return {}
+

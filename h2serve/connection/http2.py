@@ -1,0 +1,474 @@
+"""The HTTP/2 connection driver: one socket, one HTTP2Protocol, many streams.
+
+The poller thread reads the socket and feeds the protocol; each stream's app
+runs on a pool thread as soon as its HEADERS arrive. One lock per connection
+serialises the protocol object and the socket (an SSL object must not be used
+by two threads at once); it is only ever held for non-blocking work. App
+threads wait on the lock's condition for body bytes, send window, or room in
+the output buffer, each with a deadline.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import sys
+import threading
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from h2serve import SERVER_SOFTWARE
+from h2serve.connection.base import http_date
+from h2serve.protocol.events import (
+    BodyEnded,
+    BodyReceived,
+    ConnectionTerminated,
+    Headers,
+    PriorityUpdated,
+    ProtocolViolation,
+    RequestReceived,
+    StreamReset,
+    WindowUpdated,
+)
+from h2serve.protocol.http2 import HTTP2Limits, HTTP2Protocol
+from h2serve.wsgi import ClientDisconnected, connection_environ, serve_request
+
+if TYPE_CHECKING:
+    from h2serve.connection.base import Connection
+
+log = logging.getLogger("h2serve.error")
+
+NO_ERROR, PROTOCOL_ERROR, INTERNAL_ERROR, CANCEL, INADEQUATE_SECURITY = 0x0, 0x1, 0x2, 0x8, 0xC
+MAX_WRITE = 256 * 1024            # bytes handed to one send() call
+HIGH_WATER = 512 * 1024           # app writers wait while more than this is unsent
+LOW_WATER = 128 * 1024            # ... and resume below this
+READ_PAUSE = 4 * 1024 * 1024      # stop reading a peer that will not take our output
+RECV_SIZE = 256 * 1024
+_WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
+
+
+class H2Stream:
+    """One request stream; the Exchange the WSGI adapter talks to."""
+
+    __slots__ = ("driver", "stream_id", "request", "chunks", "carry", "carry_credit", "ended",
+                 "trailers", "reset", "done", "protocol")
+
+    def __init__(self, driver: HTTP2Driver, request: RequestReceived) -> None:
+        self.driver = driver
+        self.stream_id = request.stream_id
+        self.request = request
+        self.chunks: deque[BodyReceived] = deque()
+        self.carry = b""          # part of a chunk the app has not read yet
+        self.carry_credit = 0     # flow-control bytes still owed for it
+        self.ended = request.end_stream
+        self.trailers: Headers | None = None
+        self.reset = False
+        self.done = False
+        self.protocol = "HTTP/2"
+
+    def read(self, size: int) -> bytes:
+        return self.driver.read_body(self, size)
+
+    def request_trailers(self) -> Headers | None:
+        return self.trailers
+
+    def send_informational(self, status: int, headers: Headers) -> None:
+        self.driver.send_informational(self, status, headers)
+
+    def send_head(self, status: int, reason: str, headers: Headers, end_stream: bool) -> None:
+        self.driver.send_head(self, status, headers, end_stream)
+
+    def send_body(self, data: bytes, end_stream: bool = False) -> None:
+        self.driver.send_body(self, data, end_stream)
+
+    def send_end(self, trailers: Headers | None) -> None:
+        self.driver.send_end(self, trailers)
+
+    def send_complete(self, status: int, reason: str, headers: Headers, body: bytes,
+                      trailers: Headers | None) -> None:
+        self.driver.send_complete(self, status, headers, body, trailers)
+
+    def abort(self) -> None:
+        self.driver.reset(self, INTERNAL_ERROR)
+
+
+def _response_headers(headers: Headers) -> Headers:
+    """Lower-cased names, plus Date and Server when the app set none."""
+    out = [(name.lower(), value) for name, value in headers]
+    names = {name for name, _ in out}
+    if "date" not in names:
+        out.append(("date", http_date()))
+    if "server" not in names:
+        out.append(("server", SERVER_SOFTWARE))
+    return out
+
+
+class HTTP2Driver:
+    """Owns one HTTP/2 connection's socket, protocol state and streams."""
+
+    def __init__(self, conn: Connection, upgrade: tuple[bytes, RequestReceived] | None = None) -> None:
+        worker = conn.worker
+        cfg = worker.cfg
+        self.conn = conn
+        self.worker = worker
+        self.cfg = cfg
+        self.sock = conn.sock
+        self.lock = threading.Lock()
+        self.cond = threading.Condition(self.lock)
+        self.proto = HTTP2Protocol(HTTP2Limits(
+            max_concurrent_streams=cfg.http2_max_concurrent_streams,
+            initial_window_size=cfg.http2_initial_window_size,
+            max_frame_size=cfg.http2_max_frame_size,
+            max_header_list_size=cfg.http2_max_header_list_size,
+            limit_request_fields=cfg.limit_request_fields,
+            limit_request_field_size=cfg.limit_request_field_size or 1 << 20,
+        ))
+        self.upgrade = upgrade
+        self.streams: dict[int, H2Stream] = {}
+        self.outbuf = bytearray()
+        self.wants_write = False
+        self.read_paused = False
+        self.dead = False             # socket unusable: every waiter must give up
+        self.closing = False          # GOAWAY sent or received: close once streams are done
+        self.last_activity = time.monotonic()
+        tls = isinstance(conn.sock, ssl.SSLSocket)
+        self.base_environ = connection_environ(
+            server_addr=conn.sock.getsockname(), peer_addr=conn.peer,
+            url_scheme="https" if tls else "http", alpn=conn.alpn,
+            multiprocess=worker.multiprocess, errors=sys.stderr)
+
+    # --- start and stop --------------------------------------------------------------
+
+    def start(self, initial: bytes) -> None:
+        """Pool thread, right after ALPN or the h2c switch: preface, then the poller."""
+        conn, worker = self.conn, self.worker
+        conn.sock.setblocking(False)
+        new_streams: list[H2Stream] = []
+        with self.lock:
+            if isinstance(conn.sock, ssl.SSLSocket) and _inadequate(conn.sock):
+                # RFC 9113 §9.2: TLS below 1.2 or a blocklisted cipher.
+                self.proto.initiate()
+                self.proto.goaway(INADEQUATE_SECURITY)
+                self._flush_locked()
+                worker.call_soon(worker.linger, conn)
+                return
+            if self.upgrade is not None:
+                settings, request = self.upgrade
+                events = self.proto.initiate(upgrade_settings=settings, upgrade_request=request)
+            else:
+                events = self.proto.initiate()
+            self._handle_events_locked(events, new_streams)
+            if initial:
+                self._handle_events_locked(self.proto.receive(initial), new_streams)
+            self._flush_locked()
+        self._dispatch(new_streams)
+        worker.call_soon(worker.attach_h2, conn)
+
+    def mark_dead(self) -> None:
+        with self.cond:
+            self.dead = True
+            self.cond.notify_all()
+
+    def start_goaway(self) -> None:
+        """Poller: graceful shutdown. Streams already seen finish; no new ones start."""
+        with self.lock:
+            if self.dead or self.closing:
+                return
+            self.closing = True
+            self.proto.goaway(NO_ERROR, last_stream_id=self.proto.last_stream_id)
+            self._flush_locked()
+            idle = not self.streams
+        if idle:
+            self.worker.linger(self.conn)
+
+    def on_tick(self, now: float) -> None:
+        """Poller, a few times a second: close idle or finished connections."""
+        if self.streams or self.dead:
+            return
+        if self.closing:
+            self.worker.linger(self.conn)
+        elif now - self.last_activity > self.cfg.keepalive:
+            self.start_goaway()
+
+    # --- poller: reading and writing ----------------------------------------------
+
+    def on_readable(self) -> None:
+        new_streams: list[H2Stream] = []
+        eof = False
+        with self.lock:
+            if self.dead:
+                return
+            recv = self.sock.recv
+            while True:
+                try:
+                    data = recv(RECV_SIZE)
+                except _WOULD_BLOCK:
+                    break
+                except (ssl.SSLError, OSError):
+                    data = b""
+                if not data:
+                    eof = True
+                    break
+                self._handle_events_locked(self.proto.receive(data), new_streams)
+            self.last_activity = time.monotonic()
+            self._flush_locked()
+            if len(self.outbuf) > READ_PAUSE and not self.read_paused:
+                self.read_paused = True
+                self.worker.pause_reading(self.conn, True)
+        self._dispatch(new_streams)
+        if eof:
+            self.worker.release(self.conn)
+        elif self.proto.closed and not self.streams:
+            self.worker.linger(self.conn)
+
+    def on_writable(self) -> None:
+        with self.lock:
+            if self.dead:
+                return
+            self.wants_write = False
+            self._write_locked()
+            resume = self.read_paused and len(self.outbuf) < LOW_WATER
+            if resume:
+                self.read_paused = False
+        if not self.wants_write:
+            self.worker.want_write(self.conn, False)
+        if resume:
+            self.worker.pause_reading(self.conn, False)
+
+    def _dispatch(self, new_streams: list[H2Stream]) -> None:
+        submit = self.worker.pool.submit
+        for stream in new_streams:
+            submit(self.run_stream, stream)
+
+    def _handle_events_locked(self, events: list[Any], new_streams: list[H2Stream]) -> None:
+        wake = False
+        streams = self.streams
+        for event in events:
+            kind = type(event)
+            if kind is RequestReceived:
+                stream = H2Stream(self, event)
+                streams[event.stream_id] = stream
+                new_streams.append(stream)
+            elif kind is BodyReceived:
+                stream = streams.get(event.stream_id)
+                if stream is None or stream.done:
+                    self.proto.acknowledge(event.stream_id, event.flow_controlled_length)
+                else:
+                    stream.chunks.append(event)
+                    wake = True
+            elif kind is BodyEnded:
+                stream = streams.get(event.stream_id)
+                if stream is not None:
+                    stream.ended = True
+                    stream.trailers = event.trailers
+                    wake = True
+            elif kind is StreamReset:
+                stream = streams.pop(event.stream_id, None)
+                if stream is not None:
+                    stream.reset = True
+                    self._return_credit_locked(stream)
+                    wake = True
+            elif kind is WindowUpdated:
+                wake = True
+            elif kind is PriorityUpdated:
+                stream = streams.get(event.stream_id)
+                if stream is not None and stream.request.priority is not None:
+                    stream.request.priority.update(event.priority)
+            elif kind is ConnectionTerminated:
+                self.closing = True
+                if event.error_code:
+                    log.info("HTTP/2 connection %s ended: %s (code %d)", self.conn.peer_label,
+                             event.reason, event.error_code)
+                wake = True
+            elif kind is ProtocolViolation:
+                log.info("HTTP/2 protocol error from %s: %s", self.conn.peer_label, event.reason)
+        if wake:
+            self.cond.notify_all()
+
+    def _flush_locked(self) -> None:
+        data = self.proto.data_to_send()
+        if data:
+            self.outbuf += data
+        if self.outbuf and not self.wants_write and not self.dead:
+            self._write_locked()
+
+    def _write_locked(self) -> None:
+        """Send what the socket takes now; the rest waits for the poller's EVENT_WRITE.
+
+        A TLS write that would block must be retried with the same bytes first,
+        so the buffer is only ever appended to until send() reports progress."""
+        buf = self.outbuf
+        send = self.sock.send
+        while buf:
+            try:
+                with memoryview(buf) as view:
+                    sent = send(view[:MAX_WRITE])
+            except _WOULD_BLOCK:
+                self.wants_write = True
+                if threading.current_thread() is threading.main_thread():
+                    self.worker.want_write(self.conn, True)
+                else:
+                    self.worker.call_soon(self.worker.want_write, self.conn, True)
+                return
+            except (ssl.SSLError, OSError):
+                self.dead = True
+                buf.clear()
+                self.cond.notify_all()
+                self.worker.call_soon(self.worker.release, self.conn)
+                return
+            del buf[:sent]
+        self.cond.notify_all()
+
+    # --- pool threads: one stream's app ---------------------------------------------
+
+    def run_stream(self, stream: H2Stream) -> None:
+        worker = self.worker
+        if stream.reset or self.dead:
+            self._finish(stream)
+            return
+        serve_request(worker.app, stream, stream.request, self.base_environ, worker.forwarded,
+                      worker.access_log)
+        worker.request_done()
+        self._finish(stream)
+
+    def _finish(self, stream: H2Stream) -> None:
+        """Forget the stream; nothing of it is kept once the app returned."""
+        with self.lock:
+            stream.done = True
+            self.streams.pop(stream.stream_id, None)
+            self._return_credit_locked(stream)
+            if not self.dead and not stream.reset:
+                if self.proto.is_stream_open(stream.stream_id):
+                    # The response ended but the client is still sending: stop it
+                    # without error (RFC 9113 §8.1).
+                    self.proto.reset_stream(stream.stream_id, NO_ERROR)
+                self._flush_locked()
+            self.last_activity = time.monotonic()
+            close_now = (self.closing or self.proto.closed) and not self.streams
+        if close_now:
+            self.worker.call_soon(self.worker.linger, self.conn)
+
+    def _return_credit_locked(self, stream: H2Stream) -> None:
+        """Give back the window held by body bytes the app never read."""
+        owed = stream.carry_credit + sum(c.flow_controlled_length for c in stream.chunks)
+        stream.chunks.clear()
+        stream.carry = b""
+        stream.carry_credit = 0
+        if owed and not self.dead:
+            self.proto.acknowledge(stream.stream_id, owed)
+
+    def _wait_locked(self, deadline: float, what: str, stream: H2Stream) -> None:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            self.proto.reset_stream(stream.stream_id, CANCEL)
+            self._flush_locked()
+            stream.reset = True
+            raise ClientDisconnected(f"timed out waiting for {what}")
+        self.cond.wait(remaining)
+
+    def _check_alive_locked(self, stream: H2Stream) -> None:
+        if stream.reset or self.dead:
+            raise ClientDisconnected("stream reset" if stream.reset else "connection closed")
+
+    def read_body(self, stream: H2Stream, size: int) -> bytes:
+        deadline = time.monotonic() + self.cfg.client_data_timeout
+        with self.lock:
+            while True:
+                if stream.carry:
+                    data, credit = stream.carry, stream.carry_credit
+                    stream.carry, stream.carry_credit = b"", 0
+                    break
+                if stream.chunks:
+                    chunk = stream.chunks.popleft()
+                    data, credit = chunk.data, chunk.flow_controlled_length
+                    break
+                if stream.ended:
+                    return b""
+                self._check_alive_locked(stream)
+                self._wait_locked(deadline, "the request body", stream)
+            if 0 <= size < len(data):
+                # Credit follows the bytes the app has taken; padding goes back with the rest.
+                stream.carry, data = data[size:], data[:size]
+                stream.carry_credit = len(stream.carry)
+                credit -= stream.carry_credit
+            if credit and not self.dead:
+                self.proto.acknowledge(stream.stream_id, credit)
+                self._flush_locked()
+            return data
+
+    def send_informational(self, stream: H2Stream, status: int, headers: Headers) -> None:
+        with self.lock:
+            self._check_alive_locked(stream)
+            self.proto.send_informational(stream.stream_id, status,
+                                          [(n.lower(), v) for n, v in headers])
+            self._flush_locked()
+
+    def send_head(self, stream: H2Stream, status: int, headers: Headers, end_stream: bool) -> None:
+        with self.lock:
+            self._check_alive_locked(stream)
+            self.proto.send_response(stream.stream_id, status, _response_headers(headers),
+                                     end_stream=end_stream)
+            self._flush_locked()
+
+    def send_body(self, stream: H2Stream, data: bytes, end_stream: bool = False) -> None:
+        with self.lock:
+            self._send_data_locked(stream, memoryview(data), end_stream)
+
+    def _send_data_locked(self, stream: H2Stream, view: memoryview, end_stream: bool) -> None:
+        deadline = time.monotonic() + self.cfg.send_timeout
+        proto, sid = self.proto, stream.stream_id
+        while True:
+            self._check_alive_locked(stream)
+            if len(self.outbuf) > HIGH_WATER:
+                self._wait_locked(deadline, "the client to read", stream)
+                continue
+            taken = proto.send_body(sid, view, end_stream=end_stream)
+            if taken:
+                view = view[taken:]
+                self._flush_locked()
+                if not view:
+                    return
+                deadline = time.monotonic() + self.cfg.send_timeout
+            elif not view:
+                self._flush_locked()
+                return
+            else:
+                self._wait_locked(deadline, "flow-control window", stream)
+
+    def send_end(self, stream: H2Stream, trailers: Headers | None) -> None:
+        with self.lock:
+            self._check_alive_locked(stream)
+            self.proto.end_stream(stream.stream_id,
+                                  [(n.lower(), v) for n, v in trailers] if trailers else None)
+            self._flush_locked()
+
+    def send_complete(self, stream: H2Stream, status: int, headers: Headers, body: bytes,
+                      trailers: Headers | None) -> None:
+        with self.lock:
+            self._check_alive_locked(stream)
+            only_head = not body and not trailers
+            self.proto.send_response(stream.stream_id, status, _response_headers(headers),
+                                     end_stream=only_head)
+            if only_head:
+                self._flush_locked()
+                return
+            if body:
+                self._send_data_locked(stream, memoryview(body), end_stream=not trailers)
+            if trailers or not body:
+                self.proto.end_stream(stream.stream_id,
+                                      [(n.lower(), v) for n, v in trailers] if trailers else None)
+            self._flush_locked()
+
+    def reset(self, stream: H2Stream, code: int) -> None:
+        with self.lock:
+            if not self.dead and not stream.reset:
+                self.proto.reset_stream(stream.stream_id, code)
+                stream.reset = True
+                self._flush_locked()
+
+
+def _inadequate(sock: ssl.SSLSocket) -> bool:
+    from h2serve.transport.tls import inadequate_for_h2
+
+    return inadequate_for_h2(sock)

@@ -1,0 +1,336 @@
+"""Error log and access log.
+
+The error log is the "h2serve.error" logger; the access log is the
+"h2serve.access" logger fed by ``AccessLog``, whose format string is parsed
+once so each request only computes the atoms the format uses.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime
+import json
+import logging
+import os
+import re
+import sys
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+ERROR_LOGGER = "h2serve.error"
+ACCESS_LOGGER = "h2serve.access"
+ERROR_FORMAT = "[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s"
+ERROR_DATEFMT = "%Y-%m-%d %H:%M:%S %z"
+
+_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+    "critical": logging.CRITICAL,
+}
+
+
+def _make_handler(target: str | None, default_stream: Any) -> logging.Handler:
+    if target in (None, "-"):
+        return logging.StreamHandler(default_stream)
+    return logging.FileHandler(target, mode="a", encoding="utf-8")
+
+
+def _install(logger: logging.Logger, handler: logging.Handler | None, level: int) -> None:
+    for old in list(logger.handlers):
+        logger.removeHandler(old)
+        old.close()
+    if handler is not None:
+        logger.addHandler(handler)
+    logger.setLevel(level)
+    logger.propagate = False
+
+
+def setup_logging(cfg: Any) -> None:
+    """Point the error log at stderr or cfg.error_logfile, and the access log at
+    cfg.access_logfile (stdout for "-"; no handler when unset). Safe to call again
+    after a reload: old handlers are closed."""
+    error_handler = _make_handler(cfg.error_logfile, sys.stderr)
+    error_handler.setFormatter(logging.Formatter(ERROR_FORMAT, ERROR_DATEFMT))
+    _install(logging.getLogger(ERROR_LOGGER), error_handler, _LEVELS[cfg.log_level])
+
+    access_handler = None
+    if cfg.access_logfile is not None:
+        access_handler = _make_handler(cfg.access_logfile, sys.stdout)
+        access_handler.setFormatter(logging.Formatter("%(message)s"))
+    _install(logging.getLogger(ACCESS_LOGGER), access_handler, logging.INFO)
+
+
+def reopen_logs() -> None:
+    """Reopen every log file (SIGUSR1), so rotated files are let go."""
+    for name in (ERROR_LOGGER, ACCESS_LOGGER):
+        for handler in logging.getLogger(name).handlers:
+            if not isinstance(handler, logging.FileHandler):
+                continue
+            handler.acquire()
+            try:
+                if handler.stream is not None:
+                    handler.stream.close()
+                handler.stream = handler._open()
+            finally:
+                handler.release()
+
+
+# --------------------------------------------------------------------------
+# Access log.
+
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun",
+           "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+_ATOM_RE = re.compile(r"%\(([^)]*)\)")
+
+# A getter receives (environ, status, response_headers, response_bytes,
+# request_start, request_time) and returns the atom's text.
+Getter = Callable[[Mapping[str, Any], str, list, int, float, float], Any]
+
+
+class _TimeCache:
+    """Formats [dd/Mon/YYYY:HH:MM:SS +zzzz] once per second, not once per request."""
+
+    def __init__(self) -> None:
+        self._cached: tuple[int, str] = (-1, "")
+
+    def __call__(self, timestamp: float) -> str:
+        second = int(timestamp)
+        cached_second, text = self._cached
+        if second == cached_second:
+            return text
+        local = time.localtime(second)
+        offset = local.tm_gmtoff or 0
+        sign = "-" if offset < 0 else "+"
+        offset = abs(offset) // 60
+        text = (
+            f"[{local.tm_mday:02d}/{_MONTHS[local.tm_mon - 1]}/{local.tm_year}:"
+            f"{local.tm_hour:02d}:{local.tm_min:02d}:{local.tm_sec:02d} "
+            f"{sign}{offset // 60:02d}{offset % 60:02d}]"
+        )
+        self._cached = (second, text)
+        return text
+
+
+class _IsoTimeCache:
+    """ISO 8601 local time with milliseconds; the date part is built once per second."""
+
+    def __init__(self) -> None:
+        self._cached: tuple[int, str, str] = (-1, "", "")
+
+    def __call__(self, timestamp: float) -> str:
+        second = int(timestamp)
+        cached_second, head, zone = self._cached
+        if second != cached_second:
+            moment = datetime.datetime.fromtimestamp(second).astimezone()
+            text = moment.isoformat(timespec="seconds")
+            head, zone = text[:19], text[19:]
+            self._cached = (second, head, zone)
+        millis = min(int((timestamp - second) * 1000), 999)
+        return f"{head}.{millis:03d}{zone}"
+
+
+def _environ_getter(key: str) -> Getter:
+    def get(environ, status, headers, nbytes, start, duration):
+        value = environ.get(key)
+        return "-" if value is None or value == "" else value
+
+    return get
+
+
+def _request_header_key(name: str) -> str:
+    key = name.strip().upper().replace("-", "_")
+    if key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+        return key
+    return "HTTP_" + key
+
+
+def _response_header_getter(name: str) -> Getter:
+    wanted = name.strip().lower()
+
+    def get(environ, status, headers, nbytes, start, duration):
+        for header_name, value in headers:
+            if header_name.lower() == wanted:
+                return value
+        return "-"
+
+    return get
+
+
+def remote_user(environ: Mapping[str, Any]) -> str | None:
+    """The user name of HTTP Basic credentials, else REMOTE_USER, else None."""
+    auth = environ.get("HTTP_AUTHORIZATION")
+    if auth:
+        scheme, _, credentials = auth.partition(" ")
+        if scheme.lower() == "basic":
+            try:
+                decoded = base64.b64decode(credentials.strip(), validate=True).decode("latin-1")
+            except (binascii.Error, ValueError):
+                decoded = ""
+            user, sep, _ = decoded.partition(":")
+            if sep and user:
+                return user
+    user = environ.get("REMOTE_USER")
+    return user or None
+
+
+def request_path(environ: Mapping[str, Any]) -> str:
+    """The request target as received, falling back to SCRIPT_NAME + PATH_INFO + query."""
+    raw = environ.get("RAW_URI")
+    if raw:
+        return raw
+    path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
+    query = environ.get("QUERY_STRING")
+    return f"{path}?{query}" if query else path
+
+
+def _status_code(status: str) -> str:
+    return status.split(" ", 1)[0] if status else "-"
+
+
+def _atom_getters(time_cache: _TimeCache) -> dict[str, Getter]:
+    def remote_addr(environ, status, headers, nbytes, start, duration):
+        return environ.get("REMOTE_ADDR") or "-"
+
+    def user(environ, status, headers, nbytes, start, duration):
+        return remote_user(environ) or "-"
+
+    def request_line(environ, status, headers, nbytes, start, duration):
+        return (
+            f"{environ.get('REQUEST_METHOD', '-')} {request_path(environ) or '-'} "
+            f"{environ.get('SERVER_PROTOCOL', '-')}"
+        )
+
+    def query(environ, status, headers, nbytes, start, duration):
+        value = environ.get("QUERY_STRING")
+        return "-" if value is None else value
+
+    def bytes_or_dash(environ, status, headers, nbytes, start, duration):
+        return str(nbytes) if nbytes else "-"
+
+    return {
+        "h": remote_addr,
+        "l": lambda *_: "-",
+        "u": user,
+        "t": lambda environ, status, headers, nbytes, start, duration: time_cache(start),
+        "r": request_line,
+        "m": _environ_getter("REQUEST_METHOD"),
+        "U": _environ_getter("PATH_INFO"),
+        "q": query,
+        "H": _environ_getter("SERVER_PROTOCOL"),
+        "s": lambda environ, status, headers, nbytes, start, duration: _status_code(status),
+        "B": lambda environ, status, headers, nbytes, start, duration: str(nbytes),
+        "b": bytes_or_dash,
+        "f": _environ_getter("HTTP_REFERER"),
+        "a": _environ_getter("HTTP_USER_AGENT"),
+        "T": lambda environ, status, headers, nbytes, start, duration: str(int(duration)),
+        "D": lambda environ, status, headers, nbytes, start, duration: str(int(duration * 1_000_000)),
+        "M": lambda environ, status, headers, nbytes, start, duration: str(int(duration * 1000)),
+        "L": lambda environ, status, headers, nbytes, start, duration: f"{duration:.6f}",
+        "p": lambda *_: str(os.getpid()),
+    }
+
+
+def _getter_for(atom: str, simple: dict[str, Getter]) -> Getter:
+    if atom in simple:
+        return simple[atom]
+    if len(atom) > 3 and atom.startswith("{") and atom[-2] == "}":
+        name, kind = atom[1:-2], atom[-1]
+        if kind == "i":
+            return _environ_getter(_request_header_key(name))
+        if kind == "o":
+            return _response_header_getter(name)
+        if kind == "e":
+            return _environ_getter(name)
+    return lambda *_: "-"
+
+
+class AccessLog:
+    """One line per request in gunicorn's atom format, or JSON with
+    ``--access-logformat json``. Writes to the "h2serve.access" logger, which
+    ``setup_logging`` points at cfg.access_logfile."""
+
+    def __init__(self, cfg: Any) -> None:
+        self._enabled = cfg.access_logfile is not None
+        self._logger = logging.getLogger(ACCESS_LOGGER)
+        self._format_text = cfg.access_logformat
+        self._json = self._format_text == "json"
+        self._time_cache = _TimeCache()
+        self._iso_time = _IsoTimeCache()
+        simple = _atom_getters(self._time_cache)
+        atoms = [] if self._json else list(dict.fromkeys(_ATOM_RE.findall(self._format_text)))
+        self._getters: tuple[tuple[str, Getter], ...] = tuple(
+            (atom, _getter_for(atom, simple)) for atom in atoms
+        )
+
+    @property
+    def enabled(self) -> bool:
+        return self._enabled
+
+    def format(
+        self,
+        environ: Mapping[str, Any],
+        status: str,
+        response_headers: list,
+        response_bytes: int,
+        request_start: float,
+        request_time: float,
+    ) -> str:
+        """The access log line for one request (no I/O)."""
+        if self._json:
+            return self._format_json(
+                environ, status, response_bytes, request_start, request_time
+            )
+        values = {
+            atom: getter(environ, status, response_headers, response_bytes,
+                         request_start, request_time)
+            for atom, getter in self._getters
+        }
+        return self._format_text % values
+
+    def _format_json(
+        self,
+        environ: Mapping[str, Any],
+        status: str,
+        response_bytes: int,
+        request_start: float,
+        request_time: float,
+    ) -> str:
+        code = _status_code(status)
+        record = {
+            "remote_addr": environ.get("REMOTE_ADDR"),
+            "time": self._iso_time(request_start),
+            "method": environ.get("REQUEST_METHOD"),
+            "path": environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", ""),
+            "query": environ.get("QUERY_STRING", ""),
+            "protocol": environ.get("SERVER_PROTOCOL"),
+            "status": int(code) if code.isdigit() else code,
+            "bytes": response_bytes,
+            "referer": environ.get("HTTP_REFERER"),
+            "user_agent": environ.get("HTTP_USER_AGENT"),
+            "duration_ms": round(request_time * 1000, 3),
+        }
+        return json.dumps(record, separators=(",", ":"))
+
+    def log(
+        self,
+        environ: Mapping[str, Any],
+        status: str,
+        response_headers: list,
+        response_bytes: int,
+        request_start: float,
+        request_time: float,
+    ) -> None:
+        """Write one request's line; never raises into the request path."""
+        if not self._enabled:
+            return
+        try:
+            line = self.format(environ, status, response_headers, response_bytes,
+                               request_start, request_time)
+        except Exception:
+            logging.getLogger(ERROR_LOGGER).exception("failed to format the access log line")
+            return
+        self._logger.info(line)

@@ -1,0 +1,1151 @@
+"""Sans-I/O HTTP/2 server protocol built on the ``h2`` state machine.
+
+Bytes go in through :meth:`HTTP2Protocol.receive`, events from
+:mod:`h2serve.protocol.events` come out; response calls queue bytes that
+:meth:`HTTP2Protocol.data_to_send` hands back. No sockets, no threads, no
+locking: the connection driver serialises every call.
+
+``h2`` does most of RFC 9113, but a few of its answers are not the ones the
+RFC asks for. :class:`_ServerConnection` overrides the handful of frame
+handlers where that matters:
+
+* a malformed request (bad pseudo-headers, connection-specific fields,
+  content-length mismatch...) is a *stream* error (RST_STREAM PROTOCOL_ERROR),
+  where h2 tears the whole connection down;
+* HPACK decoding failures are COMPRESSION_ERROR (h2 says PROTOCOL_ERROR), and
+  the header block is always decoded, even for refused streams, so the HPACK
+  context never drifts;
+* streams beyond SETTINGS_MAX_CONCURRENT_STREAMS get REFUSED_STREAM (h2 would
+  end the connection), as do new streams after our graceful GOAWAY;
+* a stream depending on itself is a stream error; RST_STREAM on an idle
+  stream is a connection error (h2 ignores it);
+* PRIORITY_UPDATE (RFC 9218) frames are validated and parsed.
+
+Inbound bytes are split into frames here before h2 sees them, so that a
+frame longer than our SETTINGS_MAX_FRAME_SIZE is refused from its header
+(h2 would first buffer up to 16 MiB of it), the preface is checked byte by
+byte, and events produced before a connection error are not lost.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import re
+from dataclasses import dataclass
+
+import h2.config
+import h2.connection
+import h2.errors
+import h2.events
+import h2.exceptions
+import h2.settings
+import h2.stream
+from hpack.exceptions import HPACKError, OversizedHeaderListError
+from hyperframe.frame import GoAwayFrame, HeadersFrame, RstStreamFrame, WindowUpdateFrame
+
+from .events import (
+    BodyEnded,
+    BodyReceived,
+    ConnectionTerminated,
+    Headers,
+    PriorityUpdated,
+    ProtocolViolation,
+    RequestReceived,
+    StreamReset,
+    WindowUpdated,
+)
+
+ErrorCodes = h2.errors.ErrorCodes
+SettingCodes = h2.settings.SettingCodes
+
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+FRAME_HEADER_LEN = 9
+FRAME_TYPE_SETTINGS = 0x4
+FRAME_TYPE_PRIORITY = 0x2
+FRAME_TYPE_WINDOW_UPDATE = 0x8
+FRAME_TYPE_PRIORITY_UPDATE = 0x10
+MAX_WINDOW = 2**31 - 1
+# Upper bound on the connection receive window we advertise.
+MAX_CONNECTION_WINDOW = 16 * 1024 * 1024
+
+# Fields that only make sense hop-by-hop in HTTP/1.1 (RFC 9113 section 8.2.2).
+CONNECTION_SPECIFIC = frozenset(
+    {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade"}
+)
+
+_TOKEN = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+_SCHEME = re.compile(rb"^[A-Za-z][A-Za-z0-9+\-.]*$")
+_HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9a-z]+$")
+_BAD_VALUE_CHARS = re.compile(r"[\x00\r\n]")
+_SF_KEY = re.compile(r"^[a-z*][a-z0-9_\-.*]*$")
+_SF_INTEGER = re.compile(r"^-?[0-9]{1,15}$")
+
+DEFAULT_URGENCY = 3
+
+
+@dataclass
+class HTTP2Limits:
+    """Per-connection limits; advertised in our SETTINGS where HTTP/2 has one."""
+
+    max_concurrent_streams: int = 100
+    initial_window_size: int = 65535          # our receive window per stream
+    max_frame_size: int = 16384
+    max_header_list_size: int = 65536
+    limit_request_fields: int = 100
+    limit_request_field_size: int = 8190
+
+
+# --------------------------------------------------------------------------
+# Events private to the h2 subclass -> HTTP2Protocol hand-off.
+
+
+@dataclass
+class _StreamRejected:
+    """The connection already queued RST_STREAM for this stream."""
+
+    stream_id: int
+    error_code: int
+    reason: str
+
+
+@dataclass
+class _PriorityUpdateReceived:
+    """A valid RFC 9218 PRIORITY_UPDATE frame."""
+
+    stream_id: int
+    field_value: str
+
+
+class _ConnectionError(h2.exceptions.ProtocolError):
+    """A ProtocolError carrying an explicit error code; h2 turns it into GOAWAY."""
+
+    def __init__(self, message: str, error_code: int) -> None:
+        super().__init__(message)
+        self.error_code = error_code
+
+
+# --------------------------------------------------------------------------
+# RFC 9218 priority parsing.
+
+
+def _split_top_level(text: str, sep: str) -> list[str] | None:
+    """Split on `sep` outside quoted strings and parentheses; None if unbalanced."""
+    parts: list[str] = []
+    depth = 0
+    in_string = False
+    escaped = False
+    start = 0
+    for index, char in enumerate(text):
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+            if depth < 0:
+                return None
+        elif char == sep and depth == 0:
+            parts.append(text[start:index])
+            start = index + 1
+    if in_string or depth:
+        return None
+    parts.append(text[start:])
+    return parts
+
+
+def parse_priority_field(value: str | None) -> dict:
+    """Parse an RFC 9218 Priority field value (an RFC 8941 dictionary).
+
+    Returns {"urgency": 0..7, "incremental": bool}. A value that does not parse
+    as a dictionary is ignored as a whole; out-of-range or mistyped u / i
+    members and unknown keys are ignored one by one (RFC 9218 section 4).
+    """
+    priority = {"urgency": DEFAULT_URGENCY, "incremental": False}
+    if not value or not value.strip(" \t"):
+        return priority
+    members = _split_top_level(value, ",")
+    if members is None:
+        return priority
+    parsed: dict[str, str | None] = {}
+    for member in members:
+        member = member.strip(" \t")
+        if not member:
+            return {"urgency": DEFAULT_URGENCY, "incremental": False}
+        item = (_split_top_level(member, ";") or [member])[0].strip(" \t")
+        key, has_value, bare = item.partition("=")
+        if not _SF_KEY.match(key):
+            return {"urgency": DEFAULT_URGENCY, "incremental": False}
+        parsed[key] = bare if has_value else None
+    urgency = parsed.get("u", "absent")
+    if urgency not in ("absent", None) and _SF_INTEGER.match(urgency):
+        number = int(urgency)
+        if 0 <= number <= 7:
+            priority["urgency"] = number
+    if "i" in parsed:
+        incremental = parsed["i"]
+        if incremental is None or incremental == "?1":
+            priority["incremental"] = True
+        elif incremental == "?0":
+            priority["incremental"] = False
+    return priority
+
+
+# --------------------------------------------------------------------------
+# The h2 connection with RFC-accurate error handling.
+
+
+class _ServerConnection(h2.connection.H2Connection):
+    """h2's H2Connection with the stream-level error handling RFC 9113 asks for.
+
+    Overrides private frame handlers of h2 4.x (checked against 4.1-4.4).
+    """
+
+    def __init__(self, config: h2.config.H2Configuration, decode_limit: int) -> None:
+        super().__init__(config=config)
+        # Highest stream id still served after our graceful GOAWAY (None: none sent).
+        self.refuse_streams_above: int | None = None
+        self.decoder.max_header_list_size = decode_limit
+        self._decode_limit = decode_limit
+
+    # -- helpers ----------------------------------------------------------
+
+    def _decode_block(self, data: bytes) -> list[tuple[bytes, bytes]]:
+        try:
+            return list(self.decoder.decode(data, raw=True))
+        except OversizedHeaderListError as exc:
+            raise _ConnectionError(
+                f"header block above {self._decode_limit} bytes", ErrorCodes.ENHANCE_YOUR_CALM
+            ) from exc
+        except (HPACKError, IndexError, TypeError, UnicodeDecodeError, ValueError) as exc:
+            raise _ConnectionError(
+                f"HPACK decoding failed: {exc}", ErrorCodes.COMPRESSION_ERROR
+            ) from exc
+
+    def _open_and_reset(
+        self, stream: h2.stream.H2Stream, end_stream: bool, error_code: int
+    ) -> list:
+        """Move an idle stream through HEADERS (and END_STREAM), then reset it."""
+        machine = stream.state_machine
+        if machine.state == h2.stream.StreamState.IDLE:
+            machine.process_input(h2.stream.StreamInputs.RECV_HEADERS)
+            if end_stream:
+                machine.process_input(h2.stream.StreamInputs.RECV_END_STREAM)
+        return stream.reset_stream(error_code)
+
+    def _reset_any(self, stream_id: int, error_code: int) -> list:
+        """RST_STREAM for a stream that may be open, closed or never opened."""
+        stream = self.streams.get(stream_id)
+        if stream is not None and stream.open:
+            return stream.reset_stream(error_code)
+        frame = RstStreamFrame(stream_id)
+        frame.error_code = error_code
+        return [frame]
+
+    # -- overridden frame handlers -----------------------------------------
+
+    def _receive_headers_frame(self, frame: HeadersFrame) -> tuple[list, list]:
+        # Always decode first: HPACK state is connection-wide.
+        headers = self._decode_block(frame.data)
+        events = self.state_machine.process_input(h2.connection.ConnectionInputs.RECV_HEADERS)
+        end_stream = "END_STREAM" in frame.flags
+        stream_id = frame.stream_id
+        is_new = (
+            stream_id not in self.streams
+            and stream_id % 2 == 1
+            and stream_id > self.highest_inbound_stream_id
+        )
+        if is_new:
+            refuse_reason = None
+            if self.refuse_streams_above is not None and stream_id > self.refuse_streams_above:
+                refuse_reason = "stream opened after GOAWAY"
+            elif self.open_inbound_streams + 1 > self.local_settings.max_concurrent_streams:
+                refuse_reason = "too many concurrent streams"
+            if refuse_reason is not None:
+                stream = self._begin_new_stream(stream_id, h2.connection.AllowedStreamIDs.ODD)
+                frames = self._open_and_reset(stream, end_stream, ErrorCodes.REFUSED_STREAM)
+                return frames, events + [
+                    _StreamRejected(stream_id, ErrorCodes.REFUSED_STREAM, refuse_reason)
+                ]
+        # Raises StreamIDTooLowError / ProtocolError for ids h2 must refuse.
+        stream = self._get_or_create_stream(stream_id, h2.connection.AllowedStreamIDs.ODD)
+
+        if "PRIORITY" in frame.flags and frame.depends_on == stream_id:
+            frames = self._open_and_reset(stream, end_stream, ErrorCodes.PROTOCOL_ERROR)
+            return frames, events + [
+                _StreamRejected(stream_id, ErrorCodes.PROTOCOL_ERROR, "stream depends on itself")
+            ]
+        if is_new and headers and headers[0][0] == b":status":
+            frames = self._open_and_reset(stream, end_stream, ErrorCodes.PROTOCOL_ERROR)
+            return frames, events + [
+                _StreamRejected(stream_id, ErrorCodes.PROTOCOL_ERROR, "response pseudo-header")
+            ]
+
+        try:
+            frames, stream_events = stream.receive_headers(
+                headers, end_stream, self.config.header_encoding
+            )
+        except h2.exceptions.StreamClosedError:
+            raise
+        except h2.exceptions.ProtocolError as exc:
+            machine = stream.state_machine
+            if machine.state == h2.stream.StreamState.CLOSED and machine.stream_closed_by is None:
+                raise  # an illegal state transition: connection error
+            frames = self._open_and_reset(stream, end_stream, ErrorCodes.PROTOCOL_ERROR)
+            return frames, events + [
+                _StreamRejected(stream_id, ErrorCodes.PROTOCOL_ERROR, f"malformed header block: {exc}")
+            ]
+
+        if "PRIORITY" in frame.flags and stream_events:
+            update = h2.events.PriorityUpdated()
+            update.stream_id = stream_id
+            update.depends_on = frame.depends_on
+            update.exclusive = frame.exclusive
+            update.weight = frame.stream_weight + 1
+            stream_events[0].priority_updated = update
+        return frames, events + stream_events
+
+    def _receive_data_frame(self, frame) -> tuple[list, list]:
+        try:
+            return super()._receive_data_frame(frame)
+        except h2.exceptions.InvalidBodyLengthError as exc:
+            # The connection window was already charged; the app never sees these bytes.
+            frames = []
+            increment = self._inbound_flow_control_window_manager.process_bytes(
+                frame.flow_controlled_length
+            )
+            if increment:
+                frames.extend(self._window_update_frames(increment))
+            frames.extend(self._reset_any(frame.stream_id, ErrorCodes.PROTOCOL_ERROR))
+            return frames, [_StreamRejected(frame.stream_id, ErrorCodes.PROTOCOL_ERROR, str(exc))]
+
+    @staticmethod
+    def _window_update_frames(increment: int) -> list:
+        update = WindowUpdateFrame(0)
+        update.window_increment = increment
+        return [update]
+
+    def _receive_priority_frame(self, frame) -> tuple[list, list]:
+        events = self.state_machine.process_input(h2.connection.ConnectionInputs.RECV_PRIORITY)
+        if frame.depends_on == frame.stream_id:
+            frames = self._reset_any(frame.stream_id, ErrorCodes.PROTOCOL_ERROR)
+            return frames, events + [
+                _StreamRejected(frame.stream_id, ErrorCodes.PROTOCOL_ERROR, "stream depends on itself")
+            ]
+        update = h2.events.PriorityUpdated()
+        update.stream_id = frame.stream_id
+        update.depends_on = frame.depends_on
+        update.exclusive = frame.exclusive
+        update.weight = frame.stream_weight + 1
+        return [], events + [update]
+
+    def _receive_rst_stream_frame(self, frame) -> tuple[list, list]:
+        stream_id = frame.stream_id
+        if stream_id not in self.streams:
+            highest = (
+                self.highest_inbound_stream_id if stream_id % 2 else self.highest_outbound_stream_id
+            )
+            if stream_id > highest:
+                raise _ConnectionError("RST_STREAM on an idle stream", ErrorCodes.PROTOCOL_ERROR)
+        return super()._receive_rst_stream_frame(frame)
+
+    def _receive_unknown_frame(self, frame) -> tuple[list, list]:
+        if frame.type != FRAME_TYPE_PRIORITY_UPDATE:
+            return [], []  # RFC 9113 section 5.5: ignore unknown frame types
+        if frame.stream_id != 0:
+            raise _ConnectionError("PRIORITY_UPDATE on a stream", ErrorCodes.PROTOCOL_ERROR)
+        body = frame.body
+        if len(body) < 4:
+            raise _ConnectionError("PRIORITY_UPDATE too short", ErrorCodes.FRAME_SIZE_ERROR)
+        prioritized = int.from_bytes(body[:4], "big") & 0x7FFFFFFF
+        if prioritized == 0 or prioritized % 2 == 0:
+            # 0 is forbidden; even ids would be push streams, which we never open.
+            raise _ConnectionError(
+                f"PRIORITY_UPDATE for stream {prioritized}", ErrorCodes.PROTOCOL_ERROR
+            )
+        field_value = body[4:].decode("latin-1")
+        return [], [_PriorityUpdateReceived(prioritized, field_value)]
+
+
+# --------------------------------------------------------------------------
+# Per-stream bookkeeping.
+
+
+class _StreamRecord:
+    """What we keep for a live stream; dropped as soon as it closes or resets."""
+
+    __slots__ = (
+        "content_length",
+        "received",
+        "unacked",
+        "owed",
+        "priority",
+        "remote_ended",
+        "trailers",
+        "request_done",
+    )
+
+    def __init__(self, content_length: int | None, priority: dict, remote_ended: bool) -> None:
+        self.content_length = content_length
+        self.received = 0          # DATA payload bytes seen
+        self.unacked = 0           # flow-controlled bytes handed to the app, not yet acknowledged
+        self.owed = 0              # acknowledged bytes not yet returned on the stream window
+        self.priority = priority
+        self.remote_ended = remote_ended
+        self.trailers: Headers | None = None
+        self.request_done = remote_ended
+
+
+# --------------------------------------------------------------------------
+
+
+class HTTP2Protocol:
+    """One server-side HTTP/2 connection, sans I/O."""
+
+    def __init__(self, limits: HTTP2Limits) -> None:
+        self.limits = limits
+        config = h2.config.H2Configuration(
+            client_side=False,
+            header_encoding=None,
+            validate_inbound_headers=True,
+            normalize_inbound_headers=True,
+            validate_outbound_headers=True,
+        )
+        # Decode up to twice the advertised list size so an oversized (but not
+        # abusive) block can still get a clean 431 instead of a dead connection.
+        decode_limit = max(2 * limits.max_header_list_size, 16384)
+        self._conn = _ServerConnection(config, decode_limit)
+        self._conn.local_settings = h2.settings.Settings(
+            client=False,
+            initial_values={
+                SettingCodes.MAX_CONCURRENT_STREAMS: limits.max_concurrent_streams,
+                SettingCodes.INITIAL_WINDOW_SIZE: limits.initial_window_size,
+                SettingCodes.MAX_FRAME_SIZE: limits.max_frame_size,
+                SettingCodes.MAX_HEADER_LIST_SIZE: limits.max_header_list_size,
+                SettingCodes.ENABLE_PUSH: 0,
+            },
+        )
+        # ENABLE_CONNECT_PROTOCOL stays at its default 0 and is not advertised.
+        del self._conn.local_settings[SettingCodes.ENABLE_CONNECT_PROTOCOL]
+        self._conn.max_inbound_frame_size = limits.max_frame_size
+        self._connection_window = min(
+            MAX_CONNECTION_WINDOW,
+            max(65535, limits.initial_window_size * max(1, limits.max_concurrent_streams)),
+        )
+        self._outbound = bytearray()
+        self._inbound = bytearray()
+        self._preface_seen = 0        # bytes of the client preface matched so far
+        self._settings_seen = False   # first frame after the preface checked
+        self._streams: dict[int, _StreamRecord] = {}
+        self._pending_priority: dict[int, str] = {}
+        self._connection_owed = 0
+        self._terminated = False
+        self._goaway_sent = False
+
+    # -- connection setup ---------------------------------------------------
+
+    def initiate(
+        self,
+        upgrade_settings: bytes | None = None,
+        upgrade_request: RequestReceived | None = None,
+    ) -> list:
+        """Queue the server preface; for h2c Upgrade also adopt stream 1.
+
+        `upgrade_settings` is the raw HTTP2-Settings header value (base64url,
+        padding optional). Returns the upgraded request (stream 1) if any.
+        """
+        events: list = []
+        if upgrade_request is None and upgrade_settings is None:
+            self._conn.initiate_connection()
+        else:
+            header = (upgrade_settings or b"").strip()
+            header += b"=" * (-len(header) % 4)
+            try:
+                base64.urlsafe_b64decode(header)  # validates before h2 applies it
+                self._conn.initiate_upgrade_connection(header)
+            except Exception as exc:  # binascii.Error, hyperframe and h2 errors alike
+                return self._connection_error(
+                    ErrorCodes.PROTOCOL_ERROR, f"invalid HTTP2-Settings: {exc}"
+                )
+            if upgrade_request is not None:
+                request = dataclasses.replace(upgrade_request, stream_id=1, end_stream=True)
+                request.priority = request.priority or self._priority_dict(
+                    {"urgency": DEFAULT_URGENCY, "incremental": False}, None, None
+                )
+                self._streams[1] = _StreamRecord(
+                    request.content_length, request.priority, remote_ended=True
+                )
+                events.append(request)
+        self._grow_connection_window()
+        self._pull()
+        return events
+
+    def _grow_connection_window(self) -> None:
+        extra = self._connection_window - 65535
+        if extra > 0:
+            self._conn.increment_flow_control_window(extra)
+
+    # -- inbound ------------------------------------------------------------
+
+    def receive(self, data: bytes) -> list:
+        """Feed received bytes; return the events they complete."""
+        if self._terminated:
+            return []
+        self._inbound += data
+        events: list = []
+        try:
+            self._feed_frames(events)
+        except Exception as exc:  # never let anything escape into the driver
+            if not self._terminated:
+                events.extend(
+                    self._connection_error(ErrorCodes.INTERNAL_ERROR, f"internal error: {exc!r}")
+                )
+        self._pull()
+        return events
+
+    def _feed_frames(self, events: list) -> None:
+        inbound = self._inbound
+        if self._preface_seen < len(PREFACE):
+            take = min(len(PREFACE) - self._preface_seen, len(inbound))
+            expected = PREFACE[self._preface_seen : self._preface_seen + take]
+            if bytes(inbound[:take]) != expected:
+                events.extend(self._connection_error(ErrorCodes.PROTOCOL_ERROR, "invalid preface"))
+                return
+            self._preface_seen += take
+            if not self._h2_receive(bytes(inbound[:take]), events):
+                return
+            del inbound[:take]
+            if self._preface_seen < len(PREFACE):
+                return
+        while not self._terminated and len(inbound) >= FRAME_HEADER_LEN:
+            length = int.from_bytes(inbound[:3], "big")
+            frame_type = inbound[3]
+            flags = inbound[4]
+            stream_id = int.from_bytes(inbound[5:9], "big") & 0x7FFFFFFF
+            if not self._settings_seen:
+                if frame_type != FRAME_TYPE_SETTINGS or flags & 0x1:
+                    events.extend(
+                        self._connection_error(
+                            ErrorCodes.PROTOCOL_ERROR, "preface not followed by SETTINGS"
+                        )
+                    )
+                    return
+                self._settings_seen = True
+            if length > self._conn.max_inbound_frame_size:
+                events.extend(
+                    self._connection_error(
+                        ErrorCodes.FRAME_SIZE_ERROR, f"frame of {length} bytes exceeds our limit"
+                    )
+                )
+                return
+            if len(inbound) < FRAME_HEADER_LEN + length:
+                return
+            frame_bytes = bytes(inbound[: FRAME_HEADER_LEN + length])
+            del inbound[: FRAME_HEADER_LEN + length]
+            if stream_id and self._stream_error_frame(frame_type, length, stream_id, frame_bytes, events):
+                continue
+            self._h2_receive(frame_bytes, events)
+
+    def _stream_error_frame(
+        self, frame_type: int, length: int, stream_id: int, frame_bytes: bytes, events: list
+    ) -> bool:
+        """Handle frames h2 would answer with a connection error where RFC 9113
+        asks for a stream error. Returns True if the frame was consumed."""
+        if self._conn.incoming_buffer._headers_buffer:
+            return False  # inside a header block: h2 reports the CONTINUATION violation
+        error_code = None
+        reason = ""
+        if frame_type == FRAME_TYPE_PRIORITY and length != 5:
+            error_code, reason = ErrorCodes.FRAME_SIZE_ERROR, "PRIORITY frame length != 5"
+        elif (
+            frame_type == FRAME_TYPE_WINDOW_UPDATE
+            and length == 4
+            and int.from_bytes(frame_bytes[9:13], "big") & 0x7FFFFFFF == 0
+        ):
+            stream = self._conn.streams.get(stream_id)
+            if stream is None and stream_id > self._conn.highest_inbound_stream_id:
+                return False  # idle stream: h2 makes it a connection error, as it must be
+            error_code, reason = ErrorCodes.PROTOCOL_ERROR, "WINDOW_UPDATE increment of 0"
+        if error_code is None:
+            return False
+        self._reset_h2_stream(stream_id, error_code)
+        events.append(ProtocolViolation(reason, stream_id=stream_id, error_code=error_code))
+        if stream_id in self._streams:
+            self._forget(stream_id)
+            events.append(StreamReset(stream_id, error_code))
+        return True
+
+    def _reset_h2_stream(self, stream_id: int, error_code: int) -> None:
+        stream = self._conn.streams.get(stream_id)
+        if stream is not None and stream.open:
+            self._conn.reset_stream(stream_id, error_code)
+        else:
+            self._pull()
+            frame = RstStreamFrame(stream_id)
+            frame.error_code = error_code
+            self._outbound += frame.serialize()
+
+    def _h2_receive(self, chunk: bytes, events: list) -> bool:
+        """Give h2 one frame (or preface bytes); False once the connection is dead."""
+        try:
+            h2_events = self._conn.receive_data(chunk)
+            self._pull()  # h2 drops its queued output when a GOAWAY arrives
+        except h2.exceptions.ProtocolError as exc:
+            # h2 already queued GOAWAY with exc.error_code.
+            events.extend(self._after_h2_goaway(int(exc.error_code), f"{type(exc).__name__}: {exc}"))
+            return False
+        for event in h2_events:
+            self._translate(event, events)
+            if self._terminated:
+                return False
+        return True
+
+    # -- h2 event translation -------------------------------------------------
+
+    def _translate(self, event, out: list) -> None:
+        if isinstance(event, h2.events.RequestReceived):
+            self._on_request(event, out)
+        elif isinstance(event, h2.events.DataReceived):
+            self._on_data(event, out)
+        elif isinstance(event, h2.events.TrailersReceived):
+            self._on_trailers(event, out)
+        elif isinstance(event, h2.events.StreamEnded):
+            self._on_stream_ended(event.stream_id, out)
+        elif isinstance(event, h2.events.StreamReset):
+            self._on_stream_reset(event, out)
+        elif isinstance(event, h2.events.WindowUpdated):
+            if event.stream_id == 0 or event.stream_id in self._streams:
+                out.append(WindowUpdated(event.stream_id))
+        elif isinstance(event, h2.events.RemoteSettingsChanged):
+            changed = event.changed_settings
+            if SettingCodes.INITIAL_WINDOW_SIZE in changed or SettingCodes.MAX_FRAME_SIZE in changed:
+                out.append(WindowUpdated(0))
+        elif isinstance(event, h2.events.PriorityUpdated):
+            record = self._streams.get(event.stream_id)
+            if record is not None:
+                record.priority = dict(
+                    record.priority, weight=event.weight, depends_on=event.depends_on
+                )
+                out.append(PriorityUpdated(event.stream_id, dict(record.priority)))
+        elif isinstance(event, _PriorityUpdateReceived):
+            self._on_priority_update(event, out)
+        elif isinstance(event, _StreamRejected):
+            out.append(
+                ProtocolViolation(event.reason, stream_id=event.stream_id, error_code=event.error_code)
+            )
+            if event.stream_id in self._streams:
+                self._forget(event.stream_id)
+                out.append(StreamReset(event.stream_id, event.error_code))
+        elif isinstance(event, h2.events.ConnectionTerminated):
+            reason = (event.additional_data or b"").decode("latin-1")
+            self._terminated = True
+            self._release_all()
+            out.append(ConnectionTerminated(int(event.error_code), event.last_stream_id or 0, reason))
+
+    def _on_request(self, event: h2.events.RequestReceived, out: list) -> None:
+        stream_id = event.stream_id
+        end_stream = event.stream_ended is not None
+        pseudo: dict[bytes, bytes] = {}
+        headers: Headers = []
+        too_long = False
+        for name, value in event.headers:
+            if name[:1] == b":":
+                pseudo[name] = value
+            else:
+                if len(name) + len(value) > self.limits.limit_request_field_size:
+                    too_long = True
+                headers.append((name.decode("latin-1"), value.decode("latin-1")))
+
+        problem = self._check_request(pseudo, headers, end_stream)
+        if problem:
+            self._conn.reset_stream(stream_id, ErrorCodes.PROTOCOL_ERROR)
+            out.append(
+                ProtocolViolation(problem, stream_id=stream_id, error_code=ErrorCodes.PROTOCOL_ERROR)
+            )
+            return
+
+        list_size = sum(len(n) + len(v) + 32 for n, v in event.headers)
+        if (
+            too_long
+            or len(headers) > self.limits.limit_request_fields
+            or list_size > self.limits.max_header_list_size
+        ):
+            self._reject_431(stream_id, end_stream, out)
+            return
+
+        content_length = None
+        priority_values: list[str] = []
+        host = None
+        for name, value in headers:
+            if name == "content-length":
+                content_length = int(value)
+            elif name == "priority":
+                priority_values.append(value)
+            elif name == "host" and host is None:
+                host = value
+        if content_length and end_stream:
+            self._conn.reset_stream(stream_id, ErrorCodes.PROTOCOL_ERROR)
+            out.append(
+                ProtocolViolation(
+                    "content-length on a request without body",
+                    stream_id=stream_id,
+                    error_code=ErrorCodes.PROTOCOL_ERROR,
+                )
+            )
+            return
+
+        pending = self._pending_priority.pop(stream_id, None)
+        field_value = pending if pending is not None else ", ".join(priority_values)
+        update = event.priority_updated
+        priority = self._priority_dict(
+            parse_priority_field(field_value),
+            update.weight if update is not None else None,
+            update.depends_on if update is not None else None,
+        )
+        method = pseudo[b":method"].decode("latin-1")
+        authority = pseudo.get(b":authority")
+        if method == "CONNECT":
+            target = (authority or b"").decode("latin-1")
+        else:
+            target = pseudo[b":path"].decode("latin-1")
+        scheme = pseudo.get(b":scheme")
+        self._streams[stream_id] = _StreamRecord(content_length, priority, end_stream)
+        out.append(
+            RequestReceived(
+                stream_id=stream_id,
+                method=method,
+                target=target,
+                headers=headers,
+                authority=authority.decode("latin-1") if authority is not None else host,
+                scheme=scheme.decode("latin-1") if scheme is not None else None,
+                http_version="2",
+                end_stream=end_stream,
+                priority=dict(priority),
+                content_length=content_length,
+            )
+        )
+
+    @staticmethod
+    def _priority_dict(parsed: dict, weight: int | None, depends_on: int | None) -> dict:
+        return {
+            "urgency": parsed["urgency"],
+            "incremental": parsed["incremental"],
+            "weight": weight,
+            "depends_on": depends_on,
+        }
+
+    @staticmethod
+    def _check_request(pseudo: dict[bytes, bytes], headers: Headers, end_stream: bool) -> str:
+        """RFC 9113 section 8.3.1 checks h2 leaves out. Empty string: fine."""
+        if b":protocol" in pseudo:
+            return ":protocol without SETTINGS_ENABLE_CONNECT_PROTOCOL"
+        method = pseudo.get(b":method", b"")
+        if not _TOKEN.match(method):
+            return "invalid :method"
+        authority = pseudo.get(b":authority")
+        if method == b"CONNECT":
+            if not authority:
+                return "CONNECT without :authority"
+            return ""
+        scheme = pseudo.get(b":scheme", b"")
+        if not _SCHEME.match(scheme):
+            return "invalid :scheme"
+        path = pseudo.get(b":path", b"")
+        if scheme.lower() in (b"http", b"https"):
+            if not (path.startswith(b"/") or (path == b"*" and method == b"OPTIONS")):
+                return "invalid :path"
+            if authority is not None and b"@" in authority:
+                return ":authority with userinfo"
+        return ""
+
+    def _reject_431(self, stream_id: int, end_stream: bool, out: list) -> None:
+        self._conn.send_headers(stream_id, [(b":status", b"431")], end_stream=True)
+        if not end_stream:
+            # The response is complete; ask the client to stop sending the body.
+            self._conn.reset_stream(stream_id, ErrorCodes.NO_ERROR)
+        out.append(
+            ProtocolViolation(
+                "request header fields too large", status=431, stream_id=stream_id, error_code=0
+            )
+        )
+
+    def _on_data(self, event: h2.events.DataReceived, out: list) -> None:
+        stream_id = event.stream_id
+        record = self._streams.get(stream_id)
+        length = event.flow_controlled_length
+        if record is None:
+            self._release(length)
+            return
+        data = event.data
+        record.received += len(data)
+        if data:
+            record.unacked += length
+            out.append(BodyReceived(stream_id, data, length))
+        elif length:
+            self._release(length)  # padding-only frame: nothing for the app to consume
+
+    def _on_trailers(self, event: h2.events.TrailersReceived, out: list) -> None:
+        stream_id = event.stream_id
+        record = self._streams.get(stream_id)
+        if record is None:
+            return
+        trailers: Headers = []
+        size = 0
+        for name, value in event.headers:
+            size += len(name) + len(value) + 32
+            if len(name) + len(value) > self.limits.limit_request_field_size:
+                size = -1
+                break
+            trailers.append((name.decode("latin-1"), value.decode("latin-1")))
+        if size < 0 or size > self.limits.max_header_list_size or (
+            len(trailers) > self.limits.limit_request_fields
+        ):
+            self._conn.reset_stream(stream_id, ErrorCodes.ENHANCE_YOUR_CALM)
+            self._forget(stream_id)
+            out.append(
+                ProtocolViolation(
+                    "request trailers too large",
+                    status=431,
+                    stream_id=stream_id,
+                    error_code=ErrorCodes.ENHANCE_YOUR_CALM,
+                )
+            )
+            out.append(StreamReset(stream_id, ErrorCodes.ENHANCE_YOUR_CALM))
+            return
+        record.trailers = trailers
+
+    def _on_stream_ended(self, stream_id: int, out: list) -> None:
+        record = self._streams.get(stream_id)
+        if record is None or record.request_done:
+            if record is not None:
+                record.remote_ended = True
+                self._maybe_forget(stream_id)
+            return
+        if record.content_length is not None and record.content_length != record.received:
+            self._conn.reset_stream(stream_id, ErrorCodes.PROTOCOL_ERROR)
+            self._forget(stream_id)
+            out.append(
+                ProtocolViolation(
+                    "content-length does not match the body",
+                    stream_id=stream_id,
+                    error_code=ErrorCodes.PROTOCOL_ERROR,
+                )
+            )
+            out.append(StreamReset(stream_id, ErrorCodes.PROTOCOL_ERROR))
+            return
+        record.remote_ended = True
+        record.request_done = True
+        trailers, record.trailers = record.trailers, None
+        out.append(BodyEnded(stream_id, trailers))
+        if record.unacked == 0:
+            self._flush_connection_credit()
+        self._maybe_forget(stream_id)
+
+    def _on_stream_reset(self, event: h2.events.StreamReset, out: list) -> None:
+        stream_id = event.stream_id
+        known = stream_id in self._streams
+        self._forget(stream_id)
+        if event.remote_reset:
+            if known:
+                out.append(StreamReset(stream_id, int(event.error_code)))
+            return
+        out.append(
+            ProtocolViolation(
+                f"stream reset by us (error code {int(event.error_code)})",
+                stream_id=stream_id,
+                error_code=int(event.error_code),
+            )
+        )
+        if known:
+            out.append(StreamReset(stream_id, int(event.error_code)))
+
+    def _on_priority_update(self, event: _PriorityUpdateReceived, out: list) -> None:
+        stream_id = event.stream_id
+        record = self._streams.get(stream_id)
+        if record is not None:
+            parsed = parse_priority_field(event.field_value)
+            record.priority = dict(record.priority, **parsed)
+            out.append(PriorityUpdated(stream_id, dict(record.priority)))
+        elif stream_id > self._conn.highest_inbound_stream_id:
+            # Not opened yet: keep the latest signal for when it is (bounded).
+            self._pending_priority.pop(stream_id, None)
+            self._pending_priority[stream_id] = event.field_value
+            while len(self._pending_priority) > max(1, self.limits.max_concurrent_streams):
+                self._pending_priority.pop(next(iter(self._pending_priority)))
+        # else: a closed stream; nothing to reprioritise.
+
+    # -- connection errors ------------------------------------------------------
+
+    def _connection_error(self, error_code: int, reason: str) -> list:
+        """Queue GOAWAY(error_code) ourselves and report it."""
+        self._pull()
+        last_stream_id = self._conn.highest_inbound_stream_id
+        frame = GoAwayFrame(0)
+        frame.last_stream_id = last_stream_id
+        frame.error_code = error_code
+        self._outbound += frame.serialize()
+        try:
+            self._conn.state_machine.process_input(h2.connection.ConnectionInputs.SEND_GOAWAY)
+        except h2.exceptions.ProtocolError:
+            pass
+        self._conn.clear_outbound_data_buffer()
+        return self._terminate(error_code, last_stream_id, reason)
+
+    def _after_h2_goaway(self, error_code: int, reason: str) -> list:
+        return self._terminate(error_code, self._conn.highest_inbound_stream_id, reason)
+
+    def _terminate(self, error_code: int, last_stream_id: int, reason: str) -> list:
+        self._terminated = True
+        self._inbound.clear()
+        self._release_all()
+        return [
+            ProtocolViolation(reason, stream_id=0, error_code=error_code),
+            ConnectionTerminated(error_code, last_stream_id, reason),
+        ]
+
+    # -- flow-control credit -------------------------------------------------
+
+    def _release(self, nbytes: int) -> None:
+        """Return connection credit for bytes the app will never consume."""
+        if nbytes <= 0:
+            return
+        self._connection_owed += nbytes
+        if self._connection_owed >= self._connection_window // 2:
+            self._flush_connection_credit()
+
+    def _flush_connection_credit(self) -> None:
+        owed = self._connection_owed
+        if owed <= 0 or self._terminated:
+            return
+        self._connection_owed = 0
+        try:
+            self._conn.increment_flow_control_window(min(owed, MAX_WINDOW))
+        except (h2.exceptions.ProtocolError, ValueError):
+            pass
+
+    def _forget(self, stream_id: int) -> None:
+        record = self._streams.pop(stream_id, None)
+        if record is not None and record.unacked:
+            self._release(record.unacked)
+            self._flush_connection_credit()
+
+    def _maybe_forget(self, stream_id: int) -> None:
+        stream = self._conn.streams.get(stream_id)
+        if stream is None or stream.closed:
+            self._forget(stream_id)
+
+    def _release_all(self) -> None:
+        self._streams.clear()
+        self._pending_priority.clear()
+
+    def acknowledge(self, stream_id: int, nbytes: int) -> None:
+        """Give back flow-control credit for `nbytes` the app has consumed.
+
+        Batched: a WINDOW_UPDATE goes out once half a window is owed, and the
+        connection credit is always flushed when a finished request body has
+        been consumed completely. Unknown (closed or reset) streams: no-op,
+        their credit was already returned when they ended.
+        """
+        record = self._streams.get(stream_id)
+        if record is None or nbytes <= 0 or self._terminated:
+            return
+        nbytes = min(nbytes, record.unacked)
+        if not nbytes:
+            return
+        record.unacked -= nbytes
+        self._connection_owed += nbytes
+        finished = record.remote_ended and record.unacked == 0
+        if finished or self._connection_owed >= self._connection_window // 2:
+            self._flush_connection_credit()
+        if not record.remote_ended:
+            record.owed += nbytes
+            if record.owed >= self.limits.initial_window_size // 2:
+                owed, record.owed = record.owed, 0
+                try:
+                    self._conn.increment_flow_control_window(owed, stream_id)
+                except (h2.exceptions.ProtocolError, ValueError, KeyError):
+                    pass
+        self._pull()
+
+    # -- outbound -------------------------------------------------------------
+
+    def _pull(self) -> None:
+        chunk = self._conn.data_to_send()
+        if chunk:
+            self._outbound += chunk
+
+    def data_to_send(self) -> bytes:
+        """Everything queued since the last call."""
+        self._pull()
+        data = bytes(self._outbound)
+        self._outbound.clear()
+        return data
+
+    def _sendable(self, stream_id: int) -> bool:
+        if self._terminated:
+            return False
+        stream = self._conn.streams.get(stream_id)
+        return stream is not None and stream.state_machine.state in (
+            h2.stream.StreamState.OPEN,
+            h2.stream.StreamState.HALF_CLOSED_REMOTE,
+        )
+
+    @staticmethod
+    def _response_fields(headers: Headers) -> list[tuple[bytes, bytes]]:
+        """Lower-case names, drop connection-specific fields, refuse invalid ones.
+
+        Raising here (ValueError) happens before h2 or HPACK see anything, so
+        the connection stays usable and the caller can reset the stream.
+        """
+        fields: list[tuple[bytes, bytes]] = []
+        for name, value in headers:
+            name = name.lower()
+            if name in CONNECTION_SPECIFIC or name == "te":
+                continue
+            if not _HEADER_NAME.match(name):
+                raise ValueError(f"invalid response header name {name!r}")
+            value = value.strip(" \t")
+            if _BAD_VALUE_CHARS.search(value):
+                raise ValueError(f"invalid value for response header {name!r}")
+            fields.append((name.encode("latin-1"), value.encode("latin-1")))
+        return fields
+
+    def send_informational(self, stream_id: int, status: int, headers: Headers) -> None:
+        """Send a 1xx (for example 103 Early Hints) before the final response."""
+        if not 100 <= status <= 199 or status == 101:
+            raise ValueError(f"{status} is not an informational status usable in HTTP/2")
+        fields = self._response_fields(headers)
+        if not self._sendable(stream_id):
+            return
+        self._conn.send_headers(stream_id, [(b":status", str(status).encode())] + fields)
+        self._pull()
+
+    def send_response(
+        self, stream_id: int, status: int, headers: Headers, end_stream: bool = False
+    ) -> None:
+        """Send the final response head. No-op if the stream is gone."""
+        if not 200 <= status <= 999:
+            raise ValueError(f"invalid final status {status}")
+        fields = self._response_fields(headers)
+        if not self._sendable(stream_id):
+            return
+        self._conn.send_headers(
+            stream_id, [(b":status", str(status).encode())] + fields, end_stream=end_stream
+        )
+        if end_stream:
+            self._after_local_end(stream_id)
+        self._pull()
+
+    def send_body(self, stream_id: int, data: bytes | memoryview, end_stream: bool = False) -> int:
+        """Frame as much of `data` as the send windows allow; return bytes taken."""
+        if not self._sendable(stream_id):
+            return 0
+        view = memoryview(data).cast("B") if not isinstance(data, bytes) else memoryview(data)
+        total = len(view)
+        taken = 0
+        frame_limit = self._conn.max_outbound_frame_size
+        while taken < total:
+            window = self._conn.local_flow_control_window(stream_id)
+            if window <= 0:
+                break
+            size = min(window, frame_limit, total - taken)
+            last = end_stream and taken + size == total
+            self._conn.send_data(stream_id, bytes(view[taken : taken + size]), end_stream=last)
+            taken += size
+        if end_stream and taken == total:
+            if total == 0:
+                self._conn.end_stream(stream_id)
+            self._after_local_end(stream_id)
+        self._pull()
+        return taken
+
+    def end_stream(self, stream_id: int, trailers: Headers | None = None) -> None:
+        """Finish the response, optionally with trailers."""
+        if trailers:
+            fields = self._response_fields(trailers)
+            if not self._sendable(stream_id):
+                return
+            self._conn.send_headers(stream_id, fields, end_stream=True)
+        else:
+            if not self._sendable(stream_id):
+                return
+            self._conn.end_stream(stream_id)
+        self._after_local_end(stream_id)
+        self._pull()
+
+    def _after_local_end(self, stream_id: int) -> None:
+        self._maybe_forget(stream_id)
+
+    def reset_stream(self, stream_id: int, error_code: int) -> None:
+        """RST_STREAM a stream; no-op if it is already closed."""
+        if self._terminated:
+            return
+        stream = self._conn.streams.get(stream_id)
+        if stream is not None and stream.open:
+            self._conn.reset_stream(stream_id, error_code)
+        self._forget(stream_id)
+        self._pull()
+
+    def goaway(self, error_code: int = 0, last_stream_id: int | None = None, debug: bytes = b"") -> None:
+        """Send GOAWAY. NO_ERROR is graceful: streams up to `last_stream_id`
+        keep being served, newer ones are refused. Any other code ends the
+        connection at once."""
+        if self._terminated:
+            return
+        if last_stream_id is None:
+            last_stream_id = self._conn.highest_inbound_stream_id
+        previous = self._conn.refuse_streams_above
+        if previous is not None:
+            last_stream_id = min(last_stream_id, previous)  # may only go down (RFC 9113 6.8)
+        self._pull()
+        frame = GoAwayFrame(0)
+        frame.last_stream_id = last_stream_id
+        frame.error_code = error_code
+        frame.additional_data = debug
+        self._outbound += frame.serialize()
+        self._goaway_sent = True
+        self._conn.refuse_streams_above = last_stream_id
+        if error_code != 0:
+            try:
+                self._conn.state_machine.process_input(h2.connection.ConnectionInputs.SEND_GOAWAY)
+            except h2.exceptions.ProtocolError:
+                pass
+            self._conn.clear_outbound_data_buffer()
+            self._terminated = True
+            self._inbound.clear()
+            self._release_all()
+
+    # -- state queries -------------------------------------------------------
+
+    def send_window(self, stream_id: int) -> int:
+        """Bytes send_body could frame right now (0 if closed or window exhausted)."""
+        if not self._sendable(stream_id):
+            return 0
+        return max(0, self._conn.local_flow_control_window(stream_id))
+
+    def is_stream_open(self, stream_id: int) -> bool:
+        """True while we may still send on the stream."""
+        return self._sendable(stream_id)
+
+    @property
+    def last_stream_id(self) -> int:
+        """Highest client stream id seen."""
+        return self._conn.highest_inbound_stream_id
+
+    @property
+    def open_streams(self) -> int:
+        """Streams the application still knows about."""
+        return len(self._streams)
+
+    @property
+    def closed(self) -> bool:
+        """The connection is over: a fatal GOAWAY went either way, or our
+        graceful GOAWAY went out and no stream is left."""
+        return self._terminated or (self._goaway_sent and not self._streams)

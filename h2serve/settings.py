@@ -1,0 +1,1002 @@
+"""The one table of h2serve settings.
+
+Every setting is declared once, in ``SETTINGS``. The command-line parser, the
+Python config file, the ``H2SERVE_CMD_ARGS`` environment variable,
+``--print-config`` and docs/settings.md are all derived from that table, so
+they cannot drift apart.
+
+Priority, lowest first: defaults < config file < H2SERVE_CMD_ARGS < command
+line. Regenerate the docs with ``python -m h2serve.settings > docs/settings.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import ipaddress
+import math
+import os
+import shlex
+import ssl
+import sys
+import types
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from h2serve import __version__
+
+ENV_CMD_ARGS = "H2SERVE_CMD_ARGS"
+
+APP_HELP = "the WSGI application, as module:callable or module:factory()"
+
+DESCRIPTION = (
+    "h2serve runs a WSGI application over HTTP/2 with TLS, falling back to "
+    "HTTP/1.1 for clients that do not offer h2. Run `h2serve certs` to create "
+    "a development certificate."
+)
+
+
+class ConfigError(Exception):
+    """A setting is invalid. The message is a single line meant for the user."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(" ".join(str(message).split()))
+
+
+# --------------------------------------------------------------------------
+# Converters: raw value (CLI string or Python object from a config file) ->
+# typed value. They raise ValueError with a short reason.
+
+
+def _to_int(value: Any) -> int:
+    if isinstance(value, bool):
+        raise ValueError(f"expected an integer, got {value!r}")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        try:
+            return int(value.strip(), 10)
+        except ValueError:
+            raise ValueError(f"expected an integer, got {value!r}") from None
+    raise ValueError(f"expected an integer, got {type(value).__name__} {value!r}")
+
+
+def _to_float(value: Any) -> float:
+    if isinstance(value, bool):
+        raise ValueError(f"expected a number of seconds, got {value!r}")
+    if isinstance(value, (int, float)):
+        number = float(value)
+    elif isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            raise ValueError(f"expected a number of seconds, got {value!r}") from None
+    else:
+        raise ValueError(f"expected a number, got {type(value).__name__} {value!r}")
+    if not math.isfinite(number):
+        raise ValueError(f"expected a finite number, got {value!r}")
+    return number
+
+
+_TRUE_WORDS = {"1", "true", "yes", "on"}
+_FALSE_WORDS = {"0", "false", "no", "off", ""}
+
+
+def _to_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str):
+        word = value.strip().lower()
+        if word in _TRUE_WORDS:
+            return True
+        if word in _FALSE_WORDS:
+            return False
+    raise ValueError(f"expected true or false, got {value!r}")
+
+
+def _to_str(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    raise ValueError(f"expected a string, got {type(value).__name__} {value!r}")
+
+
+def _to_str_list(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, (list, tuple)) and all(isinstance(item, str) for item in value):
+        return list(value)
+    raise ValueError(f"expected a string or a list of strings, got {value!r}")
+
+
+def _optional(convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    def convert_optional(value: Any) -> Any:
+        return None if value is None else convert(value)
+
+    return convert_optional
+
+
+_CERT_REQS_NAMES = {"none": 0, "optional": 1, "required": 2}
+
+
+def _to_cert_reqs(value: Any) -> int:
+    if isinstance(value, str):
+        word = value.strip().lower().removeprefix("cert_")
+        if word in _CERT_REQS_NAMES:
+            return _CERT_REQS_NAMES[word]
+    if isinstance(value, ssl.VerifyMode):
+        return int(value)
+    try:
+        return _to_int(value)
+    except ValueError:
+        raise ValueError(f"expected 0, 1, 2, none, optional or required, got {value!r}") from None
+
+
+_PROTOCOL_ALIASES = {"h1": "h1", "http/1.1": "h1", "h2": "h2"}
+_ALPN_IDS = {"h1": "http/1.1", "h2": "h2"}
+
+
+def _to_http_protocols(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        tokens = [_to_str(item) for item in value]
+    else:
+        tokens = _to_str(value).split(",")
+    names: list[str] = []
+    for token in tokens:
+        word = token.strip().lower()
+        if not word:
+            continue
+        if word not in _PROTOCOL_ALIASES:
+            raise ValueError(f"unknown protocol {word!r} (choose from h1, h2)")
+        name = _PROTOCOL_ALIASES[word]
+        if name in names:
+            raise ValueError(f"protocol {name!r} is listed twice")
+        names.append(name)
+    if not names:
+        raise ValueError("at least one protocol (h1 or h2) is required")
+    return ",".join(names)
+
+
+def _to_ip_list(value: Any) -> list[str]:
+    if isinstance(value, str):
+        items = value.split(",")
+    elif isinstance(value, (list, tuple)):
+        items = [_to_str(item) for item in value]
+    else:
+        raise ValueError(f"expected a comma-separated string or a list, got {value!r}")
+    return [item.strip() for item in items if item.strip()]
+
+
+def _to_log_level(value: Any) -> str:
+    word = _to_str(value).strip().lower()
+    if word not in LOG_LEVELS:
+        raise ValueError(f"expected one of {', '.join(LOG_LEVELS)}, got {value!r}")
+    return word
+
+
+def _to_request_fields(value: Any) -> int:
+    # As in gunicorn, 0 asks for the largest allowed number of fields.
+    number = _to_int(value)
+    return MAX_REQUEST_FIELDS if number == 0 else number
+
+
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+MAX_REQUEST_FIELDS = 32768
+MAX_31_BIT = 2**31 - 1
+
+
+# --------------------------------------------------------------------------
+# Validators: typed value -> None, or ValueError with a short reason.
+
+
+def _at_least(low: float) -> Callable[[Any], None]:
+    def check(value: Any) -> None:
+        if value < low:
+            raise ValueError(f"must be at least {low}, got {value}")
+
+    return check
+
+
+def _above(low: float) -> Callable[[Any], None]:
+    def check(value: Any) -> None:
+        if value <= low:
+            raise ValueError(f"must be greater than {low}, got {value}")
+
+    return check
+
+
+def _between(low: int, high: int) -> Callable[[Any], None]:
+    def check(value: Any) -> None:
+        if not low <= value <= high:
+            raise ValueError(f"must be between {low} and {high}, got {value}")
+
+    return check
+
+
+def _check_file(path: str) -> None:
+    if not os.path.isfile(path):
+        raise ValueError(f"file not found: {path}")
+
+
+def _check_directory(path: str) -> None:
+    if not os.path.isdir(path):
+        raise ValueError(f"directory not found: {path}")
+
+
+def _check_parent_directory(path: str) -> None:
+    if path != "-" and not os.path.isdir(os.path.dirname(path) or "."):
+        raise ValueError(f"directory not found for {path}")
+
+
+def _check_bind(addresses: list[str]) -> None:
+    if not addresses:
+        raise ValueError("at least one address is required")
+    from h2serve.transport.listeners import parse_bind  # lazy: transport imports ssl machinery
+
+    for address in addresses:
+        try:
+            parse_bind(address)
+        except ValueError as exc:
+            reason = str(exc)
+            if address not in reason:
+                reason = f"invalid address {address!r}: {reason}"
+            raise ValueError(reason) from None
+
+
+def _check_ciphers(ciphers: str) -> None:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        context.set_ciphers(ciphers)
+    except ssl.SSLError:
+        raise ValueError(f"no usable cipher in {ciphers!r}") from None
+
+
+def _check_forwarded_ips(entries: list[str]) -> None:
+    for entry in entries:
+        if entry == "*":
+            continue
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            raise ValueError(f"not an IP address or network: {entry!r}") from None
+
+
+class _DashForAnyKey(dict):
+    def __missing__(self, key: str) -> str:
+        return "-"
+
+
+def _check_access_logformat(fmt: str) -> None:
+    if fmt == "json":
+        return
+    try:
+        fmt % _DashForAnyKey()
+    except (TypeError, ValueError, KeyError) as exc:
+        raise ValueError(f"invalid format {fmt!r}: {exc} (atoms look like %(h)s)") from None
+
+
+# --------------------------------------------------------------------------
+# The table.
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One setting: how it is spelled everywhere, parsed, checked and documented."""
+
+    name: str
+    flags: tuple[str, ...]
+    section: str
+    type_name: str
+    meta: str
+    help: str
+    convert: Callable[[Any], Any]
+    default: Any = None
+    validate: Callable[[Any], None] | None = None
+    kind: str = "value"  # "value", "list" (repeatable flag), "bool", "switch", "positional"
+    default_env: str | None = None  # environment variable that replaces the default
+    default_doc: str | None = None  # how docs show a default computed at start-up
+    cli_only: bool = False  # not accepted from a config file
+    is_path: bool = False  # resolved against the start directory (except "-")
+    choices: tuple[str, ...] | None = None
+
+    def parse(self, raw: Any) -> Any:
+        """Convert and check one raw value; raises ValueError with the reason."""
+        value = self.convert(raw)
+        if value is not None and self.validate is not None:
+            self.validate(value)
+        return value
+
+    @property
+    def label(self) -> str:
+        """How error messages name this setting."""
+        return "/".join(self.flags) if self.flags else self.meta
+
+
+GUNICORN_ACCESS_FORMAT = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"'
+
+S_CONFIG = "Configuration"
+S_SOCKET = "Server socket"
+S_WORKERS = "Worker processes"
+S_TIMEOUTS = "Timeouts"
+S_TLS = "TLS"
+S_PROTOCOLS = "Protocols"
+S_LIMITS = "Request limits"
+S_PROXY = "Proxies"
+S_LOGGING = "Logging"
+S_PROCESS = "Process"
+SECTIONS = (
+    S_CONFIG, S_SOCKET, S_WORKERS, S_TIMEOUTS, S_TLS, S_PROTOCOLS,
+    S_LIMITS, S_PROXY, S_LOGGING, S_PROCESS,
+)
+
+_opt_str = _optional(_to_str)
+
+SETTINGS: tuple[Setting, ...] = (
+    # Config -------------------------------------------------------------
+    Setting(
+        "wsgi_app", (), S_CONFIG, "string", "APP",
+        "The application to serve: `module:callable`, `module:obj.attr`, "
+        "`module:factory()` or `module:factory(arg=\"x\")` with literal arguments. "
+        "A bare `module` looks for `application`, then `app`.",
+        _opt_str, kind="positional",
+    ),
+    Setting(
+        "config", ("-c", "--config"), S_CONFIG, "path", "FILE",
+        "A Python file whose top-level names set settings (for example `workers = 4`). "
+        "Use it to keep a deployment's settings under version control; the command line still wins.",
+        _opt_str, validate=_check_file, cli_only=True, is_path=True,
+    ),
+    Setting(
+        "print_config", ("--print-config",), S_CONFIG, "bool", "BOOL",
+        "Print every setting as `name = value` after all sources are merged, then exit. "
+        "Handy to see what a config file and environment actually produce.",
+        _to_bool, default=False, kind="switch", cli_only=True,
+    ),
+    Setting(
+        "check_config", ("--check-config",), S_CONFIG, "bool", "BOOL",
+        "Validate every setting and import the application, then exit with 0 (fine) or 2 (error). "
+        "Run it in a deploy script before restarting the server.",
+        _to_bool, default=False, kind="switch", cli_only=True,
+    ),
+    # Server socket --------------------------------------------------------
+    Setting(
+        "bind", ("-b", "--bind"), S_SOCKET, "list of addresses", "ADDRESS",
+        "Address to listen on: `HOST:PORT`, `[IPV6]:PORT`, `unix:PATH` or `fd://N`. "
+        "Repeat the flag to listen on several addresses; the command line replaces the config file's list.",
+        _to_str_list, default=["127.0.0.1:8443"], validate=_check_bind, kind="list",
+    ),
+    Setting(
+        "backlog", ("--backlog",), S_SOCKET, "int", "INT",
+        "How many connections the kernel may queue before they are accepted. "
+        "Raise it if bursts of new clients see refused connections.",
+        _to_int, default=2048, validate=_at_least(1),
+    ),
+    Setting(
+        "reuse_port", ("--reuse-port",), S_SOCKET, "bool", "BOOL",
+        "Give each worker its own listening socket with SO_REUSEPORT, so the kernel spreads "
+        "new connections evenly instead of letting the busiest worker win.",
+        _to_bool, default=False, kind="bool",
+    ),
+    # Workers --------------------------------------------------------------
+    Setting(
+        "workers", ("-w", "--workers"), S_WORKERS, "int", "INT",
+        "Number of worker processes. One or two per CPU core is a good start; "
+        "more only help if the application is CPU-bound.",
+        _to_int, default=1, validate=_at_least(1), default_env="WEB_CONCURRENCY",
+        default_doc="1, or `$WEB_CONCURRENCY` when set",
+    ),
+    Setting(
+        "threads", ("--threads",), S_WORKERS, "int", "INT",
+        "Threads per worker that run the application; requests and HTTP/2 streams beyond this wait. "
+        "Raise it for applications that spend their time waiting on I/O.",
+        _to_int, default=4, validate=_at_least(1),
+    ),
+    Setting(
+        "worker_connections", ("--worker-connections",), S_WORKERS, "int", "INT",
+        "Most open client connections one worker keeps; past it, new connections wait in the backlog. "
+        "Idle connections cost no thread, so this can be far above --threads.",
+        _to_int, default=1000, validate=_at_least(1),
+    ),
+    Setting(
+        "max_requests", ("--max-requests",), S_WORKERS, "int", "INT",
+        "Restart a worker gracefully after it has served this many requests (0 = never). "
+        "A blunt but effective cure for an application that leaks memory.",
+        _to_int, default=0, validate=_at_least(0),
+    ),
+    Setting(
+        "max_requests_jitter", ("--max-requests-jitter",), S_WORKERS, "int", "INT",
+        "Add a random 0..N to --max-requests per worker so workers do not all restart at once.",
+        _to_int, default=0, validate=_at_least(0),
+    ),
+    Setting(
+        "reload", ("--reload",), S_WORKERS, "bool", "BOOL",
+        "Development only: restart workers when application source files change.",
+        _to_bool, default=False, kind="bool",
+    ),
+    # Timeouts ---------------------------------------------------------------
+    Setting(
+        "timeout", ("-t", "--timeout"), S_TIMEOUTS, "float (seconds)", "SECONDS",
+        "A worker that has not reported to the master for this long is killed and replaced (0 disables). "
+        "The poller reports even while views run, so this catches hung processes, not slow requests.",
+        _to_float, default=30.0, validate=_at_least(0),
+    ),
+    Setting(
+        "graceful_timeout", ("--graceful-timeout",), S_TIMEOUTS, "float (seconds)", "SECONDS",
+        "On shutdown or restart, how long in-flight requests may run before the worker is killed. "
+        "Set it above your slowest legitimate request.",
+        _to_float, default=30.0, validate=_at_least(0),
+    ),
+    Setting(
+        "keepalive", ("--keep-alive",), S_TIMEOUTS, "float (seconds)", "SECONDS",
+        "How long an idle connection stays open waiting for the next request (0 closes after each "
+        "HTTP/1.1 response). Behind a load balancer, set it above the balancer's idle timeout.",
+        _to_float, default=5.0, validate=_at_least(0),
+    ),
+    Setting(
+        "client_data_timeout", ("--client-data-timeout",), S_TIMEOUTS, "float (seconds)", "SECONDS",
+        "A new connection that sends no byte for this long is closed. Keeps port scanners and "
+        "idle pre-connects from filling the connection table.",
+        _to_float, default=5.0, validate=_above(0),
+    ),
+    Setting(
+        "handshake_timeout", ("--handshake-timeout",), S_TIMEOUTS, "float (seconds)", "SECONDS",
+        "Deadline for the whole TLS handshake. Lower it if slow-handshake clients tie up the pool; "
+        "raise it for very slow networks.",
+        _to_float, default=10.0, validate=_above(0),
+    ),
+    Setting(
+        "send_timeout", ("--send-timeout",), S_TIMEOUTS, "float (seconds)", "SECONDS",
+        "A response write that stays blocked this long (peer window closed or TCP buffer full) "
+        "aborts the stream, so a stalled client cannot hold an application thread forever.",
+        _to_float, default=30.0, validate=_above(0),
+    ),
+    # TLS ------------------------------------------------------------------
+    Setting(
+        "certfile", ("--certfile",), S_TLS, "path", "FILE",
+        "PEM certificate chain to serve. Needed for TLS, and so for HTTP/2 in browsers; "
+        "pair it with --keyfile.",
+        _opt_str, validate=_check_file, is_path=True,
+    ),
+    Setting(
+        "keyfile", ("--keyfile",), S_TLS, "path", "FILE",
+        "PEM private key matching --certfile.",
+        _opt_str, validate=_check_file, is_path=True,
+    ),
+    Setting(
+        "ca_certs", ("--ca-certs",), S_TLS, "path", "FILE",
+        "PEM bundle of certificate authorities trusted to sign client certificates. "
+        "Needed when --cert-reqs asks for client certificates.",
+        _opt_str, validate=_check_file, is_path=True,
+    ),
+    Setting(
+        "cert_reqs", ("--cert-reqs",), S_TLS, "int", "INT",
+        "Client certificates: 0/none (not asked), 1/optional (checked if sent), 2/required. "
+        "Use 2 for mutual TLS between services.",
+        _to_cert_reqs, default=0, validate=_between(0, 2),
+    ),
+    Setting(
+        "ciphers", ("--ciphers",), S_TLS, "string", "CIPHERS",
+        "OpenSSL cipher list for TLS 1.2 (TLS 1.3 suites are not affected). "
+        "Leave unset unless a compliance rule names the ciphers.",
+        _opt_str, validate=_check_ciphers,
+    ),
+    Setting(
+        "plaintext", ("--plaintext",), S_TLS, "bool", "BOOL",
+        "Serve without TLS (HTTP/1.1, and HTTP/2 with prior knowledge). "
+        "For use behind a TLS-terminating proxy or in tests; cannot be combined with --certfile.",
+        _to_bool, default=False, kind="bool",
+    ),
+    # Protocols ---------------------------------------------------------------
+    Setting(
+        "http_protocols", ("--http-protocols",), S_PROTOCOLS, "comma list", "LIST",
+        "Protocols to offer, most preferred first: `h2`, `h1` or both. The order is the ALPN "
+        "preference; use `h1` alone to switch HTTP/2 off.",
+        _to_http_protocols, default="h2,h1",
+    ),
+    Setting(
+        "http2_max_concurrent_streams", ("--http2-max-concurrent-streams",), S_PROTOCOLS,
+        "int", "INT",
+        "Streams one HTTP/2 client may have open at once. Lower it to limit how much of the "
+        "thread pool a single connection can claim.",
+        _to_int, default=100, validate=_between(1, MAX_31_BIT),
+    ),
+    Setting(
+        "http2_initial_window_size", ("--http2-initial-window-size",), S_PROTOCOLS, "int", "INT",
+        "Bytes of request body a client may send per stream before the application reads it. "
+        "Bigger windows speed up large uploads at the cost of buffered memory.",
+        _to_int, default=65535, validate=_between(1, MAX_31_BIT),
+    ),
+    Setting(
+        "http2_max_frame_size", ("--http2-max-frame-size",), S_PROTOCOLS, "int", "INT",
+        "Largest HTTP/2 frame payload we accept. Rarely worth changing.",
+        _to_int, default=16384, validate=_between(16384, 16777215),
+    ),
+    Setting(
+        "http2_max_header_list_size", ("--http2-max-header-list-size",), S_PROTOCOLS, "int", "INT",
+        "Largest decoded header block (in RFC 9113 size units) an HTTP/2 request may carry. "
+        "Caps the memory an HPACK-compressed header flood can cost.",
+        _to_int, default=65536, validate=_at_least(1),
+    ),
+    # Request limits ---------------------------------------------------------
+    Setting(
+        "limit_request_line", ("--limit-request-line",), S_LIMITS, "int", "INT",
+        "Longest HTTP/1.1 request line in bytes (0 = no limit); longer requests get 414. "
+        "Raise it if your URLs carry very long query strings.",
+        _to_int, default=4094, validate=_between(0, 8190),
+    ),
+    Setting(
+        "limit_request_fields", ("--limit-request-fields",), S_LIMITS, "int", "INT",
+        "Most header fields one request may carry (0 means the maximum, 32768). "
+        "Keeps header floods from costing memory and CPU.",
+        _to_request_fields, default=100, validate=_between(1, MAX_REQUEST_FIELDS),
+    ),
+    Setting(
+        "limit_request_field_size", ("--limit-request-field-size",), S_LIMITS, "int", "INT",
+        "Longest single header field in bytes (0 = no limit); bigger requests get 431. "
+        "Raise it for large cookies or tokens.",
+        _to_int, default=8190, validate=_at_least(0),
+    ),
+    Setting(
+        "discard_body_limit", ("--keep-alive-discard",), S_LIMITS, "int", "INT",
+        "When a view ignores an HTTP/1.1 request body, read and drop up to this many bytes so "
+        "the connection can be reused; a bigger leftover body closes the connection instead.",
+        _to_int, default=65536, validate=_at_least(0),
+    ),
+    # Proxies ----------------------------------------------------------------
+    Setting(
+        "forwarded_allow_ips", ("--forwarded-allow-ips",), S_PROXY, "comma list", "IPS",
+        "Peers (addresses or networks, `*` for any) trusted to set X-Forwarded-* headers. "
+        "List your load balancers here so the scheme and client address they report are used.",
+        _to_ip_list, default="127.0.0.1,::1", validate=_check_forwarded_ips,
+        default_env="FORWARDED_ALLOW_IPS",
+        default_doc="`127.0.0.1,::1`, or `$FORWARDED_ALLOW_IPS` when set",
+    ),
+    # Logging ----------------------------------------------------------------
+    Setting(
+        "access_logfile", ("--access-logfile",), S_LOGGING, "path", "FILE",
+        "Where to write one line per request; `-` means standard output. Unset means no access log, "
+        "which saves a little time per request.",
+        _opt_str, validate=_check_parent_directory, is_path=True,
+    ),
+    Setting(
+        "access_logformat", ("--access-logformat",), S_LOGGING, "string", "FORMAT",
+        "Access log line, with gunicorn's atoms such as `%(h)s` (client), `%(r)s` (request line), "
+        "`%(s)s` (status), `%(D)s` (microseconds) and `%({header}i)s`; or `json` for one JSON "
+        "object per line, easy to feed to log tooling.",
+        _to_str, default=GUNICORN_ACCESS_FORMAT, validate=_check_access_logformat,
+    ),
+    Setting(
+        "error_logfile", ("--error-logfile", "--log-file"), S_LOGGING, "path", "FILE",
+        "Where server messages go; `-` means standard error. The file is reopened on SIGUSR1 "
+        "so log rotation works.",
+        _to_str, default="-", validate=_check_parent_directory, is_path=True,
+    ),
+    Setting(
+        "log_level", ("--log-level",), S_LOGGING, "choice", "LEVEL",
+        "Least severe server message that is logged: debug, info, warning, error or critical. "
+        "`debug` also shows protocol errors caused by clients.",
+        _to_log_level, default="info", choices=LOG_LEVELS,
+    ),
+    # Process ----------------------------------------------------------------
+    Setting(
+        "pidfile", ("-p", "--pid"), S_PROCESS, "path", "FILE",
+        "File to write the master's process id to, for init scripts that send it signals.",
+        _opt_str, validate=_check_parent_directory, is_path=True,
+    ),
+    Setting(
+        "chdir", ("--chdir",), S_PROCESS, "path", "DIR",
+        "Directory to change to before loading the application; it is also put first on "
+        "sys.path so the application module is found there.",
+        _to_str, validate=_check_directory, is_path=True,
+        default_doc="the current directory",
+    ),
+    Setting(
+        "proc_name", ("-n", "--name"), S_PROCESS, "string", "NAME",
+        "Name shown for the processes in ps and top, to tell several servers apart.",
+        _opt_str,
+    ),
+)
+
+SETTINGS_BY_NAME: dict[str, Setting] = {setting.name: setting for setting in SETTINGS}
+
+
+# --------------------------------------------------------------------------
+# The argparse parser, built from the table.
+
+
+class _Parser(argparse.ArgumentParser):
+    """Reports usage errors as ConfigError instead of exiting."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise ConfigError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line parser. Options absent from argv stay absent from the result."""
+    parser = _Parser(
+        prog="h2serve",
+        description=DESCRIPTION,
+        argument_default=argparse.SUPPRESS,
+        allow_abbrev=False,
+    )
+    parser.add_argument("--version", action="version", version=f"h2serve {__version__}")
+    groups = {section: parser.add_argument_group(section) for section in SECTIONS}
+    for setting in SETTINGS:
+        group = groups[setting.section]
+        help_text = setting.help.replace("%", "%%").replace("`", "")
+        if setting.kind == "positional":
+            group.add_argument(setting.name, metavar=setting.meta, nargs="?", help=APP_HELP)
+        elif setting.kind == "list":
+            group.add_argument(
+                *setting.flags, dest=setting.name, metavar=setting.meta, action="append",
+                help=help_text,
+            )
+        elif setting.kind == "bool":
+            group.add_argument(
+                *setting.flags, dest=setting.name, action=argparse.BooleanOptionalAction,
+                help=help_text,
+            )
+        elif setting.kind == "switch":
+            group.add_argument(
+                *setting.flags, dest=setting.name, action="store_true", help=help_text
+            )
+        else:
+            group.add_argument(
+                *setting.flags, dest=setting.name, metavar=setting.meta, help=help_text
+            )
+    return parser
+
+
+def _parse_args(parser: argparse.ArgumentParser, args: list[str], source: str) -> dict[str, Any]:
+    try:
+        namespace = parser.parse_args(args)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}{exc}") from None
+    return vars(namespace)
+
+
+# --------------------------------------------------------------------------
+# Merging the sources.
+
+
+class _Merger:
+    """Applies sources in priority order, checking each value as it arrives."""
+
+    def __init__(self, environ: Mapping[str, str], cwd: str) -> None:
+        self.environ = environ
+        self.cwd = cwd
+        self.values: dict[str, Any] = {}
+        self.warnings: list[str] = []
+
+    def resolve_path(self, setting: Setting, raw: Any) -> Any:
+        if setting.is_path and isinstance(raw, str) and raw != "-" and raw:
+            return os.path.normpath(os.path.join(self.cwd, os.path.expanduser(raw)))
+        return raw
+
+    def set(self, setting: Setting, raw: Any, where: str) -> None:
+        try:
+            self.values[setting.name] = setting.parse(self.resolve_path(setting, raw))
+        except ValueError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+
+    def apply_defaults(self) -> None:
+        for setting in SETTINGS:
+            if setting.default_env and self.environ.get(setting.default_env, "").strip():
+                self.set(setting, self.environ[setting.default_env],
+                         f"environment variable {setting.default_env}")
+            elif setting.name == "chdir":
+                self.values["chdir"] = self.cwd
+            else:
+                default = setting.default
+                self.values[setting.name] = (
+                    list(default) if isinstance(default, list) else setting.convert(default)
+                )
+
+    def apply_parsed(self, parsed: Mapping[str, Any], source: str) -> None:
+        for name, raw in parsed.items():
+            setting = SETTINGS_BY_NAME[name]
+            self.set(setting, raw, f"{source}{setting.label}")
+
+    def apply_config_file(self, path: str) -> None:
+        where = f"config file {path}"
+        try:
+            with open(path, "rb") as handle:
+                source = handle.read()
+        except OSError as exc:
+            raise ConfigError(f"{where}: cannot read it: {exc.strerror}") from None
+        namespace: dict[str, Any] = {"__file__": path, "__name__": "__config__"}
+        try:
+            exec(compile(source, path, "exec"), namespace)  # the config file is trusted code
+        except SyntaxError as exc:
+            raise ConfigError(f"{where}: line {exc.lineno}: syntax error: {exc.msg}") from None
+        except Exception as exc:
+            raise ConfigError(f"{where}: {type(exc).__name__}: {exc}") from None
+        for name, raw in namespace.items():
+            setting = SETTINGS_BY_NAME.get(name)
+            if setting is None:
+                self._unknown_name(name, raw, where)
+            elif setting.cli_only:
+                self.warnings.append(f"{where}: {name} can only be given on the command line; ignored")
+            else:
+                self.set(setting, raw, f"{where}: {name}")
+
+    def _unknown_name(self, name: str, raw: Any, where: str) -> None:
+        if name.startswith("_") or isinstance(raw, (types.ModuleType, type)) or callable(raw):
+            return  # helpers, imports and hooks are a config file's own business
+        close = difflib.get_close_matches(name, SETTINGS_BY_NAME, n=1, cutoff=0.85)
+        if close:
+            raise ConfigError(f"{where}: unknown setting {name!r}; did you mean {close[0]!r}?")
+        self.warnings.append(f"{where}: ignoring unknown setting {name!r}")
+
+    def cross_check(self) -> None:
+        values = self.values
+        if values["keyfile"] and not values["certfile"]:
+            raise ConfigError("--keyfile is set but --certfile is not; give both or neither")
+        if values["certfile"] and not values["keyfile"]:
+            raise ConfigError("--certfile is set but --keyfile is not; give both or neither")
+        if values["plaintext"] and values["certfile"]:
+            raise ConfigError("--plaintext cannot be combined with --certfile/--keyfile")
+        if values["cert_reqs"] and not values["ca_certs"]:
+            raise ConfigError("--cert-reqs asks for client certificates but --ca-certs is not set")
+
+
+# --------------------------------------------------------------------------
+# Config.
+
+
+class Config:
+    """All settings as attributes (cfg.workers, cfg.bind, ...), merged and checked.
+
+    ``Config(**overrides)`` gives defaults plus checked overrides (for tests and
+    embedding); ``Config.from_sources(argv, environ)`` is what the CLI uses.
+    """
+
+    def __init__(self, **overrides: Any) -> None:
+        merger = _Merger({}, os.getcwd())
+        merger.apply_defaults()
+        for name, raw in overrides.items():
+            setting = SETTINGS_BY_NAME.get(name)
+            if setting is None:
+                raise ConfigError(f"unknown setting {name!r}")
+            merger.set(setting, raw, name)
+        merger.cross_check()
+        self._adopt(merger, [], {}, merger.cwd)
+
+    def _adopt(self, merger: _Merger, argv: list[str], environ: Mapping[str, str], cwd: str) -> None:
+        for name, value in merger.values.items():
+            setattr(self, name, value)
+        self.warnings: list[str] = list(merger.warnings)
+        self._argv = list(argv)
+        self._environ = dict(environ)
+        self._cwd = cwd
+        self._precompute()
+
+    def _precompute(self) -> None:
+        allowed = self.forwarded_allow_ips
+        self._forwarded_any = "*" in allowed
+        self._forwarded_networks = tuple(
+            ipaddress.ip_network(entry, strict=False) for entry in allowed if entry != "*"
+        )
+
+    @classmethod
+    def from_sources(
+        cls, argv: list[str], environ: Mapping[str, str], *, cwd: str | None = None
+    ) -> Config:
+        """Merge defaults < config file < $H2SERVE_CMD_ARGS < argv.
+
+        Relative paths are resolved against ``cwd`` (the current directory by
+        default). Raises ConfigError with a one-line message.
+        """
+        cwd = cwd or os.getcwd()
+        parser = build_parser()
+        from_cli = _parse_args(parser, list(argv), "")
+        from_env: dict[str, Any] = {}
+        env_text = environ.get(ENV_CMD_ARGS, "")
+        if env_text.strip():
+            try:
+                env_args = shlex.split(env_text)
+            except ValueError as exc:
+                raise ConfigError(f"{ENV_CMD_ARGS}: {exc}") from None
+            from_env = _parse_args(parser, env_args, f"{ENV_CMD_ARGS}: ")
+
+        merger = _Merger(environ, cwd)
+        merger.apply_defaults()
+        config_setting = SETTINGS_BY_NAME["config"]
+        if "config" in from_cli:
+            merger.set(config_setting, from_cli["config"], config_setting.label)
+        elif "config" in from_env:
+            merger.set(config_setting, from_env["config"], f"{ENV_CMD_ARGS}: {config_setting.label}")
+        if merger.values["config"]:
+            merger.apply_config_file(merger.values["config"])
+        merger.apply_parsed(from_env, f"{ENV_CMD_ARGS}: ")
+        merger.apply_parsed(from_cli, "")
+        merger.cross_check()
+
+        cfg = cls.__new__(cls)
+        cfg._adopt(merger, list(argv), environ, cwd)
+        return cfg
+
+    def reloaded(
+        self, argv: list[str] | None = None, environ: Mapping[str, str] | None = None
+    ) -> Config:
+        """Read every source again (config file re-executed), as on SIGHUP.
+
+        (Not called ``reload``: that name is the --reload setting.)
+
+        Uses the original argv, environment and start directory unless given.
+        Returns a new Config; raises ConfigError and leaves this one untouched.
+        """
+        return Config.from_sources(
+            self._argv if argv is None else argv,
+            self._environ if environ is None else environ,
+            cwd=self._cwd,
+        )
+
+    def copy(self) -> Config:
+        """An independent copy (lists are copied too)."""
+        twin = Config.__new__(Config)
+        for key, value in self.__dict__.items():
+            setattr(twin, key, list(value) if isinstance(value, list) else value)
+        twin._environ = dict(self._environ)
+        return twin
+
+    def replace(self, **changes: Any) -> Config:
+        """A copy with some settings changed, each checked like any other source."""
+        merger = _Merger(self._environ, self._cwd)
+        merger.values = self.as_dict()
+        for name, raw in changes.items():
+            setting = SETTINGS_BY_NAME.get(name)
+            if setting is None:
+                raise ConfigError(f"unknown setting {name!r}")
+            merger.set(setting, raw, name)
+        merger.cross_check()
+        twin = Config.__new__(Config)
+        twin._adopt(merger, self._argv, self._environ, self._cwd)
+        return twin
+
+    def as_dict(self) -> dict[str, Any]:
+        """Every setting's value by name (lists copied)."""
+        return {
+            setting.name: (
+                list(value) if isinstance(value := getattr(self, setting.name), list) else value
+            )
+            for setting in SETTINGS
+        }
+
+    # Derived views --------------------------------------------------------
+
+    @property
+    def app_uri(self) -> str | None:
+        """The APP argument (or `wsgi_app` from the config file)."""
+        return self.wsgi_app
+
+    @property
+    def protocols(self) -> list[str]:
+        """Enabled protocols in preference order: "h2" and/or "h1"."""
+        return self.http_protocols.split(",")
+
+    @property
+    def alpn_protocols(self) -> list[str]:
+        """ALPN ids in preference order, e.g. ["h2", "http/1.1"]."""
+        return [_ALPN_IDS[name] for name in self.protocols]
+
+    @property
+    def h2_enabled(self) -> bool:
+        return "h2" in self.protocols
+
+    @property
+    def h1_enabled(self) -> bool:
+        return "h1" in self.protocols
+
+    @property
+    def is_ssl(self) -> bool:
+        """True when a certificate is configured."""
+        return self.certfile is not None
+
+    @property
+    def forwarded_allow_all(self) -> bool:
+        return self._forwarded_any
+
+    def forwarded_allowed(self, peer: str | None) -> bool:
+        """Whether this peer address may set X-Forwarded-* headers."""
+        if self._forwarded_any:
+            return True
+        if not peer:
+            return False
+        try:
+            address = ipaddress.ip_address(peer.split("%", 1)[0])
+        except ValueError:
+            return False
+        return any(address in network for network in self._forwarded_networks)
+
+    def __repr__(self) -> str:
+        return f"<Config app={self.app_uri!r} bind={self.bind!r} workers={self.workers}>"
+
+
+def format_config(cfg: Config) -> str:
+    """`name = value` for every setting, sorted by name; valid Python for a config file."""
+    return "".join(
+        f"{name} = {value!r}\n" for name, value in sorted(cfg.as_dict().items())
+    )
+
+
+# --------------------------------------------------------------------------
+# Documentation.
+
+
+def _format_default(setting: Setting) -> str:
+    if setting.default_doc:
+        return setting.default_doc
+    default = setting.default
+    if default is None:
+        return "unset"
+    if isinstance(default, list):
+        return ", ".join(f"`{item}`" for item in default)
+    if isinstance(default, bool):
+        return "`true`" if default else "`false`"
+    return f"`{default}`"
+
+
+def _anchor(text: str) -> str:
+    kept = "".join(ch for ch in text.lower() if ch.isalnum() or ch in " -_")
+    return kept.replace(" ", "-")
+
+
+def render_markdown() -> str:
+    """docs/settings.md: a contents list by section, then every setting."""
+    lines = [
+        "# Settings",
+        "",
+        "<!-- Generated by `python -m h2serve.settings > docs/settings.md`; do not edit. -->",
+        "",
+        "Each setting can be given on the command line, in a Python config file "
+        "(`-c FILE`, using the setting's name as a variable) or as extra command-line "
+        f"arguments in the `{ENV_CMD_ARGS}` environment variable. Priority, lowest first: "
+        f"defaults, config file, `{ENV_CMD_ARGS}`, command line.",
+        "",
+        "## Contents",
+        "",
+    ]
+    for section in SECTIONS:
+        lines.append(f"- [{section}](#{_anchor(section)})")
+        for setting in SETTINGS:
+            if setting.section == section:
+                lines.append(f"  - [`{setting.name}`](#{_anchor(setting.name)})")
+    lines.append("")
+    for section in SECTIONS:
+        lines += [f"## {section}", ""]
+        for setting in SETTINGS:
+            if setting.section != section:
+                continue
+            if setting.kind == "positional":
+                spelled = f"`{setting.meta}` (positional argument)"
+            elif setting.kind == "bool":
+                spelled = ", ".join(
+                    f"`{flag}`" for flag in setting.flags
+                ) + f", `--no-{setting.flags[-1][2:]}`"
+            elif setting.kind in ("switch",):
+                spelled = ", ".join(f"`{flag}`" for flag in setting.flags)
+            else:
+                spelled = ", ".join(f"`{flag} {setting.meta}`" for flag in setting.flags)
+            if setting.kind == "list":
+                spelled += " (repeatable)"
+            config_name = "command line only" if setting.cli_only else f"`{setting.name}`"
+            lines += [
+                f"### {setting.name}",
+                "",
+                f"- Command line: {spelled}",
+                f"- Type: {setting.type_name}"
+                + (f" (one of {', '.join(setting.choices)})" if setting.choices else ""),
+                f"- Default: {_format_default(setting)}",
+                f"- Config file: {config_name}",
+            ]
+            if setting.default_env:
+                lines.append(f"- Environment: `{setting.default_env}` sets the default")
+            lines += ["", setting.help, ""]
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+if __name__ == "__main__":
+    sys.stdout.write(render_markdown())

@@ -1,0 +1,444 @@
+"""The threaded worker: one poller thread owns the sockets, a pool runs apps.
+
+The poller is the only thread that touches the selector and the connection
+tables. Pool threads hand work back to it through the method queue (a
+SimpleQueue plus a self-pipe that wakes the select call), so none of the
+poller's state needs a lock.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import queue
+import selectors
+import signal
+import socket
+import ssl
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from h2serve.connection.base import Connection
+from h2serve.logs import AccessLog
+from h2serve.wsgi import ForwardedPolicy
+
+log = logging.getLogger("h2serve.error")
+
+TICK_S = 0.25            # longest select() wait: deadline precision and heartbeat rate
+ACCEPT_BATCH = 64        # connections accepted per listener per wake-up (fairness)
+BACKLOG_PASS_PAUSE_S = 0.01
+LINGER_S = 2.0           # a closing connection's unread input is drained this long
+WORKER_BOOT_ERROR = 3
+
+_WAKE = object()
+
+
+class ThreadPool:
+    """A fixed set of threads taking callables from one queue."""
+
+    def __init__(self, size: int, name: str = "h2serve-pool") -> None:
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self._threads = [threading.Thread(target=self._loop, name=f"{name}-{i}", daemon=True)
+                         for i in range(size)]
+        self.size = size
+
+    def start(self) -> None:
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, fn: Callable, *args: Any) -> None:
+        self._jobs.put((fn, args))
+
+    def _loop(self) -> None:
+        get = self._jobs.get
+        while True:
+            job = get()
+            if job is None:
+                return
+            fn, args = job
+            try:
+                fn(*args)
+            except Exception:
+                log.exception("unhandled error in a pool thread")
+
+    def stop(self, wait_s: float = 0.0) -> None:
+        for _ in self._threads:
+            self._jobs.put(None)
+        deadline = time.monotonic() + wait_s
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+
+class Heartbeat:
+    """Tells the arbiter this worker is alive by changing a temp file's ctime."""
+
+    def __init__(self, fd: int | None) -> None:
+        self.fd = fd
+        self._mode = 0
+        self._last = 0.0
+
+    def beat(self, now: float) -> None:
+        if self.fd is None or now - self._last < 0.5:
+            return
+        self._last = now
+        self._mode ^= 1
+        try:
+            os.fchmod(self.fd, self._mode)
+        except OSError:
+            pass
+
+
+class Worker:
+    """One worker process: accepts, multiplexes and serves until told to stop."""
+
+    def __init__(self, cfg: Any, listeners: list[socket.socket], *, app: Callable | None = None,
+                 ssl_context: ssl.SSLContext | None = None, heartbeat_fd: int | None = None,
+                 ppid: int | None = None) -> None:
+        self.cfg = cfg
+        self.listeners = listeners
+        self.app = app
+        self.ssl_context = ssl_context
+        self.heartbeat = Heartbeat(heartbeat_fd)
+        self.ppid = ppid if ppid is not None else os.getppid()
+        self.access_log: AccessLog | None = None
+        self.forwarded = ForwardedPolicy(list(cfg.forwarded_allow_ips))
+        self.multiprocess = cfg.workers > 1
+        self.pool = ThreadPool(cfg.threads)
+
+        self.selector = selectors.DefaultSelector()
+        self._calls: queue.SimpleQueue = queue.SimpleQueue()
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+
+        # Poller-owned state: touched only on the poller thread.
+        self.connections: set[Connection] = set()
+        self.waiting: dict[Connection, float] = {}   # conn -> deadline, waiting for readable
+        self.h2_connections: set[Connection] = set()
+        self.lingering: dict[Connection, float] = {}
+        self.accepting = False
+        self.running = True
+        self.draining = False          # read by pool threads: Connection: close, GOAWAY
+        self.drain_deadline = 0.0
+        self.fast_exit = False
+
+        self._served = itertools.count(1)
+        self.max_requests = self._max_requests()
+        self.tls = ssl_context is not None
+
+    # --- setup -------------------------------------------------------------------
+
+    def _max_requests(self) -> int:
+        if self.cfg.max_requests <= 0:
+            return 0
+        jitter = self.cfg.max_requests_jitter
+        if jitter > 0:
+            return self.cfg.max_requests + int.from_bytes(os.urandom(4), "big") % (jitter + 1)
+        return self.cfg.max_requests
+
+    def _install_signals(self) -> None:
+        signal.signal(signal.SIGTERM, lambda *_: self.call_soon(self.begin_shutdown, "SIGTERM"))
+        signal.signal(signal.SIGINT, lambda *_: self._quit())
+        signal.signal(signal.SIGQUIT, lambda *_: self._quit())
+        signal.signal(signal.SIGUSR1, lambda *_: self.call_soon(self._reopen_logs))
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)     # the arbiter handles reloads
+        signal.signal(signal.SIGTTIN, signal.SIG_IGN)
+        signal.signal(signal.SIGTTOU, signal.SIG_IGN)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
+
+    def _quit(self) -> None:
+        self.fast_exit = True
+        self.running = False
+
+    def _reopen_logs(self) -> None:
+        from h2serve.logs import reopen_logs
+        reopen_logs()
+
+    # --- the method queue ------------------------------------------------------
+
+    def call_soon(self, fn: Callable, *args: Any) -> None:
+        """Run fn(*args) on the poller thread. Safe from any thread."""
+        self._calls.put((fn, args))
+        try:
+            os.write(self._wake_w, b"\0")
+        except (BlockingIOError, OSError):
+            pass  # a full pipe already guarantees a wake-up
+
+    def _run_calls(self) -> None:
+        try:
+            while os.read(self._wake_r, 4096):
+                pass
+        except (BlockingIOError, OSError):
+            pass
+        calls = self._calls
+        while True:
+            try:
+                fn, args = calls.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                fn(*args)
+            except Exception:
+                log.exception("error in a poller call %r", fn)
+
+    # --- requests served ---------------------------------------------------------
+
+    def request_done(self) -> None:
+        """Counts requests for max_requests; called from pool threads."""
+        if self.max_requests and next(self._served) == self.max_requests:
+            self.call_soon(self.begin_shutdown, f"max_requests ({self.max_requests}) reached")
+
+    # --- connection states (poller thread only) ----------------------------------
+
+    def await_readable(self, conn: Connection, deadline: float) -> None:
+        """Park conn in the poller until it is readable (then conn.on_readable runs
+        in a pool thread) or until deadline (then it is closed)."""
+        if conn.closed:
+            return
+        if self.draining and conn.idle_keepalive:
+            self._close_idle(conn)
+            return
+        try:
+            self.selector.register(conn.sock, selectors.EVENT_READ, conn)
+        except (KeyError, ValueError, OSError):
+            self.release(conn)
+            return
+        self.waiting[conn] = deadline
+
+    def attach_h2(self, conn: Connection) -> None:
+        """An HTTP/2 connection stays registered; its reads run on the poller."""
+        if conn.closed:
+            return
+        try:
+            self.selector.register(conn.sock, selectors.EVENT_READ, conn)
+        except (KeyError, ValueError, OSError):
+            self.release(conn)
+            return
+        self.h2_connections.add(conn)
+        if self.draining:
+            conn.driver.start_goaway()
+        conn.driver.on_readable()  # bytes may already sit in the TLS buffer
+
+    def want_write(self, conn: Connection, wanted: bool) -> None:
+        if conn.closed or conn not in self.h2_connections:
+            return
+        events = selectors.EVENT_READ | (selectors.EVENT_WRITE if wanted else 0)
+        try:
+            self.selector.modify(conn.sock, events, conn)
+        except (KeyError, ValueError, OSError):
+            pass
+
+    def pause_reading(self, conn: Connection, paused: bool) -> None:
+        """Stop reading an HTTP/2 connection whose output the peer is not taking."""
+        if conn.closed or conn not in self.h2_connections:
+            return
+        events = selectors.EVENT_WRITE if paused else selectors.EVENT_READ
+        if conn.driver.wants_write:
+            events |= selectors.EVENT_WRITE
+        try:
+            self.selector.modify(conn.sock, events, conn)
+        except (KeyError, ValueError, OSError):
+            pass
+
+    def release(self, conn: Connection) -> None:
+        """Forget and close a connection: the one place connections are counted down."""
+        if conn.closed:
+            return
+        conn.closed = True
+        self._unregister(conn)
+        self.waiting.pop(conn, None)
+        self.h2_connections.discard(conn)
+        self.lingering.pop(conn, None)
+        conn.close_socket()
+        self.connections.discard(conn)
+        if not self.accepting and not self.draining:
+            self._resume_accepting()
+
+    def linger(self, conn: Connection) -> None:
+        """Half-close and drain what the peer still sends, so closing with unread
+        input never turns our last response into a reset."""
+        if conn.closed:
+            return
+        self._unregister(conn)
+        self.waiting.pop(conn, None)
+        self.h2_connections.discard(conn)
+        if conn.driver is not None and hasattr(conn.driver, "mark_dead"):
+            conn.driver.mark_dead()   # no app thread may touch the socket from here on
+        try:
+            conn.sock.setblocking(False)
+            conn.sock.shutdown(socket.SHUT_WR)  # on TLS this also drops the SSL layer
+            self.selector.register(conn.sock, selectors.EVENT_READ, conn)
+        except (OSError, KeyError, ValueError):
+            self.release(conn)
+            return
+        conn.lingering = True
+        self.lingering[conn] = time.monotonic() + LINGER_S
+
+    def _unregister(self, conn: Connection) -> None:
+        try:
+            self.selector.unregister(conn.sock)
+        except (KeyError, ValueError, OSError):
+            pass
+
+    def _close_idle(self, conn: Connection) -> None:
+        """Close an idle keep-alive connection, unless a request just arrived."""
+        self.waiting.pop(conn, None)
+        self._unregister(conn)
+        if conn.has_input():
+            self.pool.submit(conn.on_readable)
+            return
+        self.release(conn)
+
+    # --- accept ------------------------------------------------------------------
+
+    def _accept(self, lsock: socket.socket, limit: int = ACCEPT_BATCH) -> None:
+        for _ in range(limit):
+            if len(self.connections) >= self.cfg.worker_connections:
+                self._pause_accepting()
+                return
+            try:
+                sock, peer = lsock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                log.error("accept failed: %s", exc)
+                return
+            sock.setblocking(False)
+            if sock.family in (socket.AF_INET, socket.AF_INET6):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            conn = Connection(self, sock, peer)
+            self.connections.add(conn)
+            self.await_readable(conn, time.monotonic() + self.cfg.client_data_timeout)
+
+    def _pause_accepting(self) -> None:
+        if not self.accepting:
+            return
+        self.accepting = False
+        for lsock in self.listeners:
+            try:
+                self.selector.unregister(lsock)
+            except (KeyError, ValueError, OSError):
+                pass
+
+    def _resume_accepting(self) -> None:
+        if self.accepting or self.draining:
+            return
+        self.accepting = True
+        for lsock in self.listeners:
+            self.selector.register(lsock, selectors.EVENT_READ, lsock)
+
+    # --- shutdown ----------------------------------------------------------------
+
+    def begin_shutdown(self, reason: str) -> None:
+        """Stop taking new work without losing any: drain the backlog, GOAWAY, finish."""
+        if self.draining:
+            return
+        log.info("worker %d shutting down: %s", os.getpid(), reason)
+        self._pause_accepting()
+        self.draining = True
+        self.drain_deadline = time.monotonic() + self.cfg.graceful_timeout
+        # What the kernel already queued was promised to clients: take it.
+        for pass_number in range(2):
+            for lsock in self.listeners:
+                self._accept(lsock, limit=100_000)
+            if pass_number == 0:
+                time.sleep(BACKLOG_PASS_PAUSE_S)
+        for lsock in self.listeners:
+            try:
+                lsock.close()
+            except OSError:
+                pass
+        for conn in list(self.h2_connections):
+            conn.driver.start_goaway()
+        for conn, _deadline in list(self.waiting.items()):
+            if conn.idle_keepalive:
+                self._close_idle(conn)
+
+    # --- the loop ----------------------------------------------------------------
+
+    def _expire(self, now: float) -> None:
+        expired = [conn for conn, deadline in self.waiting.items() if deadline <= now]
+        for conn in expired:
+            log.debug("closing %s: %s", conn.peer_label, conn.wait_reason)
+            self.release(conn)
+        for conn in [c for c, deadline in self.lingering.items() if deadline <= now]:
+            self.release(conn)
+        for conn in list(self.h2_connections):
+            conn.driver.on_tick(now)
+
+    def _on_linger_readable(self, conn: Connection) -> None:
+        try:
+            data = conn.sock.recv(65536)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self.release(conn)
+
+    def serve_forever(self) -> None:
+        self.pool.start()
+        for lsock in self.listeners:
+            lsock.setblocking(False)
+        self.selector.register(self._wake_r, selectors.EVENT_READ, _WAKE)
+        self._resume_accepting()
+        select = self.selector.select
+        while self.running:
+            for key, mask in select(TICK_S):
+                owner = key.data
+                if owner is _WAKE:
+                    self._run_calls()
+                elif isinstance(owner, Connection):
+                    conn = owner
+                    if conn.lingering:
+                        self._on_linger_readable(conn)
+                    elif conn in self.h2_connections:
+                        if mask & selectors.EVENT_WRITE:
+                            conn.driver.on_writable()
+                        if mask & selectors.EVENT_READ and not conn.closed:
+                            conn.driver.on_readable()
+                    elif self.waiting.pop(conn, None) is not None:
+                        self._unregister(conn)
+                        self.pool.submit(conn.on_readable)
+                else:
+                    self._accept(owner)
+            now = time.monotonic()
+            self.heartbeat.beat(now)
+            self._expire(now)
+            if self.ppid != os.getppid():
+                log.info("parent changed, shutting down")
+                self.begin_shutdown("arbiter gone")
+            if self.draining and (not self.connections or now >= self.drain_deadline):
+                break
+        self._close_everything()
+
+    def _close_everything(self) -> None:
+        for conn in list(self.connections):
+            self.release(conn)
+        self.pool.stop(wait_s=0.0 if self.fast_exit else 1.0)
+
+    def run(self) -> int:
+        """Entry point in the forked child."""
+        self._install_signals()
+        try:
+            self.access_log = AccessLog(self.cfg)
+            if self.app is None:
+                from h2serve.app import load_app
+                self.app = load_app(self.cfg.app_uri, self.cfg.chdir)
+            if not self.cfg.plaintext and self.ssl_context is None:
+                from h2serve.transport.tls import build_server_context
+                self.ssl_context = build_server_context(
+                    self.cfg.certfile, self.cfg.keyfile, alpn_protocols=self.cfg.alpn_protocols,
+                    ca_certs=self.cfg.ca_certs, cert_reqs=self.cfg.cert_reqs, ciphers=self.cfg.ciphers)
+                self.tls = True
+        except Exception as exc:  # the arbiter already vetted these; report and stop
+            print(f"h2serve: worker failed to boot: {exc}", file=sys.stderr)
+            return WORKER_BOOT_ERROR
+        log.info("Booting worker with pid: %d", os.getpid())
+        self.serve_forever()
+        return 0

@@ -1,0 +1,445 @@
+"""The WSGI adapter: one request in, one PEP 3333 call out, for either protocol.
+
+The connection drivers hand us a request event and an `Exchange` (their view
+of one request/response). Everything WSGI-specific lives here, so HTTP/1.1
+and HTTP/2 behave the same to an application.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import sys
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+from urllib.parse import unquote_to_bytes
+
+from h2serve import SERVER_SOFTWARE
+from h2serve.protocol.events import Headers, RequestReceived
+
+log = logging.getLogger("h2serve.error")
+
+# Response headers that describe one connection, not the message (RFC 9110
+# §7.6.1); an app must not set them (PEP 3333), and HTTP/2 forbids them.
+HOP_BY_HOP = frozenset({
+    "connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "te",
+    "trailer", "proxy-authenticate", "proxy-authorization",
+})
+NO_BODY_STATUSES = frozenset({204, 304})
+_ERROR_BODY = b"Internal Server Error\n"
+
+
+class ClientDisconnected(OSError):
+    """The peer went away or reset the stream; the app's write cannot complete."""
+
+
+class Exchange(Protocol):
+    """What a connection driver offers the adapter for one request."""
+
+    protocol: str          # SERVER_PROTOCOL: "HTTP/1.1", "HTTP/1.0" or "HTTP/2"
+
+    def read(self, size: int) -> bytes:
+        """Up to size bytes of request body (size < 0: all); b"" at the end."""
+
+    def request_trailers(self) -> Headers | None: ...
+
+    def send_informational(self, status: int, headers: Headers) -> None: ...
+
+    def send_head(self, status: int, reason: str, headers: Headers, end_stream: bool) -> None: ...
+
+    def send_body(self, data: bytes, end_stream: bool = False) -> None:
+        """Blocks while the peer's window or the socket buffer is full."""
+
+    def send_end(self, trailers: Headers | None) -> None: ...
+
+    def send_complete(self, status: int, reason: str, headers: Headers, body: bytes,
+                      trailers: Headers | None) -> None:
+        """The whole response at once: the fast path for one-chunk bodies."""
+
+    def abort(self) -> None:
+        """The app failed after the head went out: reset the stream or close."""
+
+
+class InputStream:
+    """wsgi.input over an Exchange: reads pull body bytes from the driver,
+    which returns flow-control credit as they are consumed."""
+
+    __slots__ = ("_exchange", "_buffer", "_eof")
+
+    def __init__(self, exchange: Exchange) -> None:
+        self._exchange = exchange
+        self._buffer = b""
+        self._eof = False
+
+    def _fill(self, want: int) -> bool:
+        if self._eof:
+            return False
+        chunk = self._exchange.read(max(want, 16384))
+        if not chunk:
+            self._eof = True
+            return False
+        self._buffer += chunk
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        if size is None or size < 0:
+            parts = [self._buffer]
+            self._buffer = b""
+            while not self._eof:
+                chunk = self._exchange.read(-1)
+                if not chunk:
+                    self._eof = True
+                    break
+                parts.append(chunk)
+            return b"".join(parts)
+        while len(self._buffer) < size and self._fill(size - len(self._buffer)):
+            pass
+        data, self._buffer = self._buffer[:size], self._buffer[size:]
+        return data
+
+    def readline(self, size: int | None = -1) -> bytes:
+        limit = sys.maxsize if size is None or size < 0 else size
+        start = 0
+        while True:
+            newline = self._buffer.find(b"\n", start)
+            if newline >= 0 and newline < limit:
+                end = newline + 1
+                break
+            if len(self._buffer) >= limit:
+                end = limit
+                break
+            start = len(self._buffer)
+            if not self._fill(8192):
+                end = min(len(self._buffer), limit)
+                break
+        line, self._buffer = self._buffer[:end], self._buffer[end:]
+        return line
+
+    def readlines(self, hint: int | None = -1) -> list[bytes]:
+        lines, total = [], 0
+        while True:
+            line = self.readline()
+            if not line:
+                return lines
+            lines.append(line)
+            total += len(line)
+            if hint is not None and 0 < hint <= total:
+                return lines
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> bytes:
+        line = self.readline()
+        if not line:
+            raise StopIteration
+        return line
+
+
+class FileWrapper:
+    """wsgi.file_wrapper: streams a file-like object in blocks."""
+
+    def __init__(self, filelike: Any, blksize: int = 65536) -> None:
+        self.filelike = filelike
+        self.blksize = blksize
+        if hasattr(filelike, "close"):
+            self.close = filelike.close
+
+    def __iter__(self):
+        read = self.filelike.read
+        while True:
+            block = read(self.blksize)
+            if not block:
+                return
+            yield block
+
+
+class ForwardedPolicy:
+    """Which peers may speak for the client through X-Forwarded-For/-Proto."""
+
+    def __init__(self, allow: list[str]) -> None:
+        self.allow_all = "*" in allow
+        self.networks = []
+        for entry in allow:
+            if entry == "*":
+                continue
+            try:
+                self.networks.append(ipaddress.ip_network(entry.strip(), strict=False))
+            except ValueError:
+                log.warning("forwarded_allow_ips: ignoring %r", entry)
+
+    def trusts(self, address: str) -> bool:
+        if self.allow_all:
+            return True
+        if not self.networks or not address:
+            return False
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return address.startswith("unix:") or address == ""
+        return any(ip in net for net in self.networks)
+
+    def client_address(self, peer: str, forwarded_for: str) -> str:
+        """The nearest hop not in the allow list, walking X-Forwarded-For right to left."""
+        hops = [h.strip() for h in forwarded_for.split(",") if h.strip()]
+        for hop in reversed(hops):
+            if not self.trusts(hop):
+                return hop
+        return hops[0] if hops else peer
+
+
+def connection_environ(*, server_addr: tuple | str, peer_addr: tuple | str, url_scheme: str,
+                       alpn: str, multiprocess: bool, errors: Any) -> dict[str, Any]:
+    """The part of the environ that is the same for every request of one connection."""
+    if isinstance(server_addr, tuple):
+        server_name, server_port = str(server_addr[0]), str(server_addr[1])
+    else:
+        server_name, server_port = str(server_addr or "localhost"), ""
+    if isinstance(peer_addr, tuple):
+        remote_addr, remote_port = str(peer_addr[0]), str(peer_addr[1])
+    else:
+        remote_addr, remote_port = "", ""
+    return {
+        "SERVER_NAME": server_name,
+        "SERVER_PORT": server_port,
+        "REMOTE_ADDR": remote_addr,
+        "REMOTE_PORT": remote_port,
+        "SCRIPT_NAME": "",
+        "SERVER_SOFTWARE": SERVER_SOFTWARE,
+        "wsgi.version": (1, 0),
+        "wsgi.url_scheme": url_scheme,
+        "wsgi.errors": errors,
+        "wsgi.multithread": True,
+        "wsgi.multiprocess": multiprocess,
+        "wsgi.run_once": False,
+        "wsgi.input_terminated": True,
+        "wsgi.file_wrapper": FileWrapper,
+        "h2serve.alpn": alpn,
+    }
+
+
+def build_environ(base: dict[str, Any], request: RequestReceived, protocol: str,
+                  forwarded: ForwardedPolicy | None) -> dict[str, Any]:
+    """PEP 3333 environ for one request, from the connection's base."""
+    environ = base.copy()
+    target = request.target
+    if "://" in target[:10] and not target.startswith("/"):
+        # absolute-form (RFC 9112 §3.2.2): keep the path and query only
+        after_scheme = target.split("://", 1)[1]
+        slash = after_scheme.find("/")
+        target = after_scheme[slash:] if slash >= 0 else "/"
+    path, _, query = target.partition("?")
+    environ["REQUEST_METHOD"] = request.method
+    environ["PATH_INFO"] = unquote_to_bytes(path).decode("latin-1") if "%" in path else path
+    environ["QUERY_STRING"] = query
+    environ["RAW_URI"] = request.target
+    environ["SERVER_PROTOCOL"] = protocol
+    environ["h2serve.stream_id"] = request.stream_id
+    if request.priority is not None:
+        environ["h2serve.priority"] = request.priority
+
+    forwarded_for = forwarded_proto = None
+    for name, value in request.headers:
+        if "_" in name:
+            continue  # CGI maps "-" to "_": never let "x_a" pose as "x-a" (or SCRIPT_NAME)
+        if name == "content-type":
+            environ["CONTENT_TYPE"] = value
+            continue
+        if name == "content-length":
+            environ["CONTENT_LENGTH"] = value
+            continue
+        if name == "x-forwarded-for":
+            forwarded_for = value if forwarded_for is None else f"{forwarded_for},{value}"
+        elif name == "x-forwarded-proto":
+            forwarded_proto = value
+        key = "HTTP_" + name.upper().replace("-", "_")
+        if key in environ:
+            separator = "; " if name == "cookie" else ","
+            environ[key] = environ[key] + separator + value
+        else:
+            environ[key] = value
+    if request.authority is not None:
+        environ["HTTP_HOST"] = request.authority
+    if "HTTP_HOST" in environ:
+        host = environ["HTTP_HOST"]
+        if host.startswith("["):
+            environ["SERVER_NAME"] = host[: host.find("]") + 1]
+        else:
+            environ["SERVER_NAME"] = host.rsplit(":", 1)[0] if ":" in host else host
+    if forwarded is not None and (forwarded_for or forwarded_proto) and forwarded.trusts(base["REMOTE_ADDR"]):
+        if forwarded_for:
+            environ["REMOTE_ADDR"] = forwarded.client_address(base["REMOTE_ADDR"], forwarded_for)
+        if forwarded_proto:
+            proto = forwarded_proto.split(",")[0].strip().lower()
+            if proto in ("http", "https"):
+                environ["wsgi.url_scheme"] = proto
+    return environ
+
+
+class Responder:
+    """Runs one WSGI call and carries its response to the Exchange."""
+
+    __slots__ = (
+        "exchange", "environ", "method", "status", "status_code", "reason", "headers",
+        "head_sent", "trailers", "bytes_sent", "no_body",
+    )
+
+    def __init__(self, exchange: Exchange, environ: dict[str, Any]) -> None:
+        self.exchange = exchange
+        self.environ = environ
+        self.method = environ["REQUEST_METHOD"]
+        self.status = ""
+        self.status_code = 0
+        self.reason = ""
+        self.headers: Headers = []
+        self.head_sent = False
+        self.trailers: Headers | None = None
+        self.bytes_sent = 0
+        self.no_body = False
+
+    def start_response(self, status: str, headers: list[tuple[str, str]],
+                       exc_info: Any = None) -> Callable[[bytes], None]:
+        if exc_info is not None:
+            try:
+                if self.head_sent:
+                    raise exc_info[1].with_traceback(exc_info[2])
+            finally:
+                exc_info = None
+        elif self.status:
+            raise AssertionError("start_response called twice without exc_info")
+        if not isinstance(status, str):
+            raise TypeError(f"status must be str, got {type(status).__name__}")
+        code_text, _, reason = status.partition(" ")
+        if len(code_text) != 3 or not code_text.isdigit():
+            raise ValueError(f"malformed status {status!r}")
+        clean: Headers = []
+        for name, value in headers:
+            if not isinstance(name, str) or not isinstance(value, str):
+                raise TypeError(f"header names and values must be str: {name!r}: {value!r}")
+            if "\r" in value or "\n" in value or "\r" in name or "\n" in name or ":" in name:
+                raise ValueError(f"invalid character in header {name!r}")
+            if name.lower() in HOP_BY_HOP:
+                continue  # PEP 3333 leaves connection management to the server
+            clean.append((name, value))
+        self.status = status
+        self.status_code = int(code_text)
+        self.reason = reason
+        self.headers = clean
+        self.no_body = (self.method == "HEAD" or self.status_code in NO_BODY_STATUSES
+                        or self.status_code < 200)
+        return self.write
+
+    def early_hints(self, headers: list[tuple[str, str]]) -> None:
+        """wsgi.early_hints: a 103 ahead of the final response."""
+        if self.head_sent:
+            raise RuntimeError("early hints after the response started")
+        self.exchange.send_informational(103, [(str(n), str(v)) for n, v in headers])
+
+    def set_trailers(self, headers: list[tuple[str, str]]) -> None:
+        """h2serve.send_trailers: sent after the last body byte."""
+        self.trailers = [(str(n).lower(), str(v)) for n, v in headers]
+
+    def _send_head(self, end_stream: bool) -> None:
+        if not self.status:
+            raise AssertionError("the application wrote a body before calling start_response")
+        self.head_sent = True
+        self.exchange.send_head(self.status_code, self.reason, self.headers, end_stream)
+
+    def write(self, data: bytes) -> None:
+        """The legacy write() callable, and the path for every chunk."""
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f"response body chunks must be bytes, got {type(data).__name__}")
+        if not self.head_sent:
+            self._send_head(end_stream=False)
+        if data and not self.no_body:
+            self.exchange.send_body(data)
+            self.bytes_sent += len(data)
+
+    def finish(self) -> None:
+        if not self.head_sent:
+            if self.trailers and not self.no_body:
+                self._send_head(end_stream=False)
+                self.exchange.send_end(self.trailers)
+            else:
+                self._send_head(end_stream=True)
+            return
+        self.exchange.send_end(None if self.no_body else self.trailers)
+
+    def run(self, app: Callable) -> None:
+        """Call the app and stream its result; one-chunk bodies go out in one piece."""
+        result = app(self.environ, self.start_response)
+        try:
+            if isinstance(result, (list, tuple)) and len(result) <= 1 and not self.head_sent:
+                body = result[0] if result else b""
+                if not isinstance(body, (bytes, bytearray)):
+                    raise TypeError(f"response body chunks must be bytes, got {type(body).__name__}")
+                if not self.status:
+                    raise AssertionError("the application returned without calling start_response")
+                if (self.status_code >= 200 and self.status_code not in NO_BODY_STATUSES
+                        and not any(n.lower() == "content-length" for n, _ in self.headers)):
+                    # HEAD too: it announces the length a GET would get (RFC 9110 §9.3.2)
+                    self.headers.append(("Content-Length", str(len(body))))
+                if self.no_body:
+                    body = b""
+                self.head_sent = True
+                self.exchange.send_complete(self.status_code, self.reason, self.headers,
+                                            bytes(body), None if self.no_body else self.trailers)
+                self.bytes_sent += len(body)
+                return
+            for chunk in result:
+                self.write(chunk)
+                if self.no_body and self.head_sent:
+                    break
+            self.finish()
+        finally:
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()
+
+
+def serve_request(app: Callable, exchange: Exchange, request: RequestReceived,
+                  base_environ: dict[str, Any], forwarded: ForwardedPolicy | None,
+                  access_log: Any, gunicorn_aliases: bool = True) -> Responder:
+    """Run the app for one request. Never raises: app errors become a 500 or an abort."""
+    start_wall = time.time()
+    started = time.perf_counter()
+    environ = build_environ(base_environ, request, exchange.protocol, forwarded)
+    responder = Responder(exchange, environ)
+    environ["wsgi.input"] = InputStream(exchange)
+    environ["wsgi.early_hints"] = responder.early_hints
+    environ["h2serve.send_trailers"] = responder.set_trailers
+    environ["h2serve.request_trailers"] = exchange.request_trailers
+    if gunicorn_aliases:
+        environ["gunicorn.http2.send_trailers"] = responder.set_trailers
+        priority = request.priority or {}
+        environ["gunicorn.http2.priority_weight"] = priority.get("weight") or 16
+        environ["gunicorn.http2.priority_depends_on"] = priority.get("depends_on") or 0
+    try:
+        responder.run(app)
+    except ClientDisconnected:
+        log.debug("client went away during %s %s", request.method, request.target)
+        if not responder.status_code:
+            responder.status_code = 499
+    except Exception:
+        log.exception("Error handling request %s %s", request.method, request.target)
+        if not responder.head_sent:
+            responder.status_code = 500
+            try:
+                exchange.send_complete(500, "Internal Server Error",
+                                       [("Content-Type", "text/plain"),
+                                        ("Content-Length", str(len(_ERROR_BODY)))],
+                                       b"" if request.method == "HEAD" else _ERROR_BODY, None)
+            except (ClientDisconnected, OSError):
+                pass
+        else:
+            exchange.abort()
+    if access_log is not None and access_log.enabled:
+        try:
+            access_log.log(environ, responder.status or str(responder.status_code),
+                           responder.headers, responder.bytes_sent, start_wall,
+                           time.perf_counter() - started)
+        except Exception:
+            log.exception("access log failed")
+    return responder
+

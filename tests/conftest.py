@@ -1,0 +1,145 @@
+"""Fixtures that run the real `h2serve` command on loopback."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def require_tool(name: str) -> str:
+    """The path of an external tool; skip loudly outside CI, fail in CI."""
+    path = shutil.which(name)
+    if path:
+        return path
+    message = f"{name} is not installed (Debian: nghttp2-client / nginx / curl); run ./scripts/test as root"
+    if IN_CI:
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+class ServerProcess:
+    """A running `python -m h2serve`, its port and its log."""
+
+    def __init__(self, args: list[str], env: dict[str, str], cafile: str | None, tls: bool):
+        self.args = args
+        self.cafile = cafile
+        self.tls = tls
+        self.lines: list[str] = []
+        self._cond = threading.Condition()
+        self.proc = subprocess.Popen(args, env=env, cwd=str(ROOT), stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE, text=True, start_new_session=True)
+        self._reader = threading.Thread(target=self._read_log, daemon=True)
+        self._reader.start()
+        self.host = "127.0.0.1"
+        self.port = 0
+
+    def _read_log(self) -> None:
+        for line in self.proc.stderr:
+            with self._cond:
+                self.lines.append(line.rstrip("\n"))
+                self._cond.notify_all()
+        with self._cond:
+            self._cond.notify_all()
+
+    @property
+    def log(self) -> str:
+        with self._cond:
+            return "\n".join(self.lines)
+
+    def wait_for_log(self, pattern: str, timeout: float = 15.0, count: int = 1) -> list[re.Match]:
+        regex = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                found = [m for m in map(regex.search, self.lines) if m]
+                if len(found) >= count:
+                    return found
+                if self.proc.poll() is not None and not self._reader.is_alive():
+                    raise AssertionError(f"server exited ({self.proc.returncode}):\n{self.log}")
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"no {pattern!r} in the server log:\n" + "\n".join(self.lines))
+                self._cond.wait(min(left, 0.2))
+
+    def worker_pids(self) -> list[int]:
+        return [int(m.group(1)) for m in self.wait_for_log(r"Booting worker with pid: (\d+)", count=0)]
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls else "http"
+
+    @property
+    def url(self) -> str:
+        return f"{self.scheme}://{self.host}:{self.port}"
+
+    @property
+    def authority(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def send_signal(self, sig: int) -> None:
+        self.proc.send_signal(sig)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+        self._reader.join(5)
+        return self.proc.returncode
+
+
+@pytest.fixture(scope="session")
+def dev_certs(tmp_path_factory):
+    from h2serve.transport.devcert import write_certificates
+
+    return write_certificates(tmp_path_factory.mktemp("certs"))
+
+
+@pytest.fixture
+def h2serve_server(dev_certs, tmp_path):
+    """Factory: h2serve_server("tests.apps:hello", "--threads", "2", plaintext=False)."""
+    started: list[ServerProcess] = []
+
+    def start(app: str = "tests.apps:router", *extra: str, plaintext: bool = False,
+              workers: int = 1, threads: int = 4, bind: str = "127.0.0.1:0",
+              wait_workers: bool = True, env: dict | None = None) -> ServerProcess:
+        args = [sys.executable, "-m", "h2serve", "--bind", bind, "--workers", str(workers),
+                "--threads", str(threads), "--graceful-timeout", "10", *extra]
+        if plaintext:
+            args.append("--plaintext")
+        elif "--certfile" not in extra:
+            args += ["--certfile", str(dev_certs.cert), "--keyfile", str(dev_certs.key)]
+        args.append(app)
+        full_env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1",
+                    "H2SERVE_CERT_DIR": str(tmp_path / "devcerts"), **(env or {})}
+        server = ServerProcess(args, full_env, None if plaintext else str(dev_certs.ca_cert),
+                               tls=not plaintext)
+        started.append(server)
+        if bind.startswith("unix:"):
+            server.wait_for_log(r"Listening at")
+        else:
+            match = server.wait_for_log(r"Listening at: https?://(\S+):(\d+)")[0]
+            server.host = match.group(1).strip("[]")
+            server.port = int(match.group(2))
+        if wait_workers:
+            server.wait_for_log(r"Booting worker with pid", count=workers)
+        return server
+
+    yield start
+    for server in started:
+        server.stop(signal.SIGQUIT, timeout=10)

@@ -1,0 +1,963 @@
+"""Tests for the sans-I/O HTTP/2 protocol: an h2 client (or raw frames for
+input no client would produce) talks to HTTP2Protocol entirely in memory."""
+
+from __future__ import annotations
+
+import h2.config
+import h2.connection
+import h2.events
+import h2.settings
+import pytest
+from hpack import Encoder
+from hyperframe.frame import (
+    ContinuationFrame,
+    DataFrame,
+    Frame,
+    GoAwayFrame,
+    HeadersFrame,
+    PingFrame,
+    PriorityFrame,
+    RstStreamFrame,
+    SettingsFrame,
+    WindowUpdateFrame,
+)
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from h2serve.protocol.events import (
+    BodyEnded,
+    BodyReceived,
+    ConnectionTerminated,
+    PriorityUpdated,
+    ProtocolViolation,
+    RequestReceived,
+    StreamReset,
+    WindowUpdated,
+)
+from h2serve.protocol.http2 import (
+    PREFACE,
+    HTTP2Limits,
+    HTTP2Protocol,
+    parse_priority_field,
+)
+
+PROTOCOL_ERROR = 0x1
+FLOW_CONTROL_ERROR = 0x3
+STREAM_CLOSED = 0x5
+FRAME_SIZE_ERROR = 0x6
+REFUSED_STREAM = 0x7
+COMPRESSION_ERROR = 0x9
+
+GET = [(":method", "GET"), (":scheme", "https"), (":path", "/"), (":authority", "example.com")]
+
+
+def parse_frames(data: bytes) -> list[Frame]:
+    """Split server output into hyperframe frames."""
+    frames = []
+    view = memoryview(data)
+    while view:
+        frame, length = Frame.parse_frame_header(view[:9])
+        frame.parse_body(view[9 : 9 + length])
+        frames.append(frame)
+        view = view[9 + length :]
+    return frames
+
+
+def of_type(events, cls):
+    return [e for e in events if isinstance(e, cls)]
+
+
+class Pair:
+    """A client H2Connection wired to an HTTP2Protocol."""
+
+    def __init__(self, limits: HTTP2Limits | None = None, client_settings: dict | None = None,
+                 handshake: bool = True, validate: bool = True) -> None:
+        self.server = HTTP2Protocol(limits or HTTP2Limits())
+        self.server.initiate()
+        config = h2.config.H2Configuration(
+            client_side=True,
+            header_encoding=None,
+            validate_outbound_headers=validate,
+            normalize_outbound_headers=validate,
+            validate_inbound_headers=False,
+        )
+        self.client = h2.connection.H2Connection(config)
+        if client_settings:
+            self.client.local_settings = h2.settings.Settings(client=True, initial_values=client_settings)
+        self.client.initiate_connection()
+        self.server_events: list = []
+        if handshake:
+            self.pump()
+
+    def to_server(self) -> list:
+        events = self.server.receive(self.client.data_to_send())
+        self.server_events.extend(events)
+        return events
+
+    def to_client(self) -> list:
+        return self.client.receive_data(self.server.data_to_send())
+
+    def pump(self) -> tuple[list, list]:
+        server_events = self.to_server()
+        client_events = self.to_client()
+        server_events += self.to_server()
+        return server_events, client_events
+
+
+class Raw:
+    """Raw frames into an HTTP2Protocol, with our own HPACK encoder."""
+
+    def __init__(self, limits: HTTP2Limits | None = None) -> None:
+        self.server = HTTP2Protocol(limits or HTTP2Limits())
+        self.server.initiate()
+        self.encoder = Encoder()
+        self.preface_events = self.server.receive(PREFACE + SettingsFrame(0).serialize())
+        self.server.data_to_send()
+
+    def headers(self, stream_id: int, headers, end_stream: bool = True, **kwargs) -> list:
+        flags = {"END_HEADERS"} | ({"END_STREAM"} if end_stream else set())
+        frame = HeadersFrame(stream_id, data=self.encoder.encode(headers), flags=flags, **kwargs)
+        return self.send(frame)
+
+    def send(self, *frames: Frame) -> list:
+        return self.server.receive(b"".join(f.serialize() for f in frames))
+
+    def output(self) -> list[Frame]:
+        return parse_frames(self.server.data_to_send())
+
+
+class RawFrame:
+    """Hand-made frame bytes (hyperframe will not build invalid frames)."""
+
+    def __init__(self, frame_type: int, stream_id: int, body: bytes, flags: int = 0) -> None:
+        self.wire = (len(body).to_bytes(3, "big") + bytes([frame_type, flags])
+                     + stream_id.to_bytes(4, "big") + body)
+
+    def serialize(self) -> bytes:
+        return self.wire
+
+
+def rst_codes(frames) -> dict[int, int]:
+    return {f.stream_id: f.error_code for f in frames if isinstance(f, RstStreamFrame)}
+
+
+def goaway_codes(frames) -> list[int]:
+    return [f.error_code for f in frames if isinstance(f, GoAwayFrame)]
+
+
+# --------------------------------------------------------------------------- basics
+
+
+def test_server_preface_advertises_limits():
+    proto = HTTP2Protocol(HTTP2Limits(max_concurrent_streams=7, initial_window_size=30000,
+                                      max_frame_size=32768, max_header_list_size=9000))
+    proto.initiate()
+    frames = parse_frames(proto.data_to_send())
+    assert isinstance(frames[0], SettingsFrame)
+    s = frames[0].settings
+    assert s[SettingsFrame.MAX_CONCURRENT_STREAMS] == 7
+    assert s[SettingsFrame.INITIAL_WINDOW_SIZE] == 30000
+    assert s[SettingsFrame.MAX_FRAME_SIZE] == 32768
+    assert s[SettingsFrame.MAX_HEADER_LIST_SIZE] == 9000
+    assert s[SettingsFrame.ENABLE_PUSH] == 0
+    assert SettingsFrame.ENABLE_CONNECT_PROTOCOL not in s
+    # connection window enlarged beyond the default
+    assert any(isinstance(f, WindowUpdateFrame) and f.stream_id == 0 for f in frames)
+
+
+def test_get_request_event():
+    pair = Pair()
+    pair.client.send_headers(1, GET + [("user-agent", "t"), ("cookie", "a=1"), ("cookie", "b=2")],
+                             end_stream=True)
+    events = pair.to_server()
+    (req,) = of_type(events, RequestReceived)
+    assert req.stream_id == 1 and req.method == "GET" and req.target == "/"
+    assert req.authority == "example.com" and req.scheme == "https"
+    assert req.http_version == "2" and req.end_stream is True
+    assert ("user-agent", "t") in req.headers
+    assert ("cookie", "a=1; b=2") in req.headers
+    assert all(not name.startswith(":") for name, _ in req.headers)
+    assert req.priority == {"urgency": 3, "incremental": False, "weight": None, "depends_on": None}
+    assert req.content_length is None
+    assert pair.server.last_stream_id == 1 and pair.server.open_streams == 1
+    assert pair.server.is_stream_open(1)
+
+    pair.server.send_response(1, 200, [("Content-Type", "text/plain")])
+    assert pair.server.send_body(1, b"hi", end_stream=True) == 2
+    client_events = pair.to_client()
+    (resp,) = of_type(client_events, h2.events.ResponseReceived)
+    assert (b":status", b"200") in resp.headers
+    (data,) = of_type(client_events, h2.events.DataReceived)
+    assert data.data == b"hi"
+    assert of_type(client_events, h2.events.StreamEnded)
+    assert pair.server.open_streams == 0
+    assert not pair.server.is_stream_open(1)
+
+
+def test_host_header_used_when_no_authority():
+    pair = Pair()
+    pair.client.send_headers(1, GET[:3] + [("host", "h.example")], end_stream=True)
+    (req,) = of_type(pair.to_server(), RequestReceived)
+    assert req.authority == "h.example"
+
+
+def test_post_body_and_acknowledge_window_update():
+    pair = Pair()
+    pair.client.send_headers(1, [(":method", "POST"), (":scheme", "https"), (":path", "/up"),
+                                 (":authority", "a"), ("content-length", "40010")])
+    pair.client.send_data(1, b"x" * 16000)
+    pair.client.send_data(1, b"y" * 16000)
+    pair.client.send_data(1, b"z" * 8000)
+    events = pair.to_server()
+    (req,) = of_type(events, RequestReceived)
+    assert req.content_length == 40010 and not req.end_stream
+    bodies = of_type(events, BodyReceived)
+    assert sum(len(b.data) for b in bodies) == 40000
+    assert all(b.flow_controlled_length == len(b.data) for b in bodies)
+    # No automatic credit.
+    assert not any(isinstance(f, WindowUpdateFrame) for f in parse_frames(pair.server.data_to_send()))
+
+    pair.server.acknowledge(1, 1000)  # below half a window: batched
+    assert not any(isinstance(f, WindowUpdateFrame) for f in parse_frames(pair.server.data_to_send()))
+    pair.server.acknowledge(1, 39000)
+    updates = [f for f in parse_frames(pair.server.data_to_send()) if isinstance(f, WindowUpdateFrame)]
+    assert [(f.stream_id, f.window_increment) for f in updates] == [(1, 40000)]
+
+    pair.client.send_data(1, b"e" * 10, end_stream=True)
+    events = pair.to_server()
+    assert [b.data for b in of_type(events, BodyReceived)] == [b"e" * 10]
+    assert of_type(events, BodyEnded) == [BodyEnded(1, None)]
+    pair.server.acknowledge(1, 10)
+    updates = [f for f in parse_frames(pair.server.data_to_send()) if isinstance(f, WindowUpdateFrame)]
+    # stream end: all connection credit returned at once, no useless stream update
+    assert [(f.stream_id, f.window_increment) for f in updates] == [(0, 40010)]
+
+
+def test_padded_data_credit():
+    raw = Raw()
+    raw.headers(1, GET[:1] + [(":scheme", "https"), (":path", "/"), (":authority", "a")], end_stream=False)
+    frame = DataFrame(1, data=b"abc", flags={"PADDED"})
+    frame.pad_length = 10
+    events = raw.send(frame)
+    (body,) = of_type(events, BodyReceived)
+    assert body.data == b"abc" and body.flow_controlled_length == 14
+
+
+def test_request_trailers_and_response_trailers():
+    pair = Pair()
+    pair.client.send_headers(1, [(":method", "POST"), (":scheme", "https"), (":path", "/"),
+                                 (":authority", "a"), ("te", "trailers")])
+    pair.client.send_data(1, b"abc")
+    pair.client.send_headers(1, [("x-checksum", "123")], end_stream=True)
+    events = pair.to_server()
+    assert of_type(events, BodyEnded) == [BodyEnded(1, [("x-checksum", "123")])]
+
+    pair.server.send_response(1, 200, [])
+    pair.server.send_body(1, b"data")
+    pair.server.end_stream(1, trailers=[("X-Trailer", "done")])
+    client_events = pair.to_client()
+    (trailers,) = of_type(client_events, h2.events.TrailersReceived)
+    assert trailers.headers == [(b"x-trailer", b"done")]
+    assert of_type(client_events, h2.events.StreamEnded)
+    assert pair.server.open_streams == 0
+
+
+def test_informational_then_final():
+    pair = Pair()
+    pair.client.send_headers(1, GET, end_stream=True)
+    pair.to_server()
+    pair.server.send_informational(1, 103, [("Link", "</s.css>; rel=preload")])
+    pair.server.send_response(1, 200, [], end_stream=True)
+    client_events = pair.to_client()
+    (info,) = of_type(client_events, h2.events.InformationalResponseReceived)
+    assert (b":status", b"103") in info.headers and (b"link", b"</s.css>; rel=preload") in info.headers
+    (resp,) = of_type(client_events, h2.events.ResponseReceived)
+    assert (b":status", b"200") in resp.headers
+    with pytest.raises(ValueError):
+        pair.server.send_informational(1, 101, [])
+
+
+def test_connection_specific_response_headers_dropped():
+    pair = Pair()
+    pair.client.send_headers(1, GET, end_stream=True)
+    pair.to_server()
+    pair.server.send_response(1, 200, [("Connection", "close"), ("Keep-Alive", "5"),
+                                       ("Proxy-Connection", "x"), ("Transfer-Encoding", "chunked"),
+                                       ("Upgrade", "h2c"), ("X-Custom", "Yes")], end_stream=True)
+    (resp,) = of_type(pair.to_client(), h2.events.ResponseReceived)
+    assert resp.headers == [(b":status", b"200"), (b"x-custom", b"Yes")]
+
+
+def test_invalid_response_header_raises_before_touching_connection():
+    pair = Pair()
+    pair.client.send_headers(1, GET, end_stream=True)
+    pair.to_server()
+    with pytest.raises(ValueError):
+        pair.server.send_response(1, 200, [("x-bad", "a\r\nb")])
+    pair.server.send_response(1, 200, [], end_stream=True)
+    assert of_type(pair.to_client(), h2.events.ResponseReceived)
+
+
+# --------------------------------------------------------------------------- flow control
+
+
+def test_send_body_honours_small_peer_window():
+    pair = Pair(client_settings={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 10})
+    pair.client.send_headers(1, GET, end_stream=True)
+    pair.to_server()
+    pair.server.send_response(1, 200, [])
+    assert pair.server.send_window(1) == 10
+    assert pair.server.send_body(1, b"a" * 100, end_stream=True) == 10
+    assert pair.server.send_window(1) == 0
+    assert pair.server.send_body(1, b"a" * 90, end_stream=True) == 0
+    client_events = pair.to_client()
+    assert sum(len(e.data) for e in of_type(client_events, h2.events.DataReceived)) == 10
+    assert not of_type(client_events, h2.events.StreamEnded)  # end_stream not applied
+
+    pair.client.increment_flow_control_window(50, stream_id=1)
+    events = pair.to_server()
+    assert WindowUpdated(1) in events
+    assert pair.server.send_body(1, b"a" * 90, end_stream=True) == 50
+    pair.client.increment_flow_control_window(100, stream_id=1)
+    pair.to_server()
+    assert pair.server.send_body(1, b"a" * 40, end_stream=True) == 40
+    client_events = pair.to_client()
+    assert of_type(client_events, h2.events.StreamEnded)
+    assert pair.server.open_streams == 0
+
+
+def test_peer_max_frame_size_respected():
+    big_window = {h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 1 << 20,
+                  h2.settings.SettingCodes.MAX_FRAME_SIZE: 20000}
+    pair = Pair(client_settings=big_window)
+    pair.client.increment_flow_control_window(1 << 20)
+    pair.client.send_headers(1, GET, end_stream=True)
+    pair.to_server()
+    pair.server.send_response(1, 200, [])
+    assert pair.server.send_body(1, b"q" * 100000, end_stream=True) == 100000
+    data_frames = [f for f in parse_frames(pair.server.data_to_send()) if isinstance(f, DataFrame)]
+    assert max(len(f.data) for f in data_frames) == 20000
+    assert sum(len(f.data) for f in data_frames) == 100000
+
+
+def test_default_peer_frame_size_is_16384():
+    pair = Pair(client_settings={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 1 << 20})
+    pair.client.increment_flow_control_window(1 << 20)
+    pair.client.send_headers(1, GET, end_stream=True)
+    pair.to_server()
+    pair.server.send_response(1, 200, [])
+    assert pair.server.send_body(1, memoryview(b"q" * 50000)) == 50000
+    sizes = [len(f.data) for f in parse_frames(pair.server.data_to_send()) if isinstance(f, DataFrame)]
+    assert sizes == [16384, 16384, 16384, 848]
+
+
+def test_initial_window_size_change_applies_to_open_streams_even_negative():
+    pair = Pair(client_settings={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 100})
+    pair.client.send_headers(1, GET, end_stream=True)
+    pair.to_server()
+    pair.server.send_response(1, 200, [])
+    assert pair.server.send_body(1, b"a" * 100) == 100
+    pair.to_client()
+    pair.client.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 40})
+    events = pair.to_server()
+    assert WindowUpdated(0) in events
+    # stream window is now 40 - 100 = -60
+    assert pair.server.send_window(1) == 0
+    pair.client.increment_flow_control_window(30, stream_id=1)
+    pair.to_server()
+    assert pair.server.send_window(1) == 0  # -30
+    assert pair.server.send_body(1, b"b") == 0
+    pair.client.increment_flow_control_window(100, stream_id=1)
+    pair.to_server()
+    assert pair.server.send_window(1) == 70
+    # raising the setting grows open streams too
+    pair.client.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 1040})
+    pair.to_server()
+    assert pair.server.send_window(1) == 1070
+
+
+def test_stream_window_overflow_resets_stream():
+    raw = Raw()
+    raw.headers(1, GET, end_stream=True)
+    events = raw.send(WindowUpdateFrame(1, window_increment=2**31 - 1))
+    assert rst_codes(raw.output()) == {1: FLOW_CONTROL_ERROR}
+    assert StreamReset(1, FLOW_CONTROL_ERROR) in events
+    assert raw.server.open_streams == 0
+
+
+def test_connection_window_overflow_is_connection_error():
+    raw = Raw()
+    events = raw.send(WindowUpdateFrame(0, window_increment=2**31 - 1))
+    assert goaway_codes(raw.output()) == [FLOW_CONTROL_ERROR]
+    assert of_type(events, ConnectionTerminated)[0].error_code == FLOW_CONTROL_ERROR
+
+
+def test_window_update_zero_on_stream_is_stream_error():
+    raw = Raw()
+    raw.headers(1, GET, end_stream=True)
+    events = raw.send(Frame_window_update_zero(1))
+    assert rst_codes(raw.output()) == {1: PROTOCOL_ERROR}
+    assert StreamReset(1, PROTOCOL_ERROR) in events
+    assert not raw.server.closed
+
+
+def Frame_window_update_zero(stream_id: int) -> RawFrame:
+    # hyperframe refuses to build an increment of 0; write the bytes ourselves.
+    return RawFrame(0x8, stream_id, b"\x00\x00\x00\x00")
+
+
+# --------------------------------------------------------------------------- resets and limits
+
+
+def test_client_reset_is_reported_and_forgotten():
+    pair = Pair()
+    pair.client.send_headers(1, [(":method", "POST"), (":scheme", "https"), (":path", "/"),
+                                 (":authority", "a")])
+    pair.client.send_data(1, b"x" * 1000)
+    pair.to_server()
+    pair.client.reset_stream(1, 0x8)
+    events = pair.to_server()
+    assert events == [StreamReset(1, 0x8)]
+    assert pair.server.open_streams == 0 and not pair.server.is_stream_open(1)
+    assert 1 not in pair.server._streams
+    # unconsumed body credit goes back on the connection right away
+    updates = [f for f in parse_frames(pair.server.data_to_send()) if isinstance(f, WindowUpdateFrame)]
+    assert [(f.stream_id, f.window_increment) for f in updates] == [(0, 1000)]
+    # calls on the dead stream are harmless
+    pair.server.send_response(1, 200, [])
+    assert pair.server.send_body(1, b"late") == 0
+    pair.server.acknowledge(1, 1000)
+    pair.server.reset_stream(1, 0)
+    pair.server.end_stream(1)
+    assert pair.server.data_to_send() == b""
+
+
+def test_server_reset_stream():
+    pair = Pair()
+    pair.client.send_headers(1, GET, end_stream=True)
+    pair.to_server()
+    pair.server.reset_stream(1, 0x2)
+    assert of_type(pair.to_client(), h2.events.StreamReset)[0].error_code == 0x2
+    assert pair.server.open_streams == 0
+    pair.server.reset_stream(1, 0x2)  # no-op
+    assert pair.server.data_to_send() == b""
+
+
+@pytest.mark.parametrize("extra", [
+    [(f"x-h{i}", "v") for i in range(6)],          # too many fields
+    [("x-long", "v" * 200)],                        # one field too long
+])
+def test_request_header_limits_give_431(extra):
+    limits = HTTP2Limits(limit_request_fields=5, limit_request_field_size=100)
+    pair = Pair(limits)
+    pair.client.send_headers(1, GET + extra, end_stream=True)
+    events = pair.to_server()
+    assert not of_type(events, RequestReceived)
+    (violation,) = of_type(events, ProtocolViolation)
+    assert violation.status == 431 and violation.stream_id == 1
+    client_events = pair.to_client()
+    (resp,) = of_type(client_events, h2.events.ResponseReceived)
+    assert resp.headers == [(b":status", b"431")]
+    assert of_type(client_events, h2.events.StreamEnded)
+    assert pair.server.open_streams == 0
+    # connection still serves requests
+    pair.client.send_headers(3, GET, end_stream=True)
+    assert of_type(pair.to_server(), RequestReceived)
+
+
+def test_431_with_pending_body_asks_client_to_stop():
+    pair = Pair(HTTP2Limits(limit_request_fields=1))
+    pair.client.send_headers(1, GET + [("a", "1"), ("b", "2")])
+    pair.to_server()
+    frames = parse_frames(pair.server.data_to_send())
+    assert any(isinstance(f, HeadersFrame) and "END_STREAM" in f.flags for f in frames)
+    assert rst_codes(frames) == {1: 0}
+
+
+def test_header_list_size_over_advertised_limit_gives_431():
+    pair = Pair(HTTP2Limits(max_header_list_size=1000, limit_request_field_size=100000))
+    pair.client.send_headers(1, GET + [("x-big", "v" * 1200)], end_stream=True)
+    events = pair.to_server()
+    assert of_type(events, ProtocolViolation)[0].status == 431
+
+
+def test_hpack_bomb_beyond_decode_limit_is_connection_error():
+    pair = Pair(HTTP2Limits(max_header_list_size=1000, limit_request_field_size=100000))
+    pair.client.send_headers(1, GET + [("x-big", "v" * 60000)], end_stream=True)
+    events = pair.to_server()
+    assert of_type(events, ConnectionTerminated)
+    assert pair.server.closed
+
+
+def test_streams_beyond_max_concurrent_are_refused():
+    raw = Raw(HTTP2Limits(max_concurrent_streams=1))
+    raw.headers(1, GET, end_stream=False)
+    events = raw.headers(3, GET + [("x-a", "1")], end_stream=True)
+    assert not of_type(events, RequestReceived)
+    assert of_type(events, ProtocolViolation)[0].error_code == REFUSED_STREAM
+    assert rst_codes(raw.output()) == {3: REFUSED_STREAM}
+    assert raw.server.last_stream_id == 3
+    # HPACK state stayed in sync: the refused block was decoded
+    raw.send(DataFrame(1, data=b"", flags={"END_STREAM"}))
+    raw.server.send_response(1, 200, [], end_stream=True)
+    raw.output()
+    events = raw.headers(5, GET + [("x-a", "1")], end_stream=True)
+    (req,) = of_type(events, RequestReceived)
+    assert ("x-a", "1") in req.headers
+
+
+MALFORMED = {
+    "uppercase name": GET + [("X-Upper", "1")],
+    "unknown pseudo": GET + [(":foo", "bar")],
+    "pseudo after regular": GET[:3] + [("x-a", "1"), (":authority", "a")],
+    "duplicate path": GET + [(":path", "/again")],
+    "missing method": GET[1:],
+    "missing scheme": [GET[0], GET[2], GET[3]],
+    "missing path": [GET[0], GET[1], GET[3]],
+    "empty path": [GET[0], GET[1], (":path", ""), GET[3]],
+    "relative path": [GET[0], GET[1], (":path", "x/y"), GET[3]],
+    "asterisk for GET": [GET[0], GET[1], (":path", "*"), GET[3]],
+    "connection header": GET + [("connection", "keep-alive")],
+    "transfer-encoding": GET + [("transfer-encoding", "chunked")],
+    "upgrade": GET + [("upgrade", "h2c")],
+    "keep-alive": GET + [("keep-alive", "5")],
+    "te not trailers": GET + [("te", "gzip")],
+    "status in request": GET + [(":status", "200")],
+    "status first": [(":status", "200")] + GET,
+    "protocol pseudo": [(":method", "CONNECT"), (":protocol", "websocket")] + GET[1:],
+    "connect with path": [(":method", "CONNECT"), (":authority", "a:443"), (":path", "/")],
+    "connect without authority": [(":method", "CONNECT")],
+    "userinfo in authority": GET[:3] + [(":authority", "user@a")],
+    "bad method token": [(":method", "G T")] + GET[1:],
+    "content-length on empty request": GET + [("content-length", "3")],
+    "bad content-length": GET + [("content-length", "x")],
+    "newline in value": GET + [("x-a", "a\nb")],
+}
+
+
+@pytest.mark.parametrize("name", sorted(MALFORMED))
+def test_malformed_requests_are_stream_errors(name):
+    raw = Raw()
+    events = raw.headers(1, MALFORMED[name], end_stream=True)
+    assert not of_type(events, RequestReceived), name
+    (violation,) = of_type(events, ProtocolViolation)
+    assert violation.stream_id == 1 and violation.error_code == PROTOCOL_ERROR
+    frames = raw.output()
+    assert rst_codes(frames) == {1: PROTOCOL_ERROR}, name
+    assert not goaway_codes(frames)
+    # the connection survives
+    assert of_type(raw.headers(3, GET), RequestReceived)
+
+
+def test_options_asterisk_and_connect_are_accepted():
+    raw = Raw()
+    (req,) = of_type(raw.headers(1, [(":method", "OPTIONS"), (":scheme", "https"), (":path", "*"),
+                                     (":authority", "a")]), RequestReceived)
+    assert req.target == "*"
+    (req,) = of_type(raw.headers(3, [(":method", "CONNECT"), (":authority", "a:443")],
+                                 end_stream=False), RequestReceived)
+    assert req.method == "CONNECT" and req.target == "a:443"
+
+
+@pytest.mark.parametrize("chunks", [[b"abcd"], [b"ab", b"cd"]])
+def test_content_length_more_data_than_declared(chunks):
+    raw = Raw()
+    raw.headers(1, GET[:1] + [(":scheme", "https"), (":path", "/"), (":authority", "a"),
+                              ("content-length", "3")], end_stream=False)
+    events = []
+    for chunk in chunks:
+        events += raw.send(DataFrame(1, data=chunk))
+    assert StreamReset(1, PROTOCOL_ERROR) in events
+    assert of_type(events, ProtocolViolation)[0].error_code == PROTOCOL_ERROR
+    frames = raw.output()
+    assert rst_codes(frames) == {1: PROTOCOL_ERROR} and not goaway_codes(frames)
+    assert raw.server.open_streams == 0
+
+
+def test_content_length_less_data_than_declared():
+    raw = Raw()
+    raw.headers(1, [(":method", "POST")] + GET[1:] + [("content-length", "10")], end_stream=False)
+    events = raw.send(DataFrame(1, data=b"abc", flags={"END_STREAM"}))
+    assert StreamReset(1, PROTOCOL_ERROR) in events
+    assert not of_type(events, BodyEnded)
+    assert rst_codes(raw.output()) == {1: PROTOCOL_ERROR}
+
+
+def test_content_length_mismatch_ended_by_trailers():
+    raw = Raw()
+    raw.headers(1, [(":method", "POST")] + GET[1:] + [("content-length", "10")], end_stream=False)
+    raw.send(DataFrame(1, data=b"abc"))
+    events = raw.headers(1, [("x-t", "1")], end_stream=True)
+    assert StreamReset(1, PROTOCOL_ERROR) in events and not of_type(events, BodyEnded)
+    assert rst_codes(raw.output()) == {1: PROTOCOL_ERROR}
+
+
+@pytest.mark.parametrize("trailers,end_stream", [
+    ([(":path", "/")], True),           # pseudo-header in trailers
+    ([("x-t", "1")], False),            # trailers without END_STREAM
+])
+def test_bad_trailers_are_stream_errors(trailers, end_stream):
+    raw = Raw()
+    raw.headers(1, [(":method", "POST")] + GET[1:], end_stream=False)
+    events = raw.headers(1, trailers, end_stream=end_stream)
+    assert StreamReset(1, PROTOCOL_ERROR) in events
+    frames = raw.output()
+    assert rst_codes(frames) == {1: PROTOCOL_ERROR} and not goaway_codes(frames)
+
+
+def test_data_after_reset_gets_stream_closed_and_credit():
+    raw = Raw()
+    raw.headers(1, [(":method", "POST")] + GET[1:] + [("content-length", "1")], end_stream=False)
+    raw.send(DataFrame(1, data=b"ab"))
+    raw.output()
+    raw.send(DataFrame(1, data=b"c" * 100))
+    frames = raw.output()
+    assert rst_codes(frames) == {1: STREAM_CLOSED}
+    assert not goaway_codes(frames)
+
+
+def test_data_on_half_closed_remote_stream():
+    raw = Raw()
+    raw.headers(1, GET, end_stream=True)
+    raw.send(DataFrame(1, data=b"x"))
+    assert rst_codes(raw.output()) == {1: STREAM_CLOSED}
+
+
+# --------------------------------------------------------------------------- connection errors
+
+
+@pytest.mark.parametrize("data", [
+    b"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+    b"PRI * HTTP/2.0\r\n\r\nXX\r\n\r\n",
+])
+def test_bad_preface_gives_goaway_protocol_error(data):
+    proto = HTTP2Protocol(HTTP2Limits())
+    proto.initiate()
+    proto.data_to_send()
+    events = proto.receive(data)
+    assert goaway_codes(parse_frames(proto.data_to_send())) == [PROTOCOL_ERROR]
+    (term,) = of_type(events, ConnectionTerminated)
+    assert term.error_code == PROTOCOL_ERROR
+    assert of_type(events, ProtocolViolation)[0].stream_id == 0
+    assert proto.closed
+    assert proto.receive(PREFACE) == []
+
+
+def test_preface_must_be_followed_by_settings():
+    proto = HTTP2Protocol(HTTP2Limits())
+    proto.initiate()
+    proto.data_to_send()
+    events = proto.receive(PREFACE + PingFrame(0, opaque_data=b"12345678").serialize())
+    assert of_type(events, ConnectionTerminated)[0].error_code == PROTOCOL_ERROR
+
+
+def test_preface_byte_by_byte():
+    proto = HTTP2Protocol(HTTP2Limits())
+    proto.initiate()
+    wire = PREFACE + SettingsFrame(0).serialize()
+    enc = Encoder()
+    wire += HeadersFrame(1, data=enc.encode(GET), flags={"END_HEADERS", "END_STREAM"}).serialize()
+    events = []
+    for i in range(len(wire)):
+        events += proto.receive(wire[i:i + 1])
+    assert of_type(events, RequestReceived)
+
+
+def test_hpack_garbage_is_compression_error():
+    raw = Raw()
+    events = raw.send(HeadersFrame(1, data=b"\xff\xff\xff\xff\xff", flags={"END_HEADERS"}))
+    assert goaway_codes(raw.output()) == [COMPRESSION_ERROR]
+    assert of_type(events, ConnectionTerminated)[0].error_code == COMPRESSION_ERROR
+
+
+def test_oversized_frame_rejected_from_its_header():
+    raw = Raw()
+    header = (20000).to_bytes(3, "big") + b"\x00\x00" + (1).to_bytes(4, "big")
+    events = raw.server.receive(header)  # no body needed: refused at once
+    assert of_type(events, ConnectionTerminated)[0].error_code == FRAME_SIZE_ERROR
+    assert goaway_codes(raw.output()) == [FRAME_SIZE_ERROR]
+
+
+def test_rst_stream_on_idle_stream_is_connection_error():
+    raw = Raw()
+    events = raw.send(RstStreamFrame(5, error_code=0))
+    assert of_type(events, ConnectionTerminated)[0].error_code == PROTOCOL_ERROR
+
+
+def test_even_stream_and_decreasing_ids_are_connection_errors():
+    raw = Raw()
+    assert of_type(raw.headers(2, GET), ConnectionTerminated)
+    raw = Raw()
+    raw.headers(5, GET)
+    assert of_type(raw.headers(3, GET), ConnectionTerminated)
+
+
+def test_frames_after_end_stream_closed_stream():
+    raw = Raw()
+    raw.headers(1, GET, end_stream=True)
+    raw.server.send_response(1, 200, [], end_stream=True)
+    raw.output()
+    raw.send(DataFrame(1, data=b"x"))
+    frames = raw.output()
+    assert rst_codes(frames) == {1: STREAM_CLOSED}  # RFC 9113 6.1: stream error for DATA
+    assert not goaway_codes(frames)
+    events = raw.headers(1, [("x-t", "1")])
+    assert of_type(events, ConnectionTerminated)[0].error_code == STREAM_CLOSED
+
+
+def test_continuation_interrupted_is_protocol_error():
+    raw = Raw()
+    block = raw.encoder.encode(GET)
+    events = raw.send(HeadersFrame(1, data=block[:3]), PingFrame(0, opaque_data=b"12345678"))
+    assert of_type(events, ConnectionTerminated)[0].error_code == PROTOCOL_ERROR
+
+
+def test_continuation_assembles_request():
+    raw = Raw()
+    block = raw.encoder.encode(GET)
+    events = raw.send(HeadersFrame(1, data=block[:3], flags={"END_STREAM"}),
+                      ContinuationFrame(1, data=block[3:], flags={"END_HEADERS"}))
+    assert of_type(events, RequestReceived)[0].target == "/"
+
+
+def test_events_before_a_connection_error_are_kept():
+    raw = Raw()
+    events = raw.send(HeadersFrame(1, data=raw.encoder.encode(GET), flags={"END_HEADERS", "END_STREAM"}),
+                      RstStreamFrame(7, error_code=0))
+    assert of_type(events, RequestReceived) and of_type(events, ConnectionTerminated)
+
+
+def test_peer_goaway():
+    pair = Pair()
+    pair.client.send_headers(1, GET, end_stream=True)
+    pair.to_server()
+    pair.client.close_connection(error_code=0, additional_data=b"bye")
+    events = pair.to_server()
+    (term,) = of_type(events, ConnectionTerminated)
+    assert term.error_code == 0 and term.reason == "bye"
+    assert pair.server.closed
+    assert pair.server.receive(b"anything") == []
+    pair.server.send_response(1, 200, [])  # no exception
+    assert pair.server.send_body(1, b"x") == 0
+
+
+# --------------------------------------------------------------------------- priority
+
+
+@pytest.mark.parametrize("value,expected", [
+    ("", (3, False)),
+    ("u=1", (1, False)),
+    ("u=0, i", (0, True)),
+    ("i=?1, u=7", (7, True)),
+    ("i=?0", (3, False)),
+    ("u=8", (3, False)),          # out of range: ignored
+    ("u=-1", (3, False)),
+    ("u=2;foo=bar, x=\"a,b\", i", (2, True)),
+    ("u=2, U=3", (3, False)),     # invalid key: whole dictionary fails
+    ("u=\"1\"", (3, False)),
+    ("u=5, u=2", (2, False)),     # last one wins
+    ("u=1,,i", (3, False)),
+])
+def test_parse_priority_field(value, expected):
+    parsed = parse_priority_field(value)
+    assert (parsed["urgency"], parsed["incremental"]) == expected
+
+
+def test_priority_header_and_headers_priority_fields():
+    raw = Raw()
+    events = raw.headers(1, GET + [("priority", "u=0"), ("priority", "i")], end_stream=True,
+                         )
+    assert of_type(events, RequestReceived)[0].priority == {
+        "urgency": 0, "incremental": True, "weight": None, "depends_on": None}
+    frame = HeadersFrame(3, data=raw.encoder.encode(GET), flags={"END_HEADERS", "PRIORITY"},
+                         depends_on=1, stream_weight=99, exclusive=False)
+    (req,) = of_type(raw.send(frame), RequestReceived)
+    assert req.priority["weight"] == 100 and req.priority["depends_on"] == 1
+
+
+def test_priority_frame_updates_known_stream():
+    raw = Raw()
+    raw.headers(1, GET, end_stream=False)
+    events = raw.send(PriorityFrame(1, depends_on=0, stream_weight=15))
+    assert events == [PriorityUpdated(1, {"urgency": 3, "incremental": False, "weight": 16,
+                                          "depends_on": 0})]
+    assert raw.send(PriorityFrame(9, depends_on=0, stream_weight=15)) == []  # idle stream: ignored
+
+
+def test_self_dependency_is_stream_error():
+    raw = Raw()
+    raw.headers(1, GET, end_stream=False)
+    events = raw.send(PriorityFrame(1, depends_on=1))
+    assert StreamReset(1, PROTOCOL_ERROR) in events
+    assert rst_codes(raw.output()) == {1: PROTOCOL_ERROR}
+    frame = HeadersFrame(3, data=raw.encoder.encode(GET), flags={"END_HEADERS", "PRIORITY"},
+                         depends_on=3)
+    events = raw.send(frame)
+    assert not of_type(events, RequestReceived)
+    frames = raw.output()
+    assert rst_codes(frames) == {3: PROTOCOL_ERROR} and not goaway_codes(frames)
+    assert of_type(raw.headers(5, GET), RequestReceived)
+
+
+def test_priority_frame_bad_length_is_stream_error():
+    raw = Raw()
+    raw.headers(1, GET, end_stream=False)
+    raw.send(RawFrame(0x2, 1, b"\x00\x00\x00\x00"))
+    frames = raw.output()
+    assert rst_codes(frames) == {1: FRAME_SIZE_ERROR} and not goaway_codes(frames)
+
+
+def priority_update(stream_id: int, value: bytes, on_stream: int = 0) -> RawFrame:
+    return RawFrame(0x10, on_stream, stream_id.to_bytes(4, "big") + value)
+
+
+def test_priority_update_frame():
+    raw = Raw()
+    raw.headers(1, GET, end_stream=False)
+    events = raw.send(priority_update(1, b"u=5, i"))
+    assert events == [PriorityUpdated(1, {"urgency": 5, "incremental": True, "weight": None,
+                                          "depends_on": None})]
+    # for a stream not opened yet: applied when it opens
+    assert raw.send(priority_update(3, b"u=6")) == []
+    (req,) = of_type(raw.headers(3, GET + [("priority", "u=1")]), RequestReceived)
+    assert req.priority["urgency"] == 6
+
+
+@pytest.mark.parametrize("frame,code", [
+    (priority_update(1, b"u=1", on_stream=1), PROTOCOL_ERROR),
+    (priority_update(0, b"u=1"), PROTOCOL_ERROR),
+    (priority_update(2, b"u=1"), PROTOCOL_ERROR),
+    (RawFrame(0x10, 0, b"\x00\x01"), FRAME_SIZE_ERROR),
+])
+def test_priority_update_errors(frame, code):
+    raw = Raw()
+    raw.headers(1, GET, end_stream=False)
+    events = raw.send(frame)
+    assert of_type(events, ConnectionTerminated)[0].error_code == code
+    assert goaway_codes(raw.output()) == [code]
+
+
+def test_unknown_frame_type_ignored():
+    raw = Raw()
+    assert raw.send(RawFrame(0xEE, 0, b"junk")) == []
+    assert not raw.server.closed
+
+
+# --------------------------------------------------------------------------- h2c and goaway
+
+
+def test_h2c_upgrade_initiate():
+    client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding=None))
+    settings_header = client.initiate_upgrade_connection().rstrip(b"=")  # clients may drop padding
+    upgrade = RequestReceived(stream_id=1, method="GET", target="/up", headers=[("host", "a")],
+                              authority="a", scheme="http", http_version="1.1", end_stream=True)
+    proto = HTTP2Protocol(HTTP2Limits())
+    events = proto.initiate(upgrade_settings=settings_header, upgrade_request=upgrade)
+    (req,) = events
+    assert req.stream_id == 1 and req.target == "/up" and req.end_stream
+    assert proto.open_streams == 1 and proto.is_stream_open(1)
+    proto.receive(client.data_to_send())
+    client.receive_data(proto.data_to_send())
+    proto.send_response(1, 200, [], end_stream=True)
+    resp = of_type(client.receive_data(proto.data_to_send()), h2.events.ResponseReceived)
+    assert resp[0].stream_id == 1
+    assert proto.open_streams == 0
+    # the client continues on stream 3
+    client.send_headers(3, GET, end_stream=True)
+    assert of_type(proto.receive(client.data_to_send()), RequestReceived)[0].stream_id == 3
+
+
+def test_h2c_upgrade_bad_settings():
+    proto = HTTP2Protocol(HTTP2Limits())
+    events = proto.initiate(upgrade_settings=b"!!!notbase64", upgrade_request=None)
+    assert of_type(events, ConnectionTerminated)
+    assert goaway_codes(parse_frames(proto.data_to_send())) == [PROTOCOL_ERROR]
+
+
+def test_graceful_goaway_refuses_newer_streams_and_finishes_old():
+    raw = Raw()
+    raw.headers(1, GET, end_stream=True)
+    raw.server.goaway()
+    frames = raw.output()
+    (goaway,) = [f for f in frames if isinstance(f, GoAwayFrame)]
+    assert goaway.last_stream_id == 1 and goaway.error_code == 0
+    assert not raw.server.closed
+    events = raw.headers(3, GET + [("x-after", "1")])
+    assert not of_type(events, RequestReceived)
+    assert rst_codes(raw.output()) == {3: REFUSED_STREAM}
+    raw.server.send_response(1, 200, [], end_stream=True)
+    frames = raw.output()
+    assert any(isinstance(f, HeadersFrame) and f.stream_id == 1 for f in frames)
+    assert raw.server.closed
+
+
+def test_goaway_explicit_last_stream_and_error():
+    raw = Raw()
+    raw.headers(1, GET, end_stream=False)
+    raw.headers(3, GET, end_stream=False)
+    raw.server.goaway(last_stream_id=1, debug=b"draining")
+    (goaway,) = [f for f in raw.output() if isinstance(f, GoAwayFrame)]
+    assert goaway.last_stream_id == 1 and goaway.additional_data == b"draining"
+    raw.server.goaway(error_code=0x2)
+    (goaway,) = [f for f in raw.output() if isinstance(f, GoAwayFrame)]
+    assert goaway.error_code == 0x2 and goaway.last_stream_id == 1
+    assert raw.server.closed
+    assert raw.server.receive(b"x") == []
+
+
+# --------------------------------------------------------------------------- robustness
+
+
+HEADER_BLOCKS = [
+    GET, GET + [("content-length", "2")], [(":method", "POST")] + GET[1:], [("x-t", "1")],
+    [(":path", "")], GET + [("X-Bad", "1")], GET + [("priority", "u=1, i")],
+]
+
+
+def _frame_strategy():
+    """Frame builders; HEADERS are encoded later with a per-example encoder."""
+    any_ids = st.sampled_from([0, 1, 2, 3, 5, 0x7FFFFFFF])
+    stream_ids = st.sampled_from([1, 2, 3, 5, 0x7FFFFFFF])
+    return st.one_of(
+        st.builds(lambda s, h, es: ("headers", s, h, es),
+                  stream_ids, st.integers(0, len(HEADER_BLOCKS) - 1), st.booleans()),
+        st.builds(lambda s, d, es: DataFrame(s, data=d, flags={"END_STREAM"} if es else set()),
+                  stream_ids, st.binary(max_size=40), st.booleans()),
+        st.builds(lambda s, inc: RawFrame(0x8, s, inc.to_bytes(4, "big")),
+                  any_ids, st.integers(0, 2**31 - 1)),
+        st.builds(lambda s, c: RstStreamFrame(s, error_code=c), stream_ids, st.integers(0, 20)),
+        st.builds(lambda s, d: PriorityFrame(s, depends_on=d), stream_ids, st.integers(0, 7)),
+        st.builds(lambda s, b: RawFrame(0x10, s, b), any_ids, st.binary(max_size=12)),
+        st.builds(lambda t, s, f, b: RawFrame(t, s, b, f),
+                  st.integers(0, 12), any_ids, st.integers(0, 255), st.binary(max_size=20)),
+        st.builds(lambda v: SettingsFrame(0, settings={0x4: v}), st.integers(0, 2**31 - 1)),
+        st.just(PingFrame(0, opaque_data=b"abcdefgh")),
+        st.builds(lambda s, b: ContinuationFrame(s, data=b, flags={"END_HEADERS"}), stream_ids,
+                  st.binary(max_size=10)),
+        st.builds(lambda b: GoAwayFrame(0, last_stream_id=0, error_code=0, additional_data=b),
+                  st.binary(max_size=5)),
+    )
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(frames=st.lists(_frame_strategy(), max_size=12), split=st.integers(1, 50))
+def test_random_frame_sequences_never_raise(frames, split):
+    proto = HTTP2Protocol(HTTP2Limits(max_concurrent_streams=2))
+    proto.initiate()
+    encoder = Encoder()
+    wire = PREFACE + SettingsFrame(0).serialize()
+    for frame in frames:
+        if isinstance(frame, tuple):
+            _, stream_id, block, end_stream = frame
+            flags = {"END_HEADERS"} | ({"END_STREAM"} if end_stream else set())
+            frame = HeadersFrame(stream_id, data=encoder.encode(HEADER_BLOCKS[block]), flags=flags)
+        wire += frame.serialize()
+    for i in range(0, len(wire), split):
+        events = proto.receive(wire[i:i + split])
+        for event in events:
+            if isinstance(event, (RequestReceived, BodyReceived)):
+                proto.acknowledge(event.stream_id, 1)
+                proto.send_response(event.stream_id, 200, [])
+                proto.send_body(event.stream_id, b"ok", end_stream=True)
+    proto.data_to_send()
+    assert proto.open_streams >= 0
