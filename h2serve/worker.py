@@ -111,6 +111,7 @@ class Worker:
 
         self.selector = selectors.DefaultSelector()
         self._calls: queue.SimpleQueue = queue.SimpleQueue()
+        self._wake_pending = False
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
@@ -129,6 +130,7 @@ class Worker:
         self._served = itertools.count(1)
         self.max_requests = self._max_requests()
         self.tls = ssl_context is not None
+        self.poller_ident = threading.get_ident()  # serve_forever sets it to the poller's
 
     # --- setup -------------------------------------------------------------------
 
@@ -162,12 +164,18 @@ class Worker:
     # --- the method queue ------------------------------------------------------
 
     def call_soon(self, fn: Callable, *args: Any) -> None:
-        """Run fn(*args) on the poller thread. Safe from any thread."""
+        """Run fn(*args) on the poller thread. Safe from any thread.
+
+        Only the first call after the poller last drained the queue writes to
+        the pipe; the poller clears the flag before draining, so a call that
+        sees it set is always picked up by the drain in progress."""
         self._calls.put((fn, args))
-        try:
-            os.write(self._wake_w, b"\0")
-        except (BlockingIOError, OSError):
-            pass  # a full pipe already guarantees a wake-up
+        if not self._wake_pending:
+            self._wake_pending = True
+            try:
+                os.write(self._wake_w, b"\0")
+            except (BlockingIOError, OSError):
+                pass  # a full pipe already guarantees a wake-up
 
     def _run_calls(self) -> None:
         try:
@@ -175,6 +183,7 @@ class Worker:
                 pass
         except (BlockingIOError, OSError):
             pass
+        self._wake_pending = False
         calls = self._calls
         while True:
             try:
@@ -382,6 +391,7 @@ class Worker:
             self.release(conn)
 
     def serve_forever(self) -> None:
+        self.poller_ident = threading.get_ident()
         self.pool.start()
         for lsock in self.listeners:
             lsock.setblocking(False)

@@ -17,6 +17,7 @@ from urllib.parse import unquote_to_bytes
 
 from h2serve import SERVER_SOFTWARE
 from h2serve.protocol.events import Headers, RequestReceived
+from h2serve.protocol.http2 import parse_priority_field
 
 log = logging.getLogger("h2serve.error")
 
@@ -253,6 +254,8 @@ def build_environ(base: dict[str, Any], request: RequestReceived, protocol: str,
             forwarded_for = value if forwarded_for is None else f"{forwarded_for},{value}"
         elif name == "x-forwarded-proto":
             forwarded_proto = value
+        elif name == "priority" and request.priority is None:
+            environ["h2serve.priority"] = parse_priority_field(value)  # RFC 9218 on HTTP/1.1
         key = "HTTP_" + name.upper().replace("-", "_")
         if key in environ:
             separator = "; " if name == "cookie" else ","
@@ -351,7 +354,8 @@ class Responder:
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise TypeError(f"response body chunks must be bytes, got {type(data).__name__}")
         if not self.head_sent:
-            self._send_head(end_stream=False)
+            # HEAD/204/304: the head ends the stream (no empty DATA frame after it)
+            self._send_head(end_stream=self.no_body)
         if data and not self.no_body:
             self.exchange.send_body(data)
             self.bytes_sent += len(data)
@@ -364,7 +368,8 @@ class Responder:
             else:
                 self._send_head(end_stream=True)
             return
-        self.exchange.send_end(None if self.no_body else self.trailers)
+        if not self.no_body:  # a bodiless response already ended with its head
+            self.exchange.send_end(self.trailers)
 
     def run(self, app: Callable) -> None:
         """Call the app and stream its result; one-chunk bodies go out in one piece."""

@@ -37,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--jobs", type=int, default=8, help="cases run at the same time (default 8)")
     parser.add_argument("-v", "--verbose", action="store_true", help="print each case's requirement and frame log")
     parser.add_argument("--dryrun", action="store_true", help="list the selected cases without running them")
+    parser.add_argument("--version", action="version", version="h2spec-py 1.0 (the h2spec v2.6 catalogue, reimplemented)")
     parser.add_argument("sections", nargs="*", metavar="ID", help="same as --section")
     return parser
 

@@ -152,3 +152,23 @@ ROUTES = {
     "environ": environ_dump, "early_hints": early_hints, "trailers": trailers,
     "stream": stream, "fail": fail, "status": status,
 }
+
+
+def hop_headers(environ, start_response):
+    """Sets connection-specific headers an HTTP/2 response must never carry."""
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Connection", "close"),
+                              ("Keep-Alive", "timeout=5"), ("Transfer-Encoding", "chunked"),
+                              ("Upgrade", "h2c"), ("Proxy-Connection", "keep-alive"),
+                              ("X-Kept", "yes")])
+    return [b"ok"]
+
+
+def priority_after_body(environ, start_response):
+    """Reads the whole body, then reports h2serve.priority (it may change meanwhile)."""
+    environ["wsgi.input"].read()
+    start_response("200 OK", [("Content-Type", "application/json")])
+    return [json.dumps(environ.get("h2serve.priority")).encode()]
+
+
+ROUTES["hop_headers"] = hop_headers
+ROUTES["priority_after_body"] = priority_after_body

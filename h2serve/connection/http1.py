@@ -7,6 +7,7 @@ and running the app. Idle keep-alive connections wait in the poller.
 
 from __future__ import annotations
 
+import base64
 import logging
 import ssl
 import sys
@@ -130,7 +131,11 @@ class HTTP1Driver:
                 return None
             if data and not self.head_deadline:
                 self.head_deadline = time.monotonic() + self.cfg.client_data_timeout
-            self.events.extend(self.proto.receive(data))
+            events = self.proto.receive(data)
+            if not data and not events:
+                worker.call_soon(worker.release, conn)  # EOF the protocol had nothing to say about
+                return None
+            self.events.extend(events)
 
     def _reject(self, violation: ProtocolViolation) -> None:
         """Bad input: answer with the status the protocol chose, once, and close."""
@@ -198,7 +203,9 @@ class HTTP1Driver:
         leftover = self.proto.trailing_data
         conn.alpn = "h2c"
         conn.stage = "h2"
-        conn.driver = HTTP2Driver(conn, upgrade=(settings, request))
+        # h2c_upgrade_requested decoded the header; HTTP2Protocol.initiate wants it encoded
+        encoded = base64.urlsafe_b64encode(settings)
+        conn.driver = HTTP2Driver(conn, upgrade=(encoded, request))
         conn.driver.start(leftover)
 
 

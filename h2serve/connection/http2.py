@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 from collections import deque
+from threading import get_ident
 from typing import TYPE_CHECKING, Any
 
 from h2serve import SERVER_SOFTWARE
@@ -128,6 +129,7 @@ class HTTP2Driver:
         self.streams: dict[int, H2Stream] = {}
         self.outbuf = bytearray()
         self.wants_write = False
+        self.flush_scheduled = False  # an app thread asked the poller to write
         self.read_paused = False
         self.dead = False             # socket unusable: every waiter must give up
         self.closing = False          # GOAWAY sent or received: close once streams are done
@@ -287,11 +289,25 @@ class HTTP2Driver:
             self.cond.notify_all()
 
     def _flush_locked(self) -> None:
+        """Move the protocol's output to the socket. The poller writes at once; an
+        app thread leaves it to the poller, so the frames of every stream that
+        finished meanwhile go out in one TLS write instead of one each."""
         data = self.proto.data_to_send()
         if data:
             self.outbuf += data
-        if self.outbuf and not self.wants_write and not self.dead:
+        if not self.outbuf or self.wants_write or self.dead:
+            return
+        if get_ident() == self.worker.poller_ident:
             self._write_locked()
+        elif not self.flush_scheduled:
+            self.flush_scheduled = True
+            self.worker.call_soon(self._scheduled_flush)
+
+    def _scheduled_flush(self) -> None:
+        with self.lock:
+            self.flush_scheduled = False
+            if self.outbuf and not self.wants_write and not self.dead:
+                self._write_locked()
 
     def _write_locked(self) -> None:
         """Send what the socket takes now; the rest waits for the poller's EVENT_WRITE.
@@ -301,22 +317,25 @@ class HTTP2Driver:
         buf = self.outbuf
         send = self.sock.send
         while buf:
+            whole = memoryview(buf)
+            piece = whole[:MAX_WRITE]
             try:
-                with memoryview(buf) as view:
-                    sent = send(view[:MAX_WRITE])
+                sent = send(piece)
             except _WOULD_BLOCK:
                 self.wants_write = True
-                if threading.current_thread() is threading.main_thread():
-                    self.worker.want_write(self.conn, True)
-                else:
-                    self.worker.call_soon(self.worker.want_write, self.conn, True)
+                self.worker.want_write(self.conn, True)  # only the poller writes
                 return
             except (ssl.SSLError, OSError):
                 self.dead = True
+                piece.release()  # the traceback still holds send()'s frame and this view
+                whole.release()
                 buf.clear()
                 self.cond.notify_all()
                 self.worker.call_soon(self.worker.release, self.conn)
                 return
+            finally:
+                piece.release()
+                whole.release()
             del buf[:sent]
         self.cond.notify_all()
 
@@ -330,23 +349,36 @@ class HTTP2Driver:
         serve_request(worker.app, stream, stream.request, self.base_environ, worker.forwarded,
                       worker.access_log)
         worker.request_done()
-        self._finish(stream)
+        if not stream.done:
+            self._finish(stream)
 
     def _finish(self, stream: H2Stream) -> None:
-        """Forget the stream; nothing of it is kept once the app returned."""
         with self.lock:
-            stream.done = True
-            self.streams.pop(stream.stream_id, None)
-            self._return_credit_locked(stream)
-            if not self.dead and not stream.reset:
-                if self.proto.is_stream_open(stream.stream_id):
-                    # The response ended but the client is still sending: stop it
-                    # without error (RFC 9113 §8.1).
-                    self.proto.reset_stream(stream.stream_id, NO_ERROR)
-                self._flush_locked()
-            self.last_activity = time.monotonic()
-            close_now = (self.closing or self.proto.closed) and not self.streams
+            close_now = self._finish_locked(stream)
         if close_now:
+            self.worker.call_soon(self.worker.linger, self.conn)
+
+    def _finish_locked(self, stream: H2Stream) -> bool:
+        """Forget the stream; nothing of it is kept once the response is complete.
+        True when the connection should now close."""
+        if stream.done:
+            return False
+        stream.done = True
+        self.streams.pop(stream.stream_id, None)
+        self._return_credit_locked(stream)
+        if not self.dead and not stream.reset:
+            if self.proto.is_stream_open(stream.stream_id):
+                # The response ended but the client is still sending: stop it
+                # without error (RFC 9113 §8.1).
+                self.proto.reset_stream(stream.stream_id, NO_ERROR)
+            self._flush_locked()
+        self.last_activity = time.monotonic()
+        return (self.closing or self.proto.closed) and not self.streams
+
+    def _response_sent_locked(self, stream: H2Stream) -> None:
+        """The last frame of the response is queued: when the request is complete
+        too, finish the stream now rather than taking the lock again later."""
+        if stream.ended and not stream.reset and self._finish_locked(stream):
             self.worker.call_soon(self.worker.linger, self.conn)
 
     def _return_credit_locked(self, stream: H2Stream) -> None:
@@ -434,6 +466,7 @@ class HTTP2Driver:
                 self._flush_locked()
                 return
             else:
+                self._flush_locked()  # HEADERS queued by send_complete must not wait for the window
                 self._wait_locked(deadline, "flow-control window", stream)
 
     def send_end(self, stream: H2Stream, trailers: Headers | None) -> None:
@@ -441,6 +474,7 @@ class HTTP2Driver:
             self._check_alive_locked(stream)
             self.proto.end_stream(stream.stream_id,
                                   [(n.lower(), v) for n, v in trailers] if trailers else None)
+            self._response_sent_locked(stream)
             self._flush_locked()
 
     def send_complete(self, stream: H2Stream, status: int, headers: Headers, body: bytes,
@@ -451,6 +485,7 @@ class HTTP2Driver:
             self.proto.send_response(stream.stream_id, status, _response_headers(headers),
                                      end_stream=only_head)
             if only_head:
+                self._response_sent_locked(stream)
                 self._flush_locked()
                 return
             if body:
@@ -458,6 +493,7 @@ class HTTP2Driver:
             if trailers or not body:
                 self.proto.end_stream(stream.stream_id,
                                       [(n.lower(), v) for n, v in trailers] if trailers else None)
+            self._response_sent_locked(stream)
             self._flush_locked()
 
     def reset(self, stream: H2Stream, code: int) -> None:

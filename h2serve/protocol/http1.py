@@ -22,6 +22,12 @@ Choices worth knowing:
 * Absolute-form targets (proxy form) are accepted; ``RequestReceived.target``
   then carries only path and query, and ``authority`` comes from the target
   (RFC 9112 section 3.2.2), not from Host.
+* Transfer-Encoding must be the single coding "chunked" (case-insensitive;
+  surrounding OWS is not part of a field value, so "chunked " is the same
+  value). Other codings answer 501, malformed lists and repeats 400.
+* EOF after a complete request yields nothing at once (the response still goes
+  out); start_next_request() then reports ConnectionTerminated, or
+  ProtocolViolation "incomplete" if a partial next request was buffered.
 * CONNECT is answered 501: a WSGI server has nothing to tunnel to.
 * HTTP/1.0 connections are never kept alive (h11 does not support it).
 * A request without a body still produces ``BodyEnded`` right after
