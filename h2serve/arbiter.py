@@ -1,8 +1,9 @@
 """The master process: owns the listeners, forks workers and keeps them alive.
 
-Signals (as gunicorn's): TERM/INT graceful stop, QUIT fast stop, HUP reload
-settings, app and certificates (new workers start before old ones stop),
-TTIN/TTOU one worker more/less, USR1 reopen logs, CHLD reap.
+Signals (gunicorn's set): TERM and INT graceful stop (gunicorn makes INT quick;
+here Ctrl-C, which reaches every process of the group, loses nothing), QUIT
+fast stop, HUP reload settings, app and certificates (new workers start before
+old ones stop), TTIN/TTOU one worker more/less, USR1 reopen logs, CHLD reap.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import errno
 import logging
 import os
 import select
+import shutil
 import signal
 import socket
 import sys
@@ -28,7 +30,7 @@ HALT_ON_BOOT_ERRORS = 5   # consecutive boot failures with no healthy worker: gi
 class WorkerRecord:
     """What the master knows of one child: pid, heartbeat file, age."""
 
-    __slots__ = ("pid", "heartbeat", "age", "retiring", "generation")
+    __slots__ = ("pid", "heartbeat", "age", "retiring", "generation", "_born_mode", "_booted")
 
     def __init__(self, pid: int, heartbeat: Any, age: int, generation: int) -> None:
         self.pid = pid
@@ -36,6 +38,21 @@ class WorkerRecord:
         self.age = age
         self.retiring = False
         self.generation = generation
+        self._born_mode = self._mode()
+        self._booted = False
+
+    def _mode(self) -> int:
+        try:
+            return os.fstat(self.heartbeat.fileno()).st_mode & 0o7777
+        except (OSError, ValueError):
+            return -1
+
+    @property
+    def booted(self) -> bool:
+        """Whether the worker has served: its first heartbeat changes the file's mode."""
+        if not self._booted:
+            self._booted = self._mode() not in (self._born_mode, -1)
+        return self._booted
 
     def last_beat(self) -> float:
         try:
@@ -60,6 +77,7 @@ class Arbiter:
         self.stopping = False
         self._wake_r = self._wake_w = -1
         self.num_workers = cfg.workers
+        self.source_watcher: SourceWatcher | None = None
 
     # --- setup -----------------------------------------------------------------
 
@@ -148,6 +166,8 @@ class Arbiter:
             _set_proc_title(f"h2serve: master [{self.cfg.proc_name}]")
         self._install_signals()
         self._write_pidfile()
+        if self.cfg.reload:
+            self.source_watcher = SourceWatcher()
         log.info("Starting h2serve (%d workers x %d threads, %s)", self.num_workers,
                  self.cfg.threads, "plaintext" if self.cfg.plaintext else "TLS")
         try:
@@ -165,12 +185,15 @@ class Arbiter:
                 self._murder_hung()
                 self._retire_extra()
                 self._spawn_missing()
+                self._reload_on_source_change()
                 self._sleep(1.0)
         except KeyboardInterrupt:
             self._stop(graceful=False)
         finally:
             self._remove_pidfile()
             self._unlink_unix()
+            if self.source_watcher is not None:
+                self.source_watcher.remove()
         return self.exit_code
 
     def _sleep(self, timeout: float) -> None:
@@ -261,7 +284,18 @@ class Arbiter:
             listeners = mine
         if self.cfg.proc_name:
             _set_proc_title(f"h2serve: worker [{self.cfg.proc_name}]")
-        worker = Worker(self.cfg, listeners, heartbeat_fd=heartbeat.fileno(), ppid=self.pid)
+        app = None
+        if self.source_watcher is not None:
+            # Import here, before serving, so the files it took can be reported.
+            from h2serve.app import load_app
+
+            try:
+                app = load_app(self.cfg.app_uri, self.cfg.chdir)
+            except Exception as exc:
+                print(f"h2serve: worker failed to boot: {exc}", file=sys.stderr)
+                return WORKER_BOOT_ERROR
+            self.source_watcher.report_imports(self.cfg.chdir, self.cfg.app_uri)
+        worker = Worker(self.cfg, listeners, app=app, heartbeat_fd=heartbeat.fileno(), ppid=self.pid)
         return worker.run()
 
     def _reap(self) -> None:
@@ -307,9 +341,13 @@ class Arbiter:
         """TTOU and HUP: gracefully stop the oldest workers beyond the wanted count."""
         live = sorted((w for w in self.workers.values() if not w.retiring), key=lambda w: w.age)
         old_generation = [w for w in live if w.generation < self.generation]
-        new_generation = [w for w in live if w.generation == self.generation]
+        # Old workers go once the new ones serve: a reload whose code does not even
+        # boot leaves the running workers alone.
+        new_generation = [w for w in live if w.generation == self.generation and w.booted]
         if old_generation and len(new_generation) >= self.num_workers:
             targets = old_generation
+        elif old_generation:
+            targets = []   # a reload in progress: the new workers are still booting (or failed)
         else:
             targets = live[: max(0, len(live) - self.num_workers)]
         for record in targets:
@@ -332,6 +370,15 @@ class Arbiter:
         for _ in range(self.num_workers):
             self._spawn()
         self._retire_extra()
+
+    def _reload_on_source_change(self) -> None:
+        """--reload: a changed source file restarts the workers as HUP does."""
+        if self.source_watcher is None:
+            return
+        changed = self.source_watcher.changed_file()
+        if changed:
+            log.info("Reloading: %s changed", changed)
+            self._reload()
 
     def _kill(self, pid: int, sig: int) -> None:
         try:
@@ -369,6 +416,104 @@ class Arbiter:
                     os.unlink(bind[5:])
                 except OSError:
                     pass
+
+
+class SourceWatcher:
+    """--reload without a dependency: the master polls modification times, once a
+    second, of the source files the workers imported.
+
+    The master never imports the application, so each worker, right after loading
+    it, reports the files it imported (with their modification times at that
+    moment) in a small file this watcher owns.
+    """
+
+    POLL_INTERVAL_S = 1.0
+
+    def __init__(self) -> None:
+        self.directory = tempfile.mkdtemp(prefix="h2serve-reload-")
+        self.report_path = os.path.join(self.directory, "imported")
+        self.mtimes: dict[str, int | None] = {}
+        self._report_stamp: int | None = None
+        self._next_poll = 0.0
+
+    # --- in a worker -----------------------------------------------------------
+
+    def report_imports(self, chdir: str | None, app_uri: str | None) -> None:
+        """Write the application's imported source files (those under chdir or the
+        app's package, outside the interpreter's and h2serve's own trees)."""
+        roots = [os.path.realpath(chdir or os.getcwd())]
+        top = (app_uri or "").partition(":")[0].split(".")[0]
+        top_file = getattr(sys.modules.get(top), "__file__", None)
+        if top_file:
+            roots.append(os.path.dirname(os.path.realpath(top_file)))
+        excluded = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
+        excluded.add(os.path.dirname(os.path.realpath(__file__)))   # h2serve itself
+        lines = []
+        for module in list(sys.modules.values()):
+            path = getattr(module, "__file__", None)
+            if not path or not path.endswith(".py"):
+                continue
+            path = os.path.realpath(path)
+            if not any(_is_within(path, root) for root in roots):
+                continue
+            if "site-packages" in path or any(_is_within(path, ex) for ex in excluded):
+                continue
+            try:
+                lines.append(f"{os.stat(path).st_mtime_ns}\t{path}\n")
+            except OSError:
+                continue
+        temporary = f"{self.report_path}.{os.getpid()}"
+        try:
+            with open(temporary, "w") as handle:
+                handle.writelines(lines)
+            os.replace(temporary, self.report_path)
+        except OSError as exc:
+            log.warning("--reload: cannot report imported files: %s", exc)
+
+    # --- in the master ----------------------------------------------------------
+
+    def changed_file(self) -> str | None:
+        """A watched file whose modification time changed since the last look, if any."""
+        now = time.monotonic()
+        if now < self._next_poll:
+            return None
+        self._next_poll = now + self.POLL_INTERVAL_S
+        self._read_report()
+        changed = None
+        for path, known in self.mtimes.items():
+            current = _mtime_ns(path)
+            if current != known:
+                self.mtimes[path] = current
+                changed = changed or path
+        return changed
+
+    def _read_report(self) -> None:
+        stamp = _mtime_ns(self.report_path)
+        if stamp is None or stamp == self._report_stamp:
+            return
+        self._report_stamp = stamp
+        try:
+            with open(self.report_path) as handle:
+                for line in handle:
+                    mtime_text, _, path = line.rstrip("\n").partition("\t")
+                    if path and path not in self.mtimes:
+                        self.mtimes[path] = int(mtime_text)   # as the worker imported it
+        except (OSError, ValueError):
+            pass
+
+    def remove(self) -> None:
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def _mtime_ns(path: str) -> int | None:
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return None
+
+
+def _is_within(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
 
 def _address_holder(lsock: socket.socket) -> socket.socket:

@@ -6,7 +6,8 @@ Python config file, the ``H2SERVE_CMD_ARGS`` environment variable,
 they cannot drift apart.
 
 Priority, lowest first: defaults < config file < H2SERVE_CMD_ARGS < command
-line. Regenerate the docs with ``python -m h2serve.settings > docs/settings.md``.
+line. Regenerate the docs with ``python -m h2serve.settings > docs/settings.md``;
+``python -m h2serve.settings gunicorn`` prints the tables of docs/gunicorn.md.
 """
 
 from __future__ import annotations
@@ -300,6 +301,7 @@ class Setting:
     cli_only: bool = False  # not accepted from a config file
     is_path: bool = False  # resolved against the start directory (except "-")
     choices: tuple[str, ...] | None = None
+    aliases: tuple[str, ...] = ()  # other config-file names (gunicorn's spelling)
 
     def parse(self, raw: Any) -> Any:
         """Convert and check one raw value; raises ValueError with the reason."""
@@ -505,8 +507,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "http2_initial_window_size", ("--http2-initial-window-size",), S_PROTOCOLS, "int", "INT",
         "Bytes of request body a client may send per stream before the application reads it. "
-        "Bigger windows speed up large uploads at the cost of buffered memory.",
-        _to_int, default=65535, validate=_between(1, MAX_31_BIT),
+        "The default lets a 256 KiB upload arrive in one flight instead of waiting a round trip "
+        "per 64 KiB; lower it to cap memory held for apps that read slowly.",
+        _to_int, default=262144, validate=_between(1, MAX_31_BIT),
     ),
     Setting(
         "http2_max_frame_size", ("--http2-max-frame-size",), S_PROTOCOLS, "int", "INT",
@@ -533,7 +536,7 @@ SETTINGS: tuple[Setting, ...] = (
         _to_request_fields, default=100, validate=_between(1, MAX_REQUEST_FIELDS),
     ),
     Setting(
-        "limit_request_field_size", ("--limit-request-field-size",), S_LIMITS, "int", "INT",
+        "limit_request_field_size", ("--limit-request-field-size", "--limit-request-field_size"), S_LIMITS, "int", "INT",
         "Longest single header field in bytes (0 = no limit); bigger requests get 431. "
         "Raise it for large cookies or tokens.",
         _to_int, default=8190, validate=_at_least(0),
@@ -553,12 +556,26 @@ SETTINGS: tuple[Setting, ...] = (
         default_env="FORWARDED_ALLOW_IPS",
         default_doc="`127.0.0.1,::1`, or `$FORWARDED_ALLOW_IPS` when set",
     ),
+    Setting(
+        "proxy_protocol", ("--proxy-protocol",), S_PROXY, "bool", "BOOL",
+        "Expect a PROXY protocol header (version 1 or 2) at the start of every connection, "
+        "before TLS, and use the client address it carries. For TCP balancers such as nginx's "
+        "stream module or HAProxy; connections without a valid header are closed.",
+        _to_bool, default=False, kind="bool",
+    ),
+    Setting(
+        "proxy_allow_ips", ("--proxy-allow-from",), S_PROXY, "comma list", "IPS",
+        "Peers (addresses or networks, `*` for any) allowed to send a PROXY protocol header; "
+        "with --proxy-protocol, connections from any other peer are closed. Unix-socket peers "
+        "are always allowed.",
+        _to_ip_list, default="127.0.0.1,::1", validate=_check_forwarded_ips,
+    ),
     # Logging ----------------------------------------------------------------
     Setting(
         "access_logfile", ("--access-logfile",), S_LOGGING, "path", "FILE",
         "Where to write one line per request; `-` means standard output. Unset means no access log, "
         "which saves a little time per request.",
-        _opt_str, validate=_check_parent_directory, is_path=True,
+        _opt_str, validate=_check_parent_directory, is_path=True, aliases=("accesslog",),
     ),
     Setting(
         "access_logformat", ("--access-logformat",), S_LOGGING, "string", "FORMAT",
@@ -566,18 +583,20 @@ SETTINGS: tuple[Setting, ...] = (
         "`%(s)s` (status), `%(D)s` (microseconds) and `%({header}i)s`; or `json` for one JSON "
         "object per line, easy to feed to log tooling.",
         _to_str, default=GUNICORN_ACCESS_FORMAT, validate=_check_access_logformat,
+        aliases=("access_log_format",),
     ),
     Setting(
         "error_logfile", ("--error-logfile", "--log-file"), S_LOGGING, "path", "FILE",
         "Where server messages go; `-` means standard error. The file is reopened on SIGUSR1 "
         "so log rotation works.",
         _to_str, default="-", validate=_check_parent_directory, is_path=True,
+        aliases=("errorlog",),
     ),
     Setting(
         "log_level", ("--log-level",), S_LOGGING, "choice", "LEVEL",
         "Least severe server message that is logged: debug, info, warning, error or critical. "
         "`debug` also shows protocol errors caused by clients.",
-        _to_log_level, default="info", choices=LOG_LEVELS,
+        _to_log_level, default="info", choices=LOG_LEVELS, aliases=("loglevel",),
     ),
     # Process ----------------------------------------------------------------
     Setting(
@@ -600,6 +619,101 @@ SETTINGS: tuple[Setting, ...] = (
 )
 
 SETTINGS_BY_NAME: dict[str, Setting] = {setting.name: setting for setting in SETTINGS}
+
+# Names a config file may use: ours, plus gunicorn's spelling where it differs.
+CONFIG_NAMES: dict[str, Setting] = {
+    **{alias: setting for setting in SETTINGS for alias in setting.aliases},
+    **SETTINGS_BY_NAME,
+}
+
+
+# --------------------------------------------------------------------------
+# Coming from gunicorn. Its settings that share a name (or an alias) with ours
+# mean the same thing and are read from a gunicorn config file as they are.
+# These have no meaning here: a config file that sets them gets a warning, a
+# command line that uses their flags gets an error naming the reason.
+
+_HOOK = "server hooks are not called; per-request logic belongs in WSGI middleware"
+_NO_DAEMON = "there is no daemon mode; run under systemd, a container runtime or another supervisor"
+_SYSLOG = "there is no syslog handler; log to standard error and let journald or the container runtime collect it"
+_LOGCONF = ("logs go through the standard loggers `h2serve.error` and `h2serve.access`; "
+            "configure them from Python if the built-in handlers are not enough")
+_STRICT_HTTP = "HTTP/1.1 parsing is strict (RFC 9112) and cannot be relaxed"
+_STATSD = "there are no StatsD metrics; use the access log (`json` format) for request metrics"
+_PASTE = "PasteDeploy is not supported; name the WSGI callable as APP"
+
+GUNICORN_ONLY: dict[str, tuple[tuple[str, ...], str]] = {
+    # name: (gunicorn's command-line flags, why it does not apply and what to do instead)
+    "worker_class": (("-k", "--worker-class"),
+                     "there is one worker type: a poller thread plus a pool of --threads "
+                     "(like gthread, but the streams of one HTTP/2 connection run in parallel)"),
+    "preload_app": (("--preload",),
+                    "each worker imports the application after fork, never the master, so HUP "
+                    "and --reload always load fresh code"),
+    "sendfile": (("--no-sendfile",), "responses are written by the worker (through TLS); "
+                 "wsgi.file_wrapper streams files in blocks"),
+    "reload_engine": (("--reload-engine",), "--reload polls modification times once a second"),
+    "reload_extra_files": (("--reload-extra-file",),
+                           "--reload watches the application's imported modules only"),
+    "spew": (("--spew",), "there is no line tracer; use a debugger or faulthandler"),
+    "daemon": (("-D", "--daemon"), _NO_DAEMON),
+    "enable_stdio_inheritance": (("-R", "--enable-stdio-inheritance"), _NO_DAEMON),
+    "raw_env": (("-e", "--env"), "set environment variables in the service manager "
+                "(systemd Environment=, docker run -e)"),
+    "pythonpath": (("--pythonpath",), "use --chdir or the PYTHONPATH environment variable"),
+    "worker_tmp_dir": (("--worker-tmp-dir",), "heartbeat files are unlinked temporary files "
+                       "in $TMPDIR; point TMPDIR at a tmpfs if /tmp is on a slow disk"),
+    "user": (("-u", "--user"), "start h2serve as the target user (systemd User=, container USER)"),
+    "group": (("-g", "--group"), "start h2serve as the target group (systemd Group=)"),
+    "initgroups": (("--initgroups",), "start h2serve as the target user and groups"),
+    "umask": (("-m", "--umask"), "set the umask in the service manager (systemd UMask=)"),
+    "tmp_upload_dir": ((), "request bodies are streamed to the application, never spooled to disk"),
+    "secure_scheme_headers": ((), "only X-Forwarded-Proto (http or https) from "
+                              "--forwarded-allow-ips peers sets wsgi.url_scheme"),
+    "forwarder_headers": ((), "only X-Forwarded-For and X-Forwarded-Proto are interpreted"),
+    "disable_redirect_access_to_syslog": (("--disable-redirect-access-to-syslog",), _SYSLOG),
+    "syslog": (("--log-syslog",), _SYSLOG),
+    "syslog_addr": (("--log-syslog-to",), _SYSLOG),
+    "syslog_prefix": (("--log-syslog-prefix",), _SYSLOG),
+    "syslog_facility": (("--log-syslog-facility",), _SYSLOG),
+    "capture_output": (("--capture-output",),
+                       "the application's standard output and error are the worker's, unchanged"),
+    "logger_class": (("--logger-class",), _LOGCONF),
+    "logconfig": (("--log-config",), _LOGCONF),
+    "logconfig_dict": ((), _LOGCONF),
+    "logconfig_json": (("--log-config-json",), _LOGCONF),
+    "statsd_host": (("--statsd-host",), _STATSD),
+    "dogstatsd_tags": (("--dogstatsd-tags",), _STATSD),
+    "statsd_prefix": (("--statsd-prefix",), _STATSD),
+    "default_proc_name": ((), "use proc_name"),
+    "paste": (("--paste", "--paster"), _PASTE),
+    "raw_paste_global_conf": (("--paste-global",), _PASTE),
+    "ssl_version": (("--ssl-version",), "TLS 1.2 is the minimum; OpenSSL negotiates the highest "
+                    "version both sides support"),
+    "suppress_ragged_eofs": (("--suppress-ragged-eofs",),
+                             "a TLS connection closed without close_notify is treated as closed"),
+    "do_handshake_on_connect": (("--do-handshake-on-connect",),
+                                "handshakes run in steps, under --handshake-timeout, without "
+                                "holding a thread while the client is silent"),
+    "strip_header_spaces": (("--strip-header-spaces",), _STRICT_HTTP),
+    "permit_unconventional_http_method": (("--permit-unconventional-http-method",), _STRICT_HTTP),
+    "permit_unconventional_http_version": (("--permit-unconventional-http-version",), _STRICT_HTTP),
+    "casefold_http_method": (("--casefold-http-method",), _STRICT_HTTP),
+    "permit_obsolete_folding": (("--permit-obsolete-folding",), _STRICT_HTTP),
+    "header_map": (("--header-map",), "header names with an underscore are always dropped "
+                   "(gunicorn's `drop`), so they cannot pose as dashed names"),
+    **{hook: ((), _HOOK) for hook in (
+        "on_starting", "on_reload", "when_ready", "pre_fork", "post_fork", "post_worker_init",
+        "worker_int", "worker_abort", "pre_exec", "pre_request", "post_request", "child_exit",
+        "worker_exit", "nworkers_changed", "on_exit",
+    )},
+    "ssl_context": ((), "the TLS context is built from the TLS settings; it cannot be replaced "
+                    "by a hook"),
+}
+
+_GUNICORN_ONLY_FLAGS: dict[str, str] = {
+    flag: name for name, (flags, _reason) in GUNICORN_ONLY.items() for flag in flags
+}
 
 
 # --------------------------------------------------------------------------
@@ -653,8 +767,18 @@ def _parse_args(parser: argparse.ArgumentParser, args: list[str], source: str) -
     try:
         namespace = parser.parse_args(args)
     except ConfigError as exc:
-        raise ConfigError(f"{source}{exc}") from None
+        raise ConfigError(f"{source}{exc}{_gunicorn_flag_hint(args)}") from None
     return vars(namespace)
+
+
+def _gunicorn_flag_hint(args: list[str]) -> str:
+    """Why a gunicorn flag on this command line is refused, if there is one."""
+    for arg in args:
+        name = _GUNICORN_ONLY_FLAGS.get(arg.split("=", 1)[0])
+        if name is not None:
+            reason = GUNICORN_ONLY[name][1].replace("`", "")
+            return f" (gunicorn's {arg.split('=', 1)[0]} has no equivalent: {reason})"
+    return ""
 
 
 # --------------------------------------------------------------------------
@@ -714,7 +838,7 @@ class _Merger:
         except Exception as exc:
             raise ConfigError(f"{where}: {type(exc).__name__}: {exc}") from None
         for name, raw in namespace.items():
-            setting = SETTINGS_BY_NAME.get(name)
+            setting = CONFIG_NAMES.get(name)
             if setting is None:
                 self._unknown_name(name, raw, where)
             elif setting.cli_only:
@@ -723,6 +847,10 @@ class _Merger:
                 self.set(setting, raw, f"{where}: {name}")
 
     def _unknown_name(self, name: str, raw: Any, where: str) -> None:
+        if name in GUNICORN_ONLY:
+            reason = GUNICORN_ONLY[name][1].replace("`", "")
+            self.warnings.append(f"{where}: gunicorn's {name!r} has no effect here: {reason}")
+            return
         if name.startswith("_") or isinstance(raw, (types.ModuleType, type)) or callable(raw):
             return  # helpers, imports and hooks are a config file's own business
         close = difflib.get_close_matches(name, SETTINGS_BY_NAME, n=1, cutoff=0.85)
@@ -983,6 +1111,8 @@ def render_markdown() -> str:
             if setting.kind == "list":
                 spelled += " (repeatable)"
             config_name = "command line only" if setting.cli_only else f"`{setting.name}`"
+            if setting.aliases:
+                config_name += " (gunicorn's " + ", ".join(f"`{a}`" for a in setting.aliases) + " too)"
             lines += [
                 f"### {setting.name}",
                 "",
@@ -998,5 +1128,97 @@ def render_markdown() -> str:
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
+# --------------------------------------------------------------------------
+# docs/gunicorn.md: the settings table seen from gunicorn.
+
+# Our settings gunicorn does not have.
+NOT_IN_GUNICORN = frozenset({
+    "plaintext", "client_data_timeout", "handshake_timeout", "send_timeout", "discard_body_limit",
+})
+
+# Where a shared setting behaves differently from gunicorn's; absent means "the same".
+GUNICORN_DIFFERENCES: dict[str, str] = {
+    "config": "A Python file, as in gunicorn; gunicorn's names are read (see below). "
+              "`./gunicorn.conf.py` is not picked up by itself and `python:module` is not supported.",
+    "bind": f"Default `{SETTINGS_BY_NAME['bind'].default[0]}`; `$PORT` is not read.",
+    "threads": f"Default {SETTINGS_BY_NAME['threads'].default} (gunicorn: 1). Threads run requests and HTTP/2 streams only; "
+               "idle and slow connections wait in the poller without one.",
+    "worker_connections": "Counts every open connection of a worker, idle keep-alive ones included.",
+    "reload": "Polls the application's imported modules under --chdir once a second, then "
+              "restarts the workers as HUP does (new workers first).",
+    "timeout": "Accepts fractions. The heartbeat comes from the poller thread, so a slow view "
+               "does not trip it; a hung process does.",
+    "keepalive": f"Default {SETTINGS_BY_NAME['keepalive'].default:g} s (gunicorn: 2 s); also the idle timeout of HTTP/2 connections.",
+    "certfile": "Without --certfile h2serve serves a development certificate instead of plain "
+                "HTTP; plain HTTP needs --plaintext.",
+    "http2_initial_window_size":
+        f"Default {SETTINGS_BY_NAME['http2_initial_window_size'].default} bytes (gunicorn: 65535).",
+    "http_protocols": "Default `h2,h1`: HTTP/2 is on unless switched off.",
+    "limit_request_line": "HTTP/1.1 request lines; HTTP/2 paths are bounded by "
+                          "--limit-request-field-size and --http2-max-header-list-size.",
+    "limit_request_fields": "Applies to HTTP/2 header blocks and trailers too.",
+    "limit_request_field_size": "Applies to HTTP/2 header fields too.",
+    "forwarded_allow_ips": "X-Forwarded-For sets REMOTE_ADDR (the nearest hop not in this list) "
+                           "and X-Forwarded-Proto sets wsgi.url_scheme; from other peers both "
+                           "are ignored. There is no secure_scheme_headers.",
+    "proxy_protocol": "Versions 1 and 2; read before the TLS handshake, so it works on TLS "
+                      "listeners. A connection without a valid header is closed.",
+    "proxy_allow_ips": f"Default `{SETTINGS_BY_NAME['proxy_allow_ips'].default}`; other peers are closed, not served.",
+    "access_logformat": "Also `json`: one JSON object per request.",
+    "error_logfile": "Reopened on USR1, as in gunicorn.",
+}
+
+
+def _gunicorn_flags(setting: Setting) -> str:
+    if setting.kind == "positional":
+        return "`APP`"
+    if not setting.flags:
+        return "(config file only)"
+    return ", ".join(f"`{flag}`" for flag in setting.flags)
+
+
+def render_gunicorn_tables() -> str:
+    """The generated part of docs/gunicorn.md: shared settings, then gunicorn-only ones."""
+    lines = [
+        "| gunicorn setting | h2serve flag | h2serve setting | What differs |",
+        "|---|---|---|---|",
+    ]
+    for setting in SETTINGS:
+        if setting.name in NOT_IN_GUNICORN:
+            continue
+        gunicorn_name = setting.aliases[0] if setting.aliases else setting.name
+        renamed = f" (read as `{gunicorn_name}` too)" if setting.aliases else ""
+        lines.append(
+            f"| `{gunicorn_name}` | {_gunicorn_flags(setting)} | `{setting.name}`{renamed} | "
+            f"{GUNICORN_DIFFERENCES.get(setting.name, 'Same meaning.')} |"
+        )
+    lines += [
+        "",
+        "Settings h2serve has and gunicorn does not:",
+        "",
+        "| h2serve flag | h2serve setting | What it does |",
+        "|---|---|---|",
+    ]
+    for setting in SETTINGS:
+        if setting.name in NOT_IN_GUNICORN:
+            first_sentence = setting.help.split(". ")[0].rstrip(".") + "."
+            lines.append(f"| {_gunicorn_flags(setting)} | `{setting.name}` | {first_sentence} |")
+    lines += [
+        "",
+        "gunicorn settings with no effect here (a config file that sets one gets a warning; "
+        "their flags are refused with the reason):",
+        "",
+        "| gunicorn setting | gunicorn flag | Why, and what to do instead |",
+        "|---|---|---|",
+    ]
+    for name, (flags, reason) in GUNICORN_ONLY.items():
+        flag_text = ", ".join(f"`{flag}`" for flag in flags) or "(config file only)"
+        lines.append(f"| `{name}` | {flag_text} | {reason[0].upper()}{reason[1:]}. |")
+    return "\n".join(lines) + "\n"
+
+
 if __name__ == "__main__":
-    sys.stdout.write(render_markdown())
+    if sys.argv[1:] == ["gunicorn"]:
+        sys.stdout.write(render_gunicorn_tables())
+    else:
+        sys.stdout.write(render_markdown())

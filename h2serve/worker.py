@@ -29,7 +29,7 @@ from h2serve.wsgi import ForwardedPolicy
 log = logging.getLogger("h2serve.error")
 
 TICK_S = 0.25            # longest select() wait: deadline precision and heartbeat rate
-ACCEPT_BATCH = 64        # connections accepted per listener per wake-up (fairness)
+ACCEPT_BATCH = 64        # connections accepted per listener per wake-up, alone on it
 BACKLOG_PASS_PAUSE_S = 0.01
 LINGER_S = 2.0           # a closing connection's unread input is drained this long
 WORKER_BOOT_ERROR = 3
@@ -127,6 +127,9 @@ class Worker:
         self.drain_deadline = 0.0
         self.fast_exit = False
 
+        # Workers sharing one listener are all woken for each connection; taking one
+        # per wake-up lets the others win some, so connections spread over workers.
+        self.accept_batch = 1 if cfg.workers > 1 and not cfg.reuse_port else ACCEPT_BATCH
         self._served = itertools.count(1)
         self.max_requests = self._max_requests()
         self.tls = ssl_context is not None
@@ -144,7 +147,8 @@ class Worker:
 
     def _install_signals(self) -> None:
         signal.signal(signal.SIGTERM, lambda *_: self.call_soon(self.begin_shutdown, "SIGTERM"))
-        signal.signal(signal.SIGINT, lambda *_: self._quit())
+        # INT is graceful like TERM: Ctrl-C reaches every process of the group.
+        signal.signal(signal.SIGINT, lambda *_: self.call_soon(self.begin_shutdown, "SIGINT"))
         signal.signal(signal.SIGQUIT, lambda *_: self._quit())
         signal.signal(signal.SIGUSR1, lambda *_: self.call_soon(self._reopen_logs))
         signal.signal(signal.SIGHUP, signal.SIG_IGN)     # the arbiter handles reloads
@@ -305,8 +309,8 @@ class Worker:
 
     # --- accept ------------------------------------------------------------------
 
-    def _accept(self, lsock: socket.socket, limit: int = ACCEPT_BATCH) -> None:
-        for _ in range(limit):
+    def _accept(self, lsock: socket.socket, limit: int = 0) -> None:
+        for _ in range(limit or self.accept_batch):
             if len(self.connections) >= self.cfg.worker_connections:
                 self._pause_accepting()
                 return

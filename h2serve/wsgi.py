@@ -25,7 +25,7 @@ log = logging.getLogger("h2serve.error")
 # §7.6.1); an app must not set them (PEP 3333), and HTTP/2 forbids them.
 HOP_BY_HOP = frozenset({
     "connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "te",
-    "trailer", "proxy-authenticate", "proxy-authorization",
+    "proxy-authenticate", "proxy-authorization",
 })
 NO_BODY_STATUSES = frozenset({204, 304})
 _ERROR_BODY = b"Internal Server Error\n"
@@ -382,7 +382,9 @@ class Responder:
                 if not self.status:
                     raise AssertionError("the application returned without calling start_response")
                 if (self.status_code >= 200 and self.status_code not in NO_BODY_STATUSES
+                        and not self.trailers
                         and not any(n.lower() == "content-length" for n, _ in self.headers)):
+                    # (not with trailers: HTTP/1.1 can only carry them in a chunked body)
                     # HEAD too: it announces the length a GET would get (RFC 9110 §9.3.2)
                     self.headers.append(("Content-Length", str(len(body))))
                 if self.no_body:

@@ -172,3 +172,15 @@ def priority_after_body(environ, start_response):
 
 ROUTES["hop_headers"] = hop_headers
 ROUTES["priority_after_body"] = priority_after_body
+
+
+def read_later(environ, start_response):
+    """Sleeps ?delay= seconds (default 0.5) before reading the body: shows when
+    a server sends 100 Continue (only once the app reads)."""
+    time.sleep(float(_query(environ).get("delay", "0.5")))
+    body = environ["wsgi.input"].read()
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"read %d" % len(body)]
+
+
+ROUTES["read_later"] = read_later

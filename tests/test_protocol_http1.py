@@ -326,6 +326,185 @@ def test_response_header_injection_is_refused() -> None:
         proto.response_head(200, "OK", [("X-A", "a\r\nSet-Cookie: x=1")])
 
 
+@pytest.mark.parametrize(
+    "headers",
+    [
+        [("X-A", "a\rb")],
+        [("X-A", "a\nb")],
+        [("X-A", "a\x00b")],
+        [("X-A", "a\x0bb")],
+        [("X-A", "a\x7fb")],
+        [("X-A", "ok"), ("X-B", "b\r\n")],
+        [("X-A\r\nSet-Cookie", "x=1")],
+        [("X-A: b", "c")],
+        [("X A", "c")],
+        [("", "c")],
+        [("X-A\x00", "c")],
+        [("X-A", "\u20ac")],
+        [("Content-Length", "1, 2")],
+        [("Content-Length", "1"), ("Content-Length", "2")],
+        [("Content-Length", "-1")],
+        [("Content-Length", "\u0661")],  # a non-ASCII digit
+    ],
+)
+def test_bad_response_headers_are_refused_and_end_keep_alive(headers: list) -> None:
+    proto = HTTP1Protocol()
+    proto.receive(GET)
+    with pytest.raises(ValueError):
+        proto.response_head(200, "OK", headers)
+    assert not proto.keep_alive
+    # Nothing went out, so the adapter can still answer with an error page.
+    out = proto.response_head(500, "", [("Content-Length", "0")])
+    assert out == b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+
+
+def test_bad_trailers_fail_the_response() -> None:
+    proto = HTTP1Protocol()
+    proto.receive(head(b"Host: h", b"TE: trailers"))
+    proto.response_head(200, "OK", [])
+    with pytest.raises(ValueError):
+        proto.end([("X-T", "a\r\nX-Evil: 1")])
+    assert not proto.keep_alive
+    with pytest.raises(RuntimeError):
+        proto.end()
+
+
+def test_header_values_may_carry_latin1_and_tabs() -> None:
+    proto = HTTP1Protocol()
+    proto.receive(GET)
+    out = proto.response_head(200, "OK", [("X-A", "caf\xe9\tau lait"), ("Content-Length", "0")])
+    assert out == b"HTTP/1.1 200 OK\r\nX-A: caf\xe9\tau lait\r\nContent-Length: 0\r\n\r\n"
+
+
+def test_reason_phrase_is_used_checked_and_not_mixed_up() -> None:
+    proto = HTTP1Protocol()
+    proto.receive(GET)
+    with pytest.raises(ValueError):
+        proto.response_head(200, "OK\r\nSet-Cookie: x=1", [])
+    assert proto.response_head(200, "Fine", []).startswith(b"HTTP/1.1 200 Fine\r\n")
+    for reason, line in [("", b"HTTP/1.1 418 I'm a Teapot\r\n"), ("OK", b"HTTP/1.1 418 OK\r\n"),
+                         ("", b"HTTP/1.1 418 I'm a Teapot\r\n")]:
+        proto = HTTP1Protocol()
+        proto.receive(GET)
+        assert proto.response_head(418, reason, []).startswith(line)
+    proto = HTTP1Protocol()
+    proto.receive(GET)
+    assert proto.response_head(599, "", []).startswith(b"HTTP/1.1 599 Unknown\r\n")
+
+
+def test_response_content_length_lists_are_folded() -> None:
+    proto = HTTP1Protocol()
+    proto.receive(GET)
+    out = proto.response_head(200, "OK", [("Content-Length", "3, 3"), ("content-length", "3")])
+    assert out == b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n"
+    assert proto.body(b"abc") == b"abc"
+    assert proto.end() == b""
+    assert proto.keep_alive
+
+
+def test_chunked_response_in_pieces() -> None:
+    proto = HTTP1Protocol()
+    proto.receive(GET)
+    out = proto.response_head(201, "Created", [("X-A", "1")])
+    assert out == b"HTTP/1.1 201 Created\r\nX-A: 1\r\nTransfer-Encoding: chunked\r\n\r\n"
+    assert proto.body(b"a" * 26) == b"1a\r\n" + b"a" * 26 + b"\r\n"
+    assert proto.body(bytearray(b"xyz")) == b"3\r\nxyz\r\n"
+    assert proto.end() == b"0\r\n\r\n"
+    assert proto.keep_alive
+    with pytest.raises(RuntimeError):
+        proto.body(b"late")
+
+
+def test_head_without_content_length_announces_chunked_but_sends_nothing() -> None:
+    proto = HTTP1Protocol()
+    proto.receive(head(b"Host: h", request_line=b"HEAD / HTTP/1.1"))
+    out = proto.response_head(200, "OK", [("Content-Type", "text/plain")])
+    assert out == b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n"
+    assert proto.body(b"ignored") == b""
+    assert proto.end([("X-T", "1")]) == b""
+    assert proto.keep_alive
+
+
+def test_http10_with_content_length_is_counted_and_closes() -> None:
+    proto = HTTP1Protocol()
+    proto.receive(b"GET / HTTP/1.0\r\n\r\n")
+    out = proto.response_head(200, "OK", [("Content-Length", "3")])
+    assert out == b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\n"
+    assert proto.body(b"ab") == b"ab"
+    with pytest.raises(ValueError):
+        proto.body(b"cd")
+    with pytest.raises(ValueError):
+        proto.end()
+
+
+def test_body_after_a_failed_body_keeps_failing() -> None:
+    proto = HTTP1Protocol()
+    proto.receive(GET)
+    proto.response_head(200, "OK", [("Content-Length", "1")])
+    with pytest.raises(ValueError):
+        proto.body(b"ab")
+    with pytest.raises(ValueError):
+        proto.body(b"a")
+    with pytest.raises(ValueError):
+        proto.end()
+    with pytest.raises(RuntimeError):
+        proto.start_next_request()
+
+
+def test_nothing_to_answer_before_a_request() -> None:
+    proto = HTTP1Protocol()
+    with pytest.raises(ValueError):
+        proto.response_head(200, "OK", [])
+    with pytest.raises(ValueError):
+        proto.informational(100, [])
+    proto.receive(b"GET / HTT")  # incomplete: still nothing to answer
+    with pytest.raises(ValueError):
+        proto.response_head(200, "OK", [])
+
+
+def test_app_connection_header_passes_or_merges() -> None:
+    proto = HTTP1Protocol()
+    proto.receive(GET)
+    out = proto.response_head(200, "OK", [("Connection", "keep-alive"), ("Content-Length", "0")])
+    assert b"Connection: keep-alive\r\n" in out and b"close" not in out
+    assert proto.keep_alive
+    proto.end()
+    proto.start_next_request()
+    proto.receive(GET)
+    proto.close_after_response()
+    out = proto.response_head(200, "OK", [("Connection", "Keep-Alive, X-Foo"), ("Content-Length", "0")])
+    assert out == b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close, x-foo\r\n\r\n"
+
+
+def test_informational_checks_headers_and_drops_framing() -> None:
+    proto = HTTP1Protocol()
+    proto.receive(GET)
+    with pytest.raises(ValueError):
+        proto.informational(103, [("Link", "</a>\r\nX: 1")])
+    out = proto.informational(103, [("Link", "</a>"), ("Content-Length", "5"), ("Transfer-Encoding", "x")])
+    assert out == b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n"
+    assert proto.keep_alive
+
+
+def test_many_pipelined_requests_in_one_receive() -> None:
+    proto = HTTP1Protocol()
+    data = b"".join(
+        head(b"Host: h", b"Content-Length: 2", request_line=b"POST /%d HTTP/1.1" % n) + b"%02d" % n
+        for n in range(16)
+    )
+    events = proto.receive(data)
+    seen = []
+    while events:
+        request = events[0]
+        assert isinstance(request, RequestReceived)
+        seen.append((request.target, body_of(events)))
+        assert events[-1] == BodyEnded(stream_id=1, trailers=None)
+        assert respond(proto, b"x") == b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nx"
+        events = proto.start_next_request()
+    assert seen == [(f"/{n}", b"%02d" % n) for n in range(16)]
+    assert proto.pending_bytes == 0
+
+
 def test_error_response_is_complete_and_closes() -> None:
     proto = HTTP1Protocol()
     [violation] = proto.receive(b"GET / HTTP/1.1\r\nHost : a\r\n\r\n")
@@ -460,6 +639,56 @@ def test_bad_requests_are_refused(limits: dict, data: bytes, status: int, reason
 def test_limits_are_inclusive(data: bytes) -> None:
     events = HTTP1Protocol(**SMALL).receive(data)
     assert isinstance(events[0], RequestReceived)
+
+
+BROWSER_GET = head(
+    b"Host: www.example.com",
+    b"User-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0",
+    b"Accept: text/html,application/xhtml+xml;q=0.9,*/*;q=0.8",
+    b"Accept-Language: en-US,en;q=0.5",
+    b"Accept-Encoding: gzip, deflate, br",
+    b"Connection: keep-alive",
+    b"Cookie: session=abc; theme=caf\xe9",
+    b"X-Empty:",
+    request_line=b"GET /static/app.js?v=12 HTTP/1.1",
+)
+
+
+@pytest.mark.parametrize(
+    "limits",
+    [
+        {},  # the whole head in one piece takes the fast path
+        {"limit_request_field_size": 90},  # head longer than a field line: line-by-line scan
+        {"limit_request_line": 40},
+    ],
+)
+def test_fast_and_line_by_line_head_parsing_agree(limits: dict) -> None:
+    whole = HTTP1Protocol(**limits).receive(BROWSER_GET)
+    bytewise = feed_bytewise(HTTP1Protocol(**limits), BROWSER_GET)
+    assert whole == bytewise
+    request = whole[0]
+    assert request.target == "/static/app.js?v=12" and request.authority == "www.example.com"
+    assert ("cookie", "session=abc; theme=caf\xe9") in request.headers
+    assert ("x-empty", "") in request.headers
+    assert len(request.headers) == 8
+
+
+@pytest.mark.parametrize("bytewise", [False, True], ids=["whole", "bytewise"])
+def test_field_count_limit_at_default_size(bytewise: bool) -> None:
+    fields = [b"Host: h"] + [b"X-%d: v" % n for n in range(99)]
+    proto = HTTP1Protocol()
+    events = feed_bytewise(proto, head(*fields)) if bytewise else proto.receive(head(*fields))
+    assert isinstance(events[0], RequestReceived) and len(events[0].headers) == 100
+    proto = HTTP1Protocol()
+    data = head(*fields, b"X-Last: v")
+    events = feed_bytewise(proto, data) if bytewise else proto.receive(data)
+    assert events == [ProtocolViolation(reason="too-many-fields", status=431)]
+
+
+def test_bare_cr_at_a_line_end_is_refused() -> None:
+    data = b"GET / HTTP/1.1\r\nHost: h\r\r\n\r\n"
+    assert HTTP1Protocol().receive(data) == [ProtocolViolation(reason="invalid-field-value", status=400)]
+    assert feed_bytewise(HTTP1Protocol(), data)[-1].reason == "invalid-field-value"
 
 
 @pytest.mark.parametrize(

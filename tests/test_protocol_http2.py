@@ -41,7 +41,9 @@ from h2serve.protocol.http2 import (
     parse_priority_field,
 )
 
+NO_ERROR = 0x0
 PROTOCOL_ERROR = 0x1
+INTERNAL_ERROR = 0x2
 FLOW_CONTROL_ERROR = 0x3
 STREAM_CLOSED = 0x5
 FRAME_SIZE_ERROR = 0x6
@@ -605,15 +607,55 @@ def test_bad_trailers_are_stream_errors(trailers, end_stream):
     assert rst_codes(frames) == {1: PROTOCOL_ERROR} and not goaway_codes(frames)
 
 
-def test_data_after_reset_gets_stream_closed_and_credit():
+def connection_credit(frames) -> int:
+    return sum(f.window_increment for f in frames if isinstance(f, WindowUpdateFrame) and f.stream_id == 0)
+
+
+def stream_credit(frames) -> int:
+    return sum(f.window_increment for f in frames if isinstance(f, WindowUpdateFrame) and f.stream_id)
+
+
+@pytest.mark.parametrize("cull", [False, True], ids=["kept", "culled"])
+def test_frames_after_our_reset_are_discarded_but_credited(cull):
+    # RFC 9113 5.1: after sending RST_STREAM, frames in flight are minimally
+    # processed (HPACK, connection window) and discarded -- no RST_STREAM back.
     raw = Raw()
-    raw.headers(1, [(":method", "POST")] + GET[1:] + [("content-length", "1")], end_stream=False)
+    post = [(":method", "POST")] + GET[1:]
+    raw.headers(1, post + [("content-length", "1")], end_stream=False)
     raw.send(DataFrame(1, data=b"ab"))
-    raw.output()
-    raw.send(DataFrame(1, data=b"c" * 100))
+    assert rst_codes(raw.output()) == {1: PROTOCOL_ERROR}
+    if cull:  # a newer stream makes h2 drop stream 1 from its table
+        raw.headers(3, GET)
+        raw.output()
+    events = []
+    sent = 0
+    chunk = b"c" * 16384
+    # More than the whole connection window: without the credit, FLOW_CONTROL_ERROR.
+    while sent <= raw.server._connection_window + 65535:
+        events += raw.send(DataFrame(1, data=chunk))
+        sent += len(chunk)
+    events += raw.headers(1, [("x-late-trailer", "t")], end_stream=True)
     frames = raw.output()
-    assert rst_codes(frames) == {1: STREAM_CLOSED}
-    assert not goaway_codes(frames)
+    assert events == []
+    assert not rst_codes(frames) and not goaway_codes(frames)
+    assert connection_credit(frames) >= sent - raw.server._connection_window // 2
+    # The discarded trailers went through HPACK: the next request still decodes.
+    events = raw.headers(5, GET + [("x-late-trailer", "t")])
+    assert ("x-late-trailer", "t") in of_type(events, RequestReceived)[0].headers
+
+
+def test_frames_after_client_reset_are_stream_closed():
+    # h2spec http2/5.1/8-9: the client reset the stream, then kept sending.
+    raw = Raw()
+    raw.headers(1, GET, end_stream=False)
+    raw.send(RstStreamFrame(1, error_code=0x8))
+    raw.output()
+    raw.send(DataFrame(1, data=b"test", flags={"END_STREAM"}))
+    assert rst_codes(raw.output()) == {1: STREAM_CLOSED}
+    events = raw.headers(1, GET)
+    frames = raw.output()
+    assert rst_codes(frames) == {1: STREAM_CLOSED} and not goaway_codes(frames)
+    assert not of_type(events, RequestReceived)
 
 
 def test_data_on_half_closed_remote_stream():
@@ -621,6 +663,169 @@ def test_data_on_half_closed_remote_stream():
     raw.headers(1, GET, end_stream=True)
     raw.send(DataFrame(1, data=b"x"))
     assert rst_codes(raw.output()) == {1: STREAM_CLOSED}
+
+
+# --------------------------------------------------------------------------- draining
+# The app answered before the client finished its request (RFC 9113 8.1).
+
+POST = [(":method", "POST")] + GET[1:]
+
+
+def answered_before_request_ended(extra=(), limits=None, stream_id=1, raw=None) -> Raw:
+    """A POST whose complete response went out while its body is still coming,
+    and whose app is done (finish_stream)."""
+    raw = raw or Raw(limits)
+    raw.headers(stream_id, POST + list(extra), end_stream=False)
+    raw.server.send_response(stream_id, 200, [], end_stream=True)
+    raw.server.finish_stream(stream_id)
+    return raw
+
+
+def test_draining_stream_is_forgotten_but_not_reset_at_once():
+    raw = answered_before_request_ended()
+    frames = raw.output()
+    assert not rst_codes(frames)  # no race with the client's next frames
+    assert raw.server.open_streams == 0 and not raw.server.is_stream_open(1)
+    events = raw.send(DataFrame(1, data=b"x" * 1000))
+    events += raw.send(DataFrame(1, data=b"y" * 500, flags={"END_STREAM"}))
+    frames = raw.output()
+    assert events == []  # the app never sees the rest of the body
+    assert not rst_codes(frames) and not goaway_codes(frames)
+    assert connection_credit(frames) == 1500 and stream_credit(frames) == 0
+    assert 1 not in raw.server._draining and raw.server._conn.streams[1].closed
+
+
+@pytest.mark.parametrize("extra, frames_in, code", [
+    # h2spec http2/8.1/1: trailers without END_STREAM
+    ([], [DataFrame(1, data=b"test"), "trailers-no-es"], PROTOCOL_ERROR),
+    # h2spec http2/8.1.2.1/3: pseudo-header in trailers (h2 closed the stream first)
+    ([], [DataFrame(1, data=b"test"), "pseudo-trailers"], PROTOCOL_ERROR),
+    # h2spec http2/8.1.2.6/1-2: content-length mismatch
+    ([("content-length", "1")], [DataFrame(1, data=b"test", flags={"END_STREAM"})], PROTOCOL_ERROR),
+    ([("content-length", "1")], [DataFrame(1, data=b"test"), DataFrame(1, data=b"test")], PROTOCOL_ERROR),
+    # h2spec http2/6.9.1/3: stream window above 2^31-1
+    ([], [WindowUpdateFrame(1, window_increment=2**31 - 1)] * 2, FLOW_CONTROL_ERROR),
+    # h2spec http2/5.1/8: DATA after the client's own RST_STREAM
+    ([], [RstStreamFrame(1, error_code=0x8), DataFrame(1, data=b"test")], STREAM_CLOSED),
+])
+def test_draining_stream_frames_get_the_half_closed_local_answer(extra, frames_in, code):
+    # Whether the app finished before or after these frames arrive, the answer is the same.
+    raw = answered_before_request_ended(extra)
+    raw.output()
+    for item in frames_in:
+        if item == "trailers-no-es":
+            raw.headers(1, [("x-test", "ok")], end_stream=False)
+        elif item == "pseudo-trailers":
+            raw.headers(1, [(":method", "POST")], end_stream=True)
+        else:
+            raw.send(item)
+    frames = raw.output()
+    assert code in rst_codes(frames).values() and not goaway_codes(frames)
+    assert 1 not in raw.server._draining
+
+
+def test_bad_trailers_that_close_a_half_closed_local_stream_are_a_stream_error():
+    # The response went first, so the trailers' END_STREAM closes the stream
+    # before h2 validates them; still RST_STREAM(PROTOCOL_ERROR), no GOAWAY.
+    raw = Raw()
+    raw.headers(1, POST, end_stream=False)
+    raw.server.send_response(1, 200, [], end_stream=True)
+    raw.send(DataFrame(1, data=b"test"))
+    raw.output()
+    events = raw.headers(1, [(":method", "POST")], end_stream=True)
+    frames = raw.output()
+    assert rst_codes(frames) == {1: PROTOCOL_ERROR} and not goaway_codes(frames)
+    assert StreamReset(1, PROTOCOL_ERROR) in events and not raw.server.closed
+    raw.send(DataFrame(1, data=b"late"))  # now a stream we reset: discarded
+    assert not rst_codes(raw.output())
+
+
+def test_draining_stream_is_credited_and_not_reset_by_itself():
+    # Some clients (httpx 1.0) hang on RST_STREAM(NO_ERROR) while they wait for
+    # window: a draining upload is read and thrown away instead.
+    raw = answered_before_request_ended()
+    raw.output()
+    chunk = b"x" * 16384
+    sent = 0
+    events = []
+    while sent < 4 * 65535:  # beyond the stream window: credit must come back
+        events += raw.send(DataFrame(1, data=chunk))
+        sent += len(chunk)
+    frames = raw.output()
+    assert events == []
+    assert not rst_codes(frames) and not goaway_codes(frames)
+    assert stream_credit(frames) >= sent - 65535 // 2
+    events = raw.send(DataFrame(1, data=b"", flags={"END_STREAM"}))
+    frames += raw.output()
+    assert events == [] and not rst_codes(frames)
+    assert connection_credit(frames) == sent
+    assert not raw.server._draining
+
+
+def test_finish_credits_the_unread_body_on_both_windows():
+    raw = Raw()
+    raw.headers(1, POST, end_stream=False)
+    events = raw.send(DataFrame(1, data=b"x" * 16384), DataFrame(1, data=b"x" * 16384),
+                      DataFrame(1, data=b"x" * 7232))  # the app never reads them
+    assert len(of_type(events, BodyReceived)) == 3
+    raw.server.send_response(1, 200, [], end_stream=True)
+    raw.output()
+    raw.server.finish_stream(1)
+    frames = raw.output()
+    assert not rst_codes(frames)
+    assert connection_credit(frames) == 40000 and stream_credit(frames) == 40000
+    raw.server.acknowledge(1, 40000)  # a late acknowledgement is a no-op
+    assert raw.output() == []
+
+
+def test_draining_streams_give_their_slot_to_new_streams():
+    limits = HTTP2Limits(max_concurrent_streams=2)
+    raw = answered_before_request_ended(limits=limits)
+    answered_before_request_ended(stream_id=3, raw=raw)
+    raw.output()
+    events = raw.headers(5, POST, end_stream=False)
+    assert of_type(events, RequestReceived)[0].stream_id == 5
+    assert rst_codes(raw.output()) == {1: NO_ERROR}  # oldest first, only as many as needed
+    events = raw.headers(7, GET)
+    assert of_type(events, RequestReceived)[0].stream_id == 7
+    assert rst_codes(raw.output()) == {3: NO_ERROR}
+    # 5 and 7 are live requests: a third stream is refused as before
+    events = raw.headers(9, GET)
+    assert not of_type(events, RequestReceived)
+    assert rst_codes(raw.output()) == {9: REFUSED_STREAM}
+
+
+def test_graceful_goaway_does_not_wait_for_draining_streams():
+    raw = Raw()
+    raw.headers(1, POST, end_stream=False)
+    raw.server.goaway(0)
+    raw.server.send_response(1, 200, [], end_stream=True)
+    assert not raw.server.closed
+    raw.server.finish_stream(1)
+    assert raw.server.closed
+
+
+def test_finish_stream_with_an_incomplete_response_is_internal_error():
+    raw = Raw()
+    raw.headers(1, GET)
+    raw.server.send_response(1, 200, [])
+    raw.output()
+    raw.server.finish_stream(1)
+    assert rst_codes(raw.output()) == {1: INTERNAL_ERROR}
+    raw.server.finish_stream(1)
+    assert raw.output() == []
+
+
+def test_finish_stream_returns_unread_credit_of_a_complete_request():
+    raw = Raw()
+    raw.headers(1, POST, end_stream=False)
+    raw.send(DataFrame(1, data=b"x" * 1000, flags={"END_STREAM"}))
+    raw.output()
+    raw.server.send_response(1, 200, [], end_stream=True)
+    raw.server.finish_stream(1)
+    frames = raw.output()
+    assert connection_credit(frames) == 1000 and stream_credit(frames) == 0
+    assert not rst_codes(frames)
 
 
 # --------------------------------------------------------------------------- connection errors
@@ -692,17 +897,51 @@ def test_even_stream_and_decreasing_ids_are_connection_errors():
     assert of_type(raw.headers(3, GET), ConnectionTerminated)
 
 
-def test_frames_after_end_stream_closed_stream():
+@pytest.mark.parametrize("cull", [False, True], ids=["kept", "culled"])
+def test_data_after_end_stream_both_ways_is_connection_error(cull):
+    # h2spec http2/5.1/11: RFC 9113 5.1 "closed" (RFC 7540: MUST) -- GOAWAY
+    # STREAM_CLOSED, every time; h2 alone answers RST_STREAM.
+    raw = Raw()
+    raw.headers(1, GET, end_stream=True)
+    raw.server.send_response(1, 200, [], end_stream=True)
+    if cull:
+        raw.headers(3, GET)
+    raw.output()
+    events = raw.send(DataFrame(1, data=b"x", flags={"END_STREAM"}))
+    frames = raw.output()
+    assert goaway_codes(frames) == [STREAM_CLOSED] and not rst_codes(frames)
+    assert of_type(events, ConnectionTerminated)[0].error_code == STREAM_CLOSED
+
+
+def test_headers_after_end_stream_both_ways_is_connection_error():
     raw = Raw()
     raw.headers(1, GET, end_stream=True)
     raw.server.send_response(1, 200, [], end_stream=True)
     raw.output()
-    raw.send(DataFrame(1, data=b"x"))
-    frames = raw.output()
-    assert rst_codes(frames) == {1: STREAM_CLOSED}  # RFC 9113 6.1: stream error for DATA
-    assert not goaway_codes(frames)
     events = raw.headers(1, [("x-t", "1")])
     assert of_type(events, ConnectionTerminated)[0].error_code == STREAM_CLOSED
+
+
+def test_continuation_without_header_block_on_culled_reset_stream():
+    # RFC 9113 6.10: always a connection error PROTOCOL_ERROR (h2 answered
+    # RST_STREAM once the reset stream had been culled).
+    raw = Raw()
+    raw.headers(1, GET, end_stream=False)
+    raw.send(RstStreamFrame(1, error_code=0x8))
+    raw.headers(3, GET)
+    raw.output()
+    events = raw.send(ContinuationFrame(1, data=raw.encoder.encode([("x-a", "b")]), flags={"END_HEADERS"}))
+    frames = raw.output()
+    assert goaway_codes(frames) == [PROTOCOL_ERROR] and not rst_codes(frames)
+    assert of_type(events, ConnectionTerminated)[0].error_code == PROTOCOL_ERROR
+
+
+def test_settings_ack_with_payload_is_frame_size_error():
+    # h2spec http2/6.5/1, RFC 9113 6.5 (h2 says PROTOCOL_ERROR).
+    raw = Raw()
+    events = raw.send(RawFrame(0x4, 0, b"\x00", flags=0x1))
+    assert goaway_codes(raw.output()) == [FRAME_SIZE_ERROR]
+    assert of_type(events, ConnectionTerminated)[0].error_code == FRAME_SIZE_ERROR
 
 
 def test_continuation_interrupted_is_protocol_error():

@@ -8,12 +8,15 @@ the poller under the same deadline, so a stalled client never holds a thread.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import socket
 import ssl
 import time
 from email.utils import formatdate
 from typing import TYPE_CHECKING, Any
+
+from h2serve.transport.proxy_protocol import ProxyHeader, ProxyProtocolError, parse_proxy_header
 
 if TYPE_CHECKING:
     from h2serve.worker import Worker
@@ -22,6 +25,7 @@ log = logging.getLogger("h2serve.error")
 
 H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 _WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
+PROXY_PEEK_BYTES = 536    # a v1 line or a v2 header with a few TLVs, in one look
 
 _date_cache: list[Any] = [0, ""]
 
@@ -40,6 +44,25 @@ def describe_peer(peer: Any) -> str:
         host = peer[0]
         return f"[{host}]:{peer[1]}" if ":" in host else f"{host}:{peer[1]}"
     return str(peer) or "unix"
+
+
+def _proxy_allowed(worker: Any, peer: Any) -> bool:
+    """Whether peer may send a PROXY header; unix-socket peers are local, so always."""
+    policy = getattr(worker, "proxy_policy", None)
+    if policy is None:
+        from h2serve.wsgi import ForwardedPolicy
+
+        policy = worker.proxy_policy = ForwardedPolicy(list(worker.cfg.proxy_allow_ips))
+    if not isinstance(peer, tuple):
+        return True
+    host = str(peer[0]).split("%", 1)[0]
+    try:
+        mapped = ipaddress.ip_address(host)
+        if isinstance(mapped, ipaddress.IPv6Address) and mapped.ipv4_mapped is not None:
+            host = str(mapped.ipv4_mapped)
+    except ValueError:
+        return False
+    return policy.trusts(host)
 
 
 def recv_nowait(sock: socket.socket, size: int = 65536) -> bytes | None:
@@ -97,6 +120,15 @@ class Connection:
         except OSError:
             return False
 
+    def tls_environ(self) -> dict[str, Any]:
+        """SSL_CLIENT_* keys when the client presented a certificate."""
+        from h2serve.transport.tls import peer_certificate_environ
+
+        try:
+            return peer_certificate_environ(self.sock)
+        except (ValueError, OSError):
+            return {}
+
     # --- pool-thread steps -------------------------------------------------------
 
     def on_readable(self) -> None:
@@ -106,7 +138,7 @@ class Connection:
                 self.driver.serve()
             elif self.stage == "handshake":
                 self._handshake_step()
-            elif self.stage == "new":
+            elif self.stage in ("new", "proxy", "proxied"):
                 self._first_bytes()
         except Exception:
             log.exception("connection %s failed", self.peer_label)
@@ -118,6 +150,8 @@ class Connection:
 
     def _first_bytes(self) -> None:
         worker = self.worker
+        if worker.cfg.proxy_protocol and self.stage != "proxied" and not self._read_proxy_header():
+            return
         if worker.ssl_context is not None:
             self.deadline = time.monotonic() + worker.cfg.handshake_timeout
             self.sock = worker.ssl_context.wrap_socket(
@@ -139,6 +173,58 @@ class Connection:
             return
         prior_knowledge = self.buffered.startswith(H2_PREFACE)
         self._start_protocol("h2" if prior_knowledge and worker.cfg.h2_enabled else "http/1.1")
+
+    def _read_proxy_header(self) -> bool:
+        """--proxy-protocol: take the PROXY header, and not one byte more, off the socket
+        before TLS or HTTP see it; the peer becomes the client it names. Waits in the
+        poller (under client_data_timeout) while the header is incomplete. Returns True
+        once done; False when waiting or when the connection was closed."""
+        worker = self.worker
+        if self.stage != "proxy":
+            self.stage = "proxy"
+            self.deadline = time.monotonic() + worker.cfg.client_data_timeout
+            if not _proxy_allowed(worker, self.peer):
+                log.warning("refusing connection from %s: PROXY protocol not allowed from it "
+                            "(proxy_allow_ips)", self.peer_label)
+                worker.call_soon(worker.release, self)
+                return False
+        need = 0
+        while True:
+            try:
+                peeked = self.sock.recv(max(PROXY_PEEK_BYTES, need - len(self.buffered)),
+                                        socket.MSG_PEEK)
+            except _WOULD_BLOCK:
+                self._back_to_poller("PROXY protocol header not complete before client_data_timeout")
+                return False
+            except OSError:
+                peeked = b""
+            if not peeked:
+                worker.call_soon(worker.release, self)
+                return False
+            try:
+                header = parse_proxy_header(self.buffered + peeked)
+            except ProxyProtocolError as exc:
+                log.info("PROXY protocol error from %s: %s", self.peer_label, exc)
+                worker.call_soon(worker.release, self)
+                return False
+            if isinstance(header, ProxyHeader):
+                break
+            # Every byte seen so far belongs to the header: consume them and look again.
+            self.buffered += self.sock.recv(len(peeked))
+            need = header.total
+        left = header.consumed - len(self.buffered)
+        while left > 0:   # these bytes were peeked, so they are there to take
+            taken = self.sock.recv(left)
+            if not taken:
+                worker.call_soon(worker.release, self)
+                return False
+            left -= len(taken)
+        self.buffered = b""
+        if isinstance(header.source, tuple):
+            self.peer = header.source
+            self.peer_label = describe_peer(header.source)
+        self.stage = "proxied"
+        return True
 
     def _handshake_step(self) -> None:
         try:
@@ -162,7 +248,7 @@ class Connection:
         if alpn == "h2" and cfg.h2_enabled:
             from h2serve.connection.http2 import HTTP2Driver
 
-            self.alpn = "h2"
+            self.alpn = "h2" if worker.ssl_context is not None else "h2c"
             self.stage = "h2"
             self.driver = HTTP2Driver(self)
             self.driver.start(initial)

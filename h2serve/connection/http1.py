@@ -53,6 +53,7 @@ class HTTP1Driver:
         self.events: deque[Any] = deque()
         self.initial = initial
         self.head_deadline = 0.0   # set when the first byte of a request head arrives
+        self.requests_served = 0   # a connection is idle only once it has served one
         self._timeout: float | None = -1.0
         tls = isinstance(conn.sock, ssl.SSLSocket)
         self.base_environ = connection_environ(
@@ -60,7 +61,7 @@ class HTTP1Driver:
             url_scheme="https" if tls else "http", alpn="http/1.1",
             multiprocess=conn.worker.multiprocess, errors=sys.stderr)
         if tls:
-            self.base_environ.update(_tls_environ(conn.sock))
+            self.base_environ.update(conn.tls_environ())
 
     # --- socket modes -------------------------------------------------------------
 
@@ -124,7 +125,9 @@ class HTTP1Driver:
                     conn.deadline = self.head_deadline
                     conn.wait_reason = "request head not complete before client_data_timeout"
                 else:
-                    conn.idle_keepalive = True
+                    # A new connection's first request is on its way: a drain that
+                    # closed it as idle would leave the client with no answer.
+                    conn.idle_keepalive = self.requests_served > 0
                     conn.deadline = time.monotonic() + self.cfg.keepalive
                     conn.wait_reason = "keep-alive timeout"
                 worker.call_soon(worker.await_readable, conn, conn.deadline)
@@ -151,6 +154,7 @@ class HTTP1Driver:
         conn, worker, cfg = self.conn, self.conn.worker, self.cfg
         conn.idle_keepalive = False
         self.head_deadline = 0.0
+        self.requests_served += 1
         if cfg.plaintext and cfg.h2_enabled and request.end_stream:
             settings = h2c_upgrade_requested(request)
             if settings is not None:
@@ -165,7 +169,9 @@ class HTTP1Driver:
         if exchange.violation is not None and not exchange.head_sent:
             self._reject(exchange.violation)
             return False
-        if exchange.failed or not self.proto.keep_alive or worker.draining:
+        # A drain that began after the head promised keep-alive closes through the
+        # idle path instead, which first serves a request the client already sent.
+        if exchange.failed or not self.proto.keep_alive:
             worker.call_soon(worker.linger, conn)
             return False
         if not self.proto.request_body_complete and not self._discard_body(exchange):
@@ -281,6 +287,8 @@ class HTTP1Exchange:
 
     def _head(self, status: int, reason: str, headers: Headers) -> bytes:
         self.head_sent = True
+        if self.driver.conn.worker.draining:
+            self.proto.close_after_response()  # a drain began while the app ran: say so
         headers = list(headers)
         names = {name.lower() for name, _ in headers}
         if "date" not in names:
@@ -323,12 +331,4 @@ class HTTP1Exchange:
     def abort(self) -> None:
         self.failed = True  # the driver closes: the client sees a truncated response
 
-
-def _tls_environ(sock: ssl.SSLSocket) -> dict[str, Any]:
-    try:
-        from h2serve.transport.tls import peer_certificate_environ
-
-        return peer_certificate_environ(sock)
-    except Exception:
-        return {}
 

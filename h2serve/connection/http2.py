@@ -139,6 +139,8 @@ class HTTP2Driver:
             server_addr=conn.sock.getsockname(), peer_addr=conn.peer,
             url_scheme="https" if tls else "http", alpn=conn.alpn,
             multiprocess=worker.multiprocess, errors=sys.stderr)
+        if tls:
+            self.base_environ.update(conn.tls_environ())
 
     # --- start and stop --------------------------------------------------------------
 
@@ -365,13 +367,12 @@ class HTTP2Driver:
             return False
         stream.done = True
         self.streams.pop(stream.stream_id, None)
-        self._return_credit_locked(stream)
         if not self.dead and not stream.reset:
-            if self.proto.is_stream_open(stream.stream_id):
-                # The response ended but the client is still sending: stop it
-                # without error (RFC 9113 §8.1).
-                self.proto.reset_stream(stream.stream_id, NO_ERROR)
+            # Returns the credit of body bytes the app never read; a client still
+            # sending is drained, then stopped with NO_ERROR (RFC 9113 §8.1).
+            self.proto.finish_stream(stream.stream_id)
             self._flush_locked()
+        self._return_credit_locked(stream)  # only clears: the protocol forgot the stream
         self.last_activity = time.monotonic()
         return (self.closing or self.proto.closed) and not self.streams
 

@@ -1,22 +1,20 @@
-"""Sans-I/O HTTP/1.1 server protocol: h11 behind a strict front gate.
+"""Sans-I/O HTTP/1.1 server protocol: a strict parser and a small exchange state machine.
 
-h11 runs the message exchange well (keep-alive, response framing, pausing
-between pipelined requests) but it is lenient exactly where request smuggling
-lives: equal duplicate Content-Length values, obs-fold, bare LF, any bytes in
-chunk extensions, loose Transfer-Encoding lists. So every received byte is
-vetted here first, against RFC 9112 and the configured limits, and only bytes
-that passed reach h11, and only in condensed form: the method, version and
-keep-alive/100-continue fields of the head, and a bare end-of-body marker. The
-request body itself is framed and emitted here. h11 keeps what it is good at:
-the exchange state machine and response framing. Bytes of the next pipelined
-request wait in our buffer until start_next_request().
+Every received byte is vetted here against RFC 9112 and the configured limits
+before anything is reported, and response bytes are built here too. There is
+no third-party HTTP/1.1 library underneath: the exchange is small enough (one
+request at a time, a response that follows it, then either the next request
+or the end of the connection) to be tracked by a handful of fields, and
+keeping it in one place lets the hot path stay a few C-level passes over each
+head instead of per-field Python work.
 
 Choices worth knowing:
 
 * Bare LF line endings are rejected with 400 (RFC 9112 section 2.2 lets a
   server accept them; a proxy in front of us that does not would see another
   message boundary, which is the desync smuggling needs). A bare CR anywhere in
-  the head is rejected too.
+  the head is rejected too. Equal duplicate Content-Length values, obs-fold,
+  loose Transfer-Encoding lists and malformed chunk extensions are refused.
 * ``limit_request_field_size`` is measured on the whole field line without its
   CRLF ("Name: value"), as gunicorn does. The request line limit excludes CRLF.
 * Absolute-form targets (proxy form) are accepted; ``RequestReceived.target``
@@ -29,9 +27,17 @@ Choices worth knowing:
   out); start_next_request() then reports ConnectionTerminated, or
   ProtocolViolation "incomplete" if a partial next request was buffered.
 * CONNECT is answered 501: a WSGI server has nothing to tunnel to.
-* HTTP/1.0 connections are never kept alive (h11 does not support it).
+* HTTP/1.0 connections are never kept alive: their responses may be
+  close-delimited, and 1.0 keep-alive needs an opt-in few clients still send.
 * A request without a body still produces ``BodyEnded`` right after
   ``RequestReceived(end_stream=True)``, so a driver can rely on BodyEnded alone.
+
+Responses: an app's Content-Length is kept and enforced (more or fewer body
+bytes raise ValueError and end keep-alive); without one the body is chunked
+for HTTP/1.1 clients and close-delimited for HTTP/1.0. HEAD, 204 and 304 carry
+no body. An app's Transfer-Encoding is dropped: framing is ours. Header names
+must be tokens and values free of control characters other than HTAB, so a
+value cannot smuggle CR/LF into the head.
 """
 
 from __future__ import annotations
@@ -40,8 +46,6 @@ import base64
 import binascii
 import re
 from http import HTTPStatus
-
-import h11
 
 from h2serve.protocol.events import (
     BodyEnded,
@@ -74,56 +78,79 @@ _CHUNK_DATA_END = 2
 _CHUNK_TRAILER = 3
 _CHUNK_DONE = 4
 
+# How the response body is framed once its head is out.
+_RESP_NO_BODY = 0  # HEAD, 204, 304: body bytes are dropped
+_RESP_LENGTH = 1  # the app's Content-Length, counted down
+_RESP_CHUNKED = 2  # HTTP/1.1 without Content-Length
+_RESP_CLOSE = 3  # HTTP/1.0 without Content-Length: the close ends the body
+
 _MAX_CHUNK_LINE = 4096  # chunk-size plus extensions, without CRLF
 _MAX_CHUNK_SIZE_DIGITS = 16  # 2**64 - 1 at most
 _MAX_CONTENT_LENGTH_DIGITS = 18  # fits in a signed 64-bit integer
 
-_TOKEN = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
-_TOKEN_RE = re.compile(_TOKEN)
+# --- request side. Heads are decoded once as latin-1 (one byte, one char), so
+# the str patterns below see exactly the bytes on the wire.
+_TOKEN = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
+_TOKEN_STR_RE = re.compile(_TOKEN)
+_TOKEN_RE = re.compile(_TOKEN.encode("ascii"))
 # Field value after OWS is stripped: VCHAR, obs-text, inner SP/HTAB. No CTLs.
 _FIELD_VALUE_RE = re.compile(rb"[\t\x20-\x7e\x80-\xff]*")
 # Origin-form and friends: visible ASCII without "#" (no fragments on the wire).
-_TARGET_RE = re.compile(rb"[\x21\x22\x24-\x7e]+")
-_ABSOLUTE_FORM_RE = re.compile(rb"([A-Za-z][A-Za-z0-9+.\-]*)://([^/?]*)(.*)")
-_VERSION_RE = re.compile(rb"HTTP/[0-9]\.[0-9]")
-_HOST_RE = re.compile(rb"[A-Za-z0-9\-._~!$&'()*+,;=%:\[\]]*")
-_CONTENT_LENGTH_RE = re.compile(rb"[0-9]{1,%d}" % _MAX_CONTENT_LENGTH_DIGITS)
+_TARGET_RE = re.compile(r"[\x21\x22\x24-\x7e]+")
+_ABSOLUTE_FORM_RE = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*)://([^/?]*)(.*)")
+_VERSION_RE = re.compile(r"HTTP/[0-9]\.[0-9]")
+_HOST_RE = re.compile(r"[A-Za-z0-9\-._~!$&'()*+,;=%:\[\]]*")
+_CONTENT_LENGTH_RE = re.compile(rf"[0-9]{{1,{_MAX_CONTENT_LENGTH_DIGITS}}}")
 _HEX_DIGITS_RE = re.compile(rb"[0-9A-Fa-f]+")
 _QUOTED_STRING = rb'"(?:[\t \x21\x23-\x5b\x5d-\x7e\x80-\xff]|\\[\t \x21-\x7e\x80-\xff])*"'
 _CHUNK_EXT_RE = re.compile(
-    rb"(?:[ \t]*;[ \t]*" + _TOKEN + rb"(?:[ \t]*=[ \t]*(?:" + _TOKEN + rb"|" + _QUOTED_STRING + rb"))?)*"
+    rb"(?:[ \t]*;[ \t]*" + _TOKEN_RE.pattern + rb"(?:[ \t]*=[ \t]*(?:"
+    + _TOKEN_RE.pattern + rb"|" + _QUOTED_STRING + rb"))?)*"
 )
-# A field line with its CRLF: token ":" OWS [value] OWS CRLF; groups are name and value.
-_FIELD_LINE = (
-    rb"(" + _TOKEN + rb"):[ \t]*"
-    rb"([\x21-\x7e\x80-\xff](?:[\t\x20-\x7e\x80-\xff]*[\x21-\x7e\x80-\xff])?)?[ \t]*\r\n"
+# One field line with its CRLF, anchored at a line start: token ":" OWS
+# [value] OWS CRLF; groups are name and value. A value holds no CR or LF, so a
+# match never spans two lines, and findall() returns one match per line exactly
+# when every line is valid.
+_FIELD_LINE_RE = re.compile(
+    r"^(" + _TOKEN + r"):[ \t]*"
+    r"([\x21-\x7e\x80-\xff](?:[\t\x20-\x7e\x80-\xff]*[\x21-\x7e\x80-\xff])?)?[ \t]*\r\n",
+    re.MULTILINE,
 )
-_FIELD_LINE_RE = re.compile(_FIELD_LINE)
-_FIELD_BLOCK_RE = re.compile(rb"(?:" + _FIELD_LINE + rb")*")
 _BASE64URL_RE = re.compile(rb"[A-Za-z0-9_\-]*={0,2}")
 
 _H2_PREFACE_LINE = b"PRI * HTTP/2.0\r\n"
 
-# Decoding common names once saves a str per header per request.
-_KNOWN_NAMES = {
-    name.encode("ascii"): name
-    for name in (
-        "host", "user-agent", "accept", "accept-encoding", "accept-language",
-        "connection", "content-length", "content-type", "cookie", "transfer-encoding",
-        "expect", "te", "upgrade", "http2-settings", "authorization", "referer",
-        "origin", "cache-control", "pragma", "if-none-match", "if-modified-since",
-        "x-forwarded-for", "x-forwarded-proto", "x-request-id", "range", "priority",
-    )
-}
+# Methods that skip the token check (they are tokens).
+_COMMON_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"})
 
 # Request fields that steer parsing, framing or connection handling.
 _FRAMING_NAMES = frozenset({"host", "content-length", "transfer-encoding", "connection", "expect", "te"})
 
+# --- response side.
+# Response fields as one text ("Name: value\r\n" lines and the final CRLF):
+# no control character but HTAB inside a line. Paired with a count of LFs equal
+# to the number of lines, so a CRLF inside a value cannot pass for a line end.
+_RESPONSE_FIELDS_RE = re.compile(r"(?:[^\x00-\x08\x0a-\x1f\x7f]*\r\n)*")
+_REASON_RE = re.compile(r"[^\x00-\x08\x0a-\x1f\x7f]*")
+_RESPONSE_CONTENT_LENGTH_RE = re.compile(r"[0-9]{1,20}")
+
+# Response fields the framing code owns.
+_RESPONSE_FRAMING_NAMES = frozenset({"content-length", "transfer-encoding", "connection"})
+# A 1xx ends with its header section: these would only mislead.
+_INFORMATIONAL_DROPPED = frozenset({"content-length", "transfer-encoding"})
 # Response trailers that would change framing or routing are never sent.
 _FORBIDDEN_TRAILERS = frozenset({
     "content-length", "transfer-encoding", "host", "connection", "keep-alive",
     "te", "trailer", "upgrade", "proxy-connection",
 })
+
+# Apps send the same few header names and status lines over and over. These
+# remember the ones already checked (name -> lower-case name; (status, reason)
+# -> status line), bounded so odd input cannot grow them without end. Plain
+# dict get/set is safe to share between threads.
+_CHECKED_NAMES: dict[str, str] = {}
+_STATUS_LINES: dict[tuple[int, str], str] = {}
+_CACHE_MAX = 512
 
 _SWITCHING_PROTOCOLS = (
     b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n"
@@ -160,6 +187,67 @@ def _phrase(status: int) -> str:
         return HTTPStatus(status).phrase
     except ValueError:
         return "Unknown"
+
+
+def _status_line(status: int, reason: str) -> str:
+    """ "HTTP/1.1 200 OK\\r\\n" for (status, reason); an empty reason takes the
+    standard phrase. Cached: most responses reuse a handful of these."""
+    line = _STATUS_LINES.get((status, reason))
+    if line is None:
+        phrase = reason or _phrase(status)
+        if _REASON_RE.fullmatch(phrase) is None:
+            raise ValueError(f"invalid reason phrase {phrase!r}")
+        line = f"HTTP/1.1 {status} {phrase}\r\n"
+        if len(_STATUS_LINES) < _CACHE_MAX:
+            _STATUS_LINES[(status, reason)] = line
+    return line
+
+
+def _checked_lower_name(name: str) -> str:
+    """The lower-case form of a response field name, once it is known to be a
+    token (no CR, LF, colon or space can hide in it)."""
+    if _TOKEN_STR_RE.fullmatch(name) is None:
+        raise ValueError(f"invalid header name {name!r}")
+    lower = name.lower()
+    if len(_CHECKED_NAMES) < _CACHE_MAX:
+        _CHECKED_NAMES[name] = lower
+    return lower
+
+
+def _response_content_length(value: str) -> str:
+    """The app's Content-Length as digits; "5, 5" is folded to "5" as a
+    recipient would, conflicting lists and non-digits are refused."""
+    if _RESPONSE_CONTENT_LENGTH_RE.fullmatch(value) is not None:
+        return value
+    lengths = {item.strip() for item in value.split(",")}
+    if len(lengths) == 1:
+        (length,) = lengths
+        if _RESPONSE_CONTENT_LENGTH_RE.fullmatch(length) is not None:
+            return length
+    raise ValueError(f"invalid Content-Length {value!r}")
+
+
+def _encode_head(lines: list[str], start: str) -> bytes:
+    """Join `start` (a checked status line, or "0\\r\\n" for trailers) and the
+    field lines (each ending in CRLF; the last one is the empty line), vet them
+    in one pass and encode them."""
+    fields = "".join(lines)
+    if fields.count("\n") != len(lines) or _RESPONSE_FIELDS_RE.fullmatch(fields) is None:
+        raise ValueError("control character in a header name or value")
+    return (start + fields).encode("latin-1")
+
+
+def _field_lines(headers: Headers, dropped: frozenset[str]) -> list[str]:
+    """ "Name: value\\r\\n" for each header whose lower-cased name is not in
+    `dropped`, plus the closing empty line."""
+    checked = _CHECKED_NAMES.get
+    lines = []
+    for name, value in headers:
+        lower = checked(name) or _checked_lower_name(name)
+        if lower not in dropped:
+            lines.append(f"{name}: {value}\r\n")
+    lines.append("\r\n")
+    return lines
 
 
 def h2c_upgrade_requested(request: RequestReceived) -> bytes | None:
@@ -210,13 +298,13 @@ class HTTP1Protocol:
     """
 
     __slots__ = (
-        "_limit_line", "_limit_fields", "_limit_field_size", "_limit_head",
-        "_h11", "_buf", "_state", "_eof",
+        "_limit_line", "_limit_fields", "_limit_field_size", "_limit_head", "_fast_head_limit",
+        "_buf", "_state", "_eof",
         "_scan", "_head_start", "_line_count",
         "_method", "_http10", "_keep_alive", "_accepts_trailers",
         "_chunked", "_body_remaining", "_chunk_state", "_chunk_remaining",
         "_trailer_lines", "_trailer_bytes", "_body_complete",
-        "_response_started", "_response_done", "_resp_chunked", "_resp_no_body",
+        "_response_started", "_response_done", "_resp_mode", "_resp_remaining", "_resp_failed",
     )
 
     def __init__(
@@ -233,9 +321,11 @@ class HTTP1Protocol:
         self._limit_field_size = limit_request_field_size
         # Whole header section (leading empty lines, request line, fields, CRLFs).
         self._limit_head = limit_request_fields * limit_request_field_size + limit_request_line
-        # h11 only ever receives complete, vetted heads, so its own cap is a
-        # backstop that matches ours (it also bounds the trailer section).
-        self._h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=self._limit_head + 4)
+        # A complete head no longer than this cannot break a per-line or
+        # whole-head limit, so it skips the line-by-line scan.
+        self._fast_head_limit = min(
+            limit_request_line, limit_request_field_size, self._limit_head - 4
+        )
         self._buf = bytearray()
         self._state = _HEAD
         self._eof = False
@@ -245,7 +335,7 @@ class HTTP1Protocol:
         self._scan = 0
         self._head_start = 0
         self._line_count = 0
-        self._method = b""
+        self._method = ""  # "" until a request head is accepted: nothing to answer yet
         self._http10 = False
         self._keep_alive = True
         self._accepts_trailers = False
@@ -258,8 +348,9 @@ class HTTP1Protocol:
         self._body_complete = False
         self._response_started = False
         self._response_done = False
-        self._resp_chunked = False
-        self._resp_no_body = False
+        self._resp_mode = _RESP_NO_BODY
+        self._resp_remaining = 0
+        self._resp_failed = False
 
     # ------------------------------------------------------------------ receiving
 
@@ -313,6 +404,28 @@ class HTTP1Protocol:
         """Vet head lines as they arrive; True once a request head has been emitted
         and its body (if any) should be read next."""
         buf = self._buf
+        if self._line_count == 0 and self._scan == 0:
+            # Fast path: the whole head is here and small enough that no line
+            # limit can be hit; only line endings and the field count need a
+            # look, and both are C-level counts. Anything unusual (leading
+            # empty lines, bare LF, the HTTP/2 preface, too many fields) falls
+            # through to the line-by-line scan, which names the problem.
+            end = buf.find(b"\r\n\r\n")
+            if 0 < end <= self._fast_head_limit and buf[0] != 0x0D and buf[0] != 0x0A:
+                size = end + 4
+                crlf_count = buf.count(b"\r\n", 0, size)
+                if (
+                    crlf_count == buf.count(b"\n", 0, size)
+                    and crlf_count - 2 <= self._limit_fields
+                    and not buf.startswith(_H2_PREFACE_LINE)
+                ):
+                    if size == len(buf):
+                        head = bytes(buf)
+                        buf.clear()
+                    else:
+                        head = bytes(buf[:size])
+                        del buf[:size]
+                    return self._process_head(head, events)
         size = len(buf)
         pos = self._scan
         limit_head = self._limit_head
@@ -359,16 +472,19 @@ class HTTP1Protocol:
             pos = next_pos
 
     def _process_head(self, head: bytes, events: list[Event]) -> bool:
-        eol = head.find(b"\r\n")
-        parts = head[:eol].split(b" ")
+        """Check a complete head (every line ends in CRLF, limits already met)
+        and emit RequestReceived; True when a body follows."""
+        text = head.decode("latin-1")
+        eol = text.find("\r\n")
+        parts = text[:eol].split(" ")
         if len(parts) != 3:
             return self._violation(events, 400, "invalid-request-line")
         method, target, version = parts
-        if _TOKEN_RE.fullmatch(method) is None:
+        if method not in _COMMON_METHODS and _TOKEN_STR_RE.fullmatch(method) is None:
             return self._violation(events, 400, "invalid-method")
-        if version == b"HTTP/1.1":
+        if version == "HTTP/1.1":
             http10 = False
-        elif version == b"HTTP/1.0":
+        elif version == "HTTP/1.0":
             http10 = True
         elif _VERSION_RE.fullmatch(version) is not None:
             return self._violation(events, 505, "unsupported-version")
@@ -376,57 +492,65 @@ class HTTP1Protocol:
             return self._violation(events, 400, "invalid-request-line")
         if _TARGET_RE.fullmatch(target) is None:
             return self._violation(events, 400, "invalid-target")
-        if method == b"CONNECT":
+        if method == "CONNECT":
             return self._violation(events, 501, "connect-unsupported")
         target_authority: str | None = None
-        if target[0] == 0x2F:  # "/": origin-form, the common case
+        if target[0] == "/":  # origin-form, the common case
             path = target
-        elif target == b"*":
-            if method != b"OPTIONS":
+        elif target == "*":
+            if method != "OPTIONS":
                 return self._violation(events, 400, "invalid-target")
             path = target
         else:
             match = _ABSOLUTE_FORM_RE.fullmatch(target)
-            if match is None or not match[2] or b"@" in match[2]:
+            if match is None or not match[2] or "@" in match[2]:
                 return self._violation(events, 400, "invalid-target")
-            target_authority = match[2].decode("ascii")
-            path = match[3] or b"/"
-            if path[0] != 0x2F:
-                path = b"/" + path
+            target_authority = match[2]
+            path = match[3] or "/"
+            if path[0] != "/":
+                path = "/" + path
 
-        # One C-level pass vets every field line; only a failure pays for the
-        # line-by-line diagnosis that names the problem.
-        block = head[eol + 2:-2]
-        if _FIELD_BLOCK_RE.fullmatch(block) is None:
-            for line in block.split(b"\r\n"):
+        # One C-level pass vets and splits every field line; only a failure
+        # pays for the line-by-line diagnosis that names the problem.
+        fields_start = eol + 2
+        fields_end = len(text) - 2  # the closing empty line
+        pairs = _FIELD_LINE_RE.findall(text, fields_start, fields_end)
+        if len(pairs) != text.count("\n", fields_start, fields_end):
+            for line in head[fields_start:fields_end].split(b"\r\n"):
                 if line:
                     reason = _field_line_problem(line)
                     if reason:
                         return self._violation(events, 400, reason)
             return self._violation(events, 400, "invalid-field-line")
+        headers: Headers = [(name.lower(), value) for name, value in pairs]
 
-        headers: Headers = []
-        host_values: list[bytes] = []
-        content_lengths: list[bytes] = []
-        transfer_encodings: list[bytes] = []
+        host: str | None = None
+        host_count = 0
+        content_length_value: str | None = None
+        content_length_count = 0
+        transfer_encoding: str | None = None
+        transfer_encoding_count = 0
         keep_alive = not http10
         expect_continue = False
         accepts_trailers = False
-        for raw_name, raw_value in _FIELD_LINE_RE.findall(block):
-            lower = raw_name.lower()
-            name = _KNOWN_NAMES.get(lower) or lower.decode("ascii")
-            value = raw_value.decode("latin-1")
-            headers.append((name, value))
+        for name, value in headers:
             if name not in _FRAMING_NAMES:
                 continue
             if name == "host":
-                host_values.append(raw_value)
+                host_count += 1
+                if host is None:
+                    host = value
             elif name == "content-length":
-                content_lengths.append(raw_value)
+                content_length_count += 1
+                if content_length_value is None:
+                    content_length_value = value
             elif name == "transfer-encoding":
-                transfer_encodings.append(raw_value)
+                transfer_encoding_count += 1
+                if transfer_encoding is None:
+                    transfer_encoding = value
             elif name == "connection":
-                if "close" in _comma_tokens(value):
+                # The substring test spares the split for "keep-alive".
+                if "close" in value.lower() and "close" in _comma_tokens(value):
                     keep_alive = False
             elif name == "expect":
                 if not http10 and "100-continue" in _comma_tokens(value):
@@ -435,63 +559,40 @@ class HTTP1Protocol:
                 if any(item.split(";", 1)[0].strip() == "trailers" for item in _comma_tokens(value)):
                     accepts_trailers = True
 
-        if len(host_values) > 1:
+        if host_count > 1:
             return self._violation(events, 400, "multiple-host")
-        if not host_values:
+        if host is None:
             if not http10:
                 return self._violation(events, 400, "missing-host")
-        elif _HOST_RE.fullmatch(host_values[0]) is None:
+        elif _HOST_RE.fullmatch(host) is None:
             return self._violation(events, 400, "invalid-host")
 
         content_length: int | None = None
         chunked = False
-        if transfer_encodings:
-            if content_lengths:
+        if transfer_encoding is not None:
+            if content_length_count:
                 return self._violation(events, 400, "content-length-and-transfer-encoding")
-            if len(transfer_encodings) > 1:
+            if transfer_encoding_count > 1:
                 return self._violation(events, 400, "multiple-transfer-encoding")
             if http10:
                 return self._violation(events, 400, "transfer-encoding-in-http10")
-            coding = transfer_encodings[0].lower()
-            if coding != b"chunked":
-                items = [item.strip(b" \t") for item in coding.split(b",")]
-                if not all(_TOKEN_RE.fullmatch(item) for item in items):
+            coding = transfer_encoding.lower()
+            if coding != "chunked":
+                items = [item.strip(" \t") for item in coding.split(",")]
+                if not all(_TOKEN_STR_RE.fullmatch(item) for item in items):
                     return self._violation(events, 400, "invalid-transfer-encoding")
-                if any(item != b"chunked" for item in items):
+                if any(item != "chunked" for item in items):
                     return self._violation(events, 501, "unsupported-transfer-coding")
                 return self._violation(events, 400, "invalid-transfer-encoding")
             chunked = True
-        elif content_lengths:
-            if len(content_lengths) > 1 or b"," in content_lengths[0]:
+        elif content_length_value is not None:
+            if content_length_count > 1 or "," in content_length_value:
                 return self._violation(events, 400, "duplicate-content-length")
-            if _CONTENT_LENGTH_RE.fullmatch(content_lengths[0]) is None:
+            if _CONTENT_LENGTH_RE.fullmatch(content_length_value) is None:
                 return self._violation(events, 400, "invalid-content-length")
-            content_length = int(content_lengths[0])
+            content_length = int(content_length_value)
 
-        # The head is sound. h11 needs only what steers the exchange (method,
-        # version, body framing, keep-alive, 100-continue), so it gets a
-        # condensed head instead of re-parsing every field. Upgrade is left
-        # out: the h2c switch is handled here, never by h11.
         has_body = chunked or bool(content_length)
-        summary = [method, b" / ", version, b"\r\nhost: h\r\n"]
-        if has_body:
-            summary.append(b"transfer-encoding: chunked\r\n")
-        if not keep_alive and not http10:
-            summary.append(b"connection: close\r\n")
-        if expect_continue:
-            summary.append(b"expect: 100-continue\r\n")
-        summary.append(b"\r\n")
-        h11_conn = self._h11
-        try:
-            h11_conn.receive_data(b"".join(summary))
-            request = h11_conn.next_event()
-            if type(request) is not h11.Request:
-                return self._violation(events, 400, "invalid-request")
-            if not has_body and type(h11_conn.next_event()) is not h11.EndOfMessage:
-                return self._violation(events, 400, "invalid-request")
-        except h11.RemoteProtocolError as exc:
-            return self._violation(events, exc.error_status_hint, "invalid-request")
-
         self._method = method
         self._http10 = http10
         self._keep_alive = keep_alive
@@ -500,11 +601,10 @@ class HTTP1Protocol:
         self._body_remaining = content_length or 0
         events.append(RequestReceived(
             stream_id=1,
-            method=method.decode("ascii"),
-            target=path.decode("ascii"),
+            method=method,
+            target=path,
             headers=headers,
-            authority=target_authority if target_authority is not None
-            else (host_values[0].decode("latin-1") if host_values else None),
+            authority=target_authority if target_authority is not None else host,
             scheme=None,
             http_version="1.0" if http10 else "1.1",
             end_stream=not has_body,
@@ -520,9 +620,7 @@ class HTTP1Protocol:
         return False
 
     def _read_body(self, events: list[Event]) -> None:
-        """Emit body bytes straight from our buffer. h11 was told "chunked" for
-        every request with a body and only ever gets the terminating
-        "0\\r\\n\\r\\n": it tracks the exchange, we own the request framing."""
+        """Emit body bytes straight from our buffer, framed by Content-Length or chunked."""
         buf = self._buf
         if self._chunked:
             self._scan_chunked(events)
@@ -540,14 +638,6 @@ class HTTP1Protocol:
             self._finish_body(events, None)
 
     def _finish_body(self, events: list[Event], trailers: Headers | None) -> None:
-        try:
-            self._h11.receive_data(b"0\r\n\r\n")
-            if type(self._h11.next_event()) is not h11.EndOfMessage:
-                self._violation(events, 400, "invalid-body")
-                return
-        except h11.RemoteProtocolError as exc:
-            self._violation(events, exc.error_status_hint, "invalid-body")
-            return
         events.append(BodyEnded(stream_id=1, trailers=trailers))
         self._body_complete = True
         self._state = _DONE
@@ -650,14 +740,9 @@ class HTTP1Protocol:
             raise RuntimeError("informational response after the final response head")
         if self._http10:
             return b""
-        try:
-            return self._h11.send(h11.InformationalResponse(
-                status_code=status,
-                headers=[(n.encode("latin-1"), v.encode("latin-1")) for n, v in headers],
-                reason=_phrase(status).encode("ascii"),
-            ))
-        except h11.LocalProtocolError as exc:
-            raise ValueError(str(exc)) from exc
+        if not self._method:
+            raise ValueError("no request to answer")
+        return _encode_head(_field_lines(headers, _INFORMATIONAL_DROPPED), _status_line(status, ""))
 
     def response_head(self, status: int, reason: str, headers: Headers) -> bytes:
         """Bytes of the status line and header section; framing headers are ours.
@@ -668,36 +753,74 @@ class HTTP1Protocol:
             raise RuntimeError("response head already sent")
         if not 200 <= status <= 999:
             raise ValueError(f"final response status out of range: {status}")
-        no_body = status == 204 or status == 304 or self._method == b"HEAD"
-        encoded: list[tuple[bytes, bytes]] = []
-        has_length = False
-        app_close = False
-        for name, value in headers:
-            lower = name.lower()
-            if lower == "transfer-encoding":
-                continue
-            if lower == "content-length":
-                if status == 204:
-                    continue
-                has_length = True
-            elif lower == "connection" and "close" in _comma_tokens(value):
-                app_close = True
-            encoded.append((name.encode("latin-1"), value.encode("latin-1")))
-        if app_close:
-            self._keep_alive = False
-        elif not self._keep_alive:
-            encoded.append((b"Connection", b"close"))
-        self._resp_no_body = no_body
-        self._resp_chunked = not no_body and not has_length and not self._http10
         try:
-            out = self._h11.send(h11.Response(
-                status_code=status,
-                headers=encoded,
-                reason=(reason or _phrase(status)).encode("latin-1"),
-            ))
-        except (h11.LocalProtocolError, UnicodeEncodeError) as exc:
+            if not self._method:
+                raise ValueError("no request to answer")
+            return self._response_head(status, reason, headers)
+        except ValueError as exc:
             self._keep_alive = False
             raise ValueError(f"response head rejected: {exc}") from exc
+
+    def _response_head(self, status: int, reason: str, headers: Headers) -> bytes:
+        status_line = _STATUS_LINES.get((status, reason)) or _status_line(status, reason)
+        lines: list[str] = []
+        length: str | None = None
+        connection_fields: Headers | None = None
+        checked = _CHECKED_NAMES.get
+        for name, value in headers:
+            lower = checked(name) or _checked_lower_name(name)
+            if lower in _RESPONSE_FRAMING_NAMES:
+                if lower == "content-length":
+                    if status == 204:
+                        continue  # RFC 9110 8.6: never on a 204
+                    value = _response_content_length(value)
+                    if length is not None:
+                        if value != length:
+                            raise ValueError("conflicting Content-Length headers")
+                        continue
+                    length = value
+                elif lower == "transfer-encoding":
+                    continue
+                else:  # connection: placed after the framing decision
+                    if connection_fields is None:
+                        connection_fields = []
+                    connection_fields.append((name, value))
+                    continue
+            lines.append(f"{name}: {value}\r\n")
+
+        closing = not self._keep_alive
+        # The app's own Connection fields (rare: the WSGI layer strips them)
+        # pass through while the connection stays open; when it closes they
+        # fold into the one "Connection: close, ..." line written below.
+        connection_tokens: set[str] = set()
+        if connection_fields is not None:
+            for _, value in connection_fields:
+                connection_tokens.update(_comma_tokens(value))
+            if "close" in connection_tokens:
+                closing = True
+            elif not closing:
+                lines.extend(f"{name}: {value}\r\n" for name, value in connection_fields)
+        # HEAD gets the framing headers a GET would have (RFC 9110 9.3.2).
+        if length is None and status != 204 and status != 304 and not self._http10:
+            lines.append("Transfer-Encoding: chunked\r\n")
+        if closing:
+            connection_tokens.discard("keep-alive")
+            connection_tokens.discard("close")
+            lines.append(", ".join(["Connection: close", *sorted(connection_tokens)]) + "\r\n")
+        lines.append("\r\n")
+        out = _encode_head(lines, status_line)
+
+        if status == 204 or status == 304 or self._method == "HEAD":
+            self._resp_mode = _RESP_NO_BODY
+        elif length is not None:
+            self._resp_mode = _RESP_LENGTH
+            self._resp_remaining = int(length)
+        elif self._http10:
+            self._resp_mode = _RESP_CLOSE
+        else:
+            self._resp_mode = _RESP_CHUNKED
+        if closing:
+            self._keep_alive = False
         self._response_started = True
         return out
 
@@ -705,38 +828,51 @@ class HTTP1Protocol:
         """Frame a piece of the response body (chunked or raw); nothing for HEAD/204/304."""
         if not self._response_started or self._response_done:
             raise RuntimeError("body() outside a response")
-        if not data or self._resp_no_body:
+        mode = self._resp_mode
+        if not data or mode == _RESP_NO_BODY:
             return b""
-        try:
-            return self._h11.send(h11.Data(data=data))
-        except h11.LocalProtocolError as exc:  # more than Content-Length promised
-            self._keep_alive = False
-            raise ValueError(str(exc)) from exc
+        if self._resp_failed:
+            raise ValueError("the response already failed")
+        if mode == _RESP_CHUNKED:
+            return b"".join((b"%x\r\n" % len(data), data, b"\r\n"))
+        if mode == _RESP_LENGTH:
+            remaining = self._resp_remaining - len(data)
+            if remaining < 0:
+                self._resp_failed = True
+                self._keep_alive = False
+                raise ValueError(
+                    f"{len(data)} body bytes exceed the {self._resp_remaining} left of Content-Length"
+                )
+            self._resp_remaining = remaining
+        return data if type(data) is bytes else bytes(data)
 
     def end(self, trailers: Headers | None = None) -> bytes:
         """Finish the response. Trailers go out only on a chunked response to a
         client that sent "TE: trailers"; otherwise they are dropped."""
         if not self._response_started or self._response_done:
             raise RuntimeError("end() outside a response")
-        encoded: list[tuple[bytes, bytes]] = []
-        if trailers and self._resp_chunked and self._accepts_trailers:
-            encoded = [
-                (name.encode("latin-1"), value.encode("latin-1"))
-                for name, value in trailers
-                if name.lower() not in _FORBIDDEN_TRAILERS
-            ]
-        try:
-            out = self._h11.send(h11.EndOfMessage(headers=encoded))
-        except h11.LocalProtocolError as exc:  # fewer bytes than Content-Length promised
-            self._keep_alive = False
-            self._response_done = True
-            raise ValueError(str(exc)) from exc
         self._response_done = True
-        return out or b""
+        if self._resp_failed:
+            raise ValueError("the response already failed")
+        mode = self._resp_mode
+        if mode == _RESP_CHUNKED:
+            if trailers and self._accepts_trailers:
+                try:
+                    return _encode_head(_field_lines(trailers, _FORBIDDEN_TRAILERS), "0\r\n")
+                except ValueError:
+                    self._resp_failed = True
+                    self._keep_alive = False
+                    raise
+            return b"0\r\n\r\n"
+        if mode == _RESP_LENGTH and self._resp_remaining:
+            self._resp_failed = True
+            self._keep_alive = False
+            raise ValueError(f"response ended {self._resp_remaining} bytes short of Content-Length")
+        return b""
 
     def error_response(self, status: int, reason: str) -> bytes:
         """A complete minimal text/plain response with Connection: close, built
-        by hand so it works whatever state h11 is in. `reason` is an optional
+        so it works whatever state the exchange is in. `reason` is an optional
         detail (e.g. ProtocolViolation.reason) shown in the body."""
         phrase = _phrase(status)
         detail = "".join(ch for ch in reason if " " <= ch <= "~")
@@ -750,7 +886,7 @@ class HTTP1Protocol:
         ).encode("ascii")
         self._keep_alive = False
         self._response_started = self._response_done = True
-        return head if self._method == b"HEAD" else head + payload
+        return head if self._method == "HEAD" else head + payload
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -763,7 +899,6 @@ class HTTP1Protocol:
             raise RuntimeError("the current request/response exchange is not complete")
         if not self.keep_alive:
             raise RuntimeError("connection is not reusable; close it")
-        self._h11.start_next_cycle()
         self._reset_exchange()
         self._state = _HEAD
         events: list[Event] = []

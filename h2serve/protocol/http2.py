@@ -19,7 +19,24 @@ handlers where that matters:
   end the connection), as do new streams after our graceful GOAWAY;
 * a stream depending on itself is a stream error; RST_STREAM on an idle
   stream is a connection error (h2 ignores it);
+* frames on a closed stream get the answer RFC 9113 section 5.1 gives for
+  how it closed: discarded (connection credit returned) after we sent
+  RST_STREAM, a stream error STREAM_CLOSED after the peer's RST_STREAM, a
+  connection error STREAM_CLOSED once END_STREAM went both ways (h2 answers
+  DATA there with RST_STREAM); a CONTINUATION that continues nothing is
+  always a connection error PROTOCOL_ERROR (section 6.10);
 * PRIORITY_UPDATE (RFC 9218) frames are validated and parsed.
+
+When the application is done with a stream whose request is still being
+sent (:meth:`HTTP2Protocol.finish_stream`), the stream is not reset at once:
+it stays half-closed (local) and "drains". The rest of the body is discarded
+but credited as if read (some clients, httpx among them, wait for window
+forever after a RST_STREAM(NO_ERROR) in the middle of an upload), and every
+frame is still judged as RFC 9113 says for that state, so the answer to a
+frame never depends on whether the app happened to finish before it came.
+The stream leaves the application's count at once; it gives up its
+concurrency slot with RST_STREAM(NO_ERROR) (section 8.1 allows it) only when
+a new stream would otherwise be refused.
 
 Inbound bytes are split into frames here before h2 sees them, so that a
 frame longer than our SETTINGS_MAX_FRAME_SIZE is refused from its header
@@ -61,6 +78,7 @@ SettingCodes = h2.settings.SettingCodes
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 FRAME_HEADER_LEN = 9
+FRAME_TYPE_HEADERS = 0x1
 FRAME_TYPE_SETTINGS = 0x4
 FRAME_TYPE_PRIORITY = 0x2
 FRAME_TYPE_WINDOW_UPDATE = 0x8
@@ -240,6 +258,14 @@ class _ServerConnection(h2.connection.H2Connection):
                 machine.process_input(h2.stream.StreamInputs.RECV_END_STREAM)
         return stream.reset_stream(error_code)
 
+    def closed_by(self, stream_id: int) -> h2.stream.StreamClosedBy | None:
+        """How a closed stream closed; None if it is idle, still open, closed
+        implicitly (a higher id was opened first) or long forgotten."""
+        stream = self.streams.get(stream_id)
+        if stream is not None:
+            return stream.closed_by if stream.closed else None
+        return self._closed_streams.get(stream_id)
+
     def _reset_any(self, stream_id: int, error_code: int) -> list:
         """RST_STREAM for a stream that may be open, closed or never opened."""
         stream = self.streams.get(stream_id)
@@ -274,6 +300,10 @@ class _ServerConnection(h2.connection.H2Connection):
                 return frames, events + [
                     _StreamRejected(stream_id, ErrorCodes.REFUSED_STREAM, refuse_reason)
                 ]
+        if self.closed_by(stream_id) == h2.stream.StreamClosedBy.SEND_RST_STREAM:
+            # RFC 9113 5.1: after our RST_STREAM, frames the peer had in flight
+            # are discarded; the block was decoded above, so HPACK stays in step.
+            return [], events
         # Raises StreamIDTooLowError / ProtocolError for ids h2 must refuse.
         stream = self._get_or_create_stream(stream_id, h2.connection.AllowedStreamIDs.ODD)
 
@@ -298,6 +328,18 @@ class _ServerConnection(h2.connection.H2Connection):
             machine = stream.state_machine
             if machine.state == h2.stream.StreamState.CLOSED and machine.stream_closed_by is None:
                 raise  # an illegal state transition: connection error
+            if machine.stream_closed_by == h2.stream.StreamClosedBy.RECV_END_STREAM:
+                # Malformed trailers whose END_STREAM closed a half-closed (local)
+                # stream: h2 applied END_STREAM before validating. The block is
+                # still a stream error (RFC 9113 8.1.1), not a frame on a closed
+                # stream; answer it and treat the stream as reset by us.
+                machine.stream_closed_by = h2.stream.StreamClosedBy.SEND_RST_STREAM
+                frames = self._reset_any(stream_id, ErrorCodes.PROTOCOL_ERROR)
+                return frames, events + [
+                    _StreamRejected(
+                        stream_id, ErrorCodes.PROTOCOL_ERROR, f"malformed header block: {exc}"
+                    )
+                ]
             frames = self._open_and_reset(stream, end_stream, ErrorCodes.PROTOCOL_ERROR)
             return frames, events + [
                 _StreamRejected(stream_id, ErrorCodes.PROTOCOL_ERROR, f"malformed header block: {exc}")
@@ -313,6 +355,24 @@ class _ServerConnection(h2.connection.H2Connection):
         return frames, events + stream_events
 
     def _receive_data_frame(self, frame) -> tuple[list, list]:
+        closed_by = self.closed_by(frame.stream_id)
+        if closed_by == h2.stream.StreamClosedBy.SEND_RST_STREAM:
+            # RFC 9113 5.1: in flight when we reset the stream. Discard it, but it
+            # counts against the connection window, so the credit goes back.
+            events = self.state_machine.process_input(h2.connection.ConnectionInputs.RECV_DATA)
+            manager = self._inbound_flow_control_window_manager
+            manager.window_consumed(frame.flow_controlled_length)
+            increment = manager.process_bytes(frame.flow_controlled_length)
+            return (self._window_update_frames(increment) if increment else []), events
+        if closed_by in (h2.stream.StreamClosedBy.RECV_END_STREAM,
+                         h2.stream.StreamClosedBy.SEND_END_STREAM):
+            # Both sides sent END_STREAM: RFC 9113 5.1 (RFC 7540 5.1: MUST) makes
+            # this a connection error; h2 would only reset the stream.
+            self.state_machine.process_input(h2.connection.ConnectionInputs.RECV_DATA)
+            raise _ConnectionError(
+                f"DATA on stream {frame.stream_id} after END_STREAM in both directions",
+                ErrorCodes.STREAM_CLOSED,
+            )
         try:
             return super()._receive_data_frame(frame)
         except h2.exceptions.InvalidBodyLengthError as exc:
@@ -355,6 +415,14 @@ class _ServerConnection(h2.connection.H2Connection):
             if stream_id > highest:
                 raise _ConnectionError("RST_STREAM on an idle stream", ErrorCodes.PROTOCOL_ERROR)
         return super()._receive_rst_stream_frame(frame)
+
+    def _receive_naked_continuation(self, frame) -> tuple[list, list]:
+        # h2 answers RST_STREAM when the stream was reset and already culled;
+        # RFC 9113 6.10 wants a connection error whatever the stream's state.
+        raise _ConnectionError(
+            f"CONTINUATION on stream {frame.stream_id} without an open header block",
+            ErrorCodes.PROTOCOL_ERROR,
+        )
 
     def _receive_unknown_frame(self, frame) -> tuple[list, list]:
         if frame.type != FRAME_TYPE_PRIORITY_UPDATE:
@@ -444,6 +512,8 @@ class HTTP2Protocol:
         self._preface_seen = 0        # bytes of the client preface matched so far
         self._settings_seen = False   # first frame after the preface checked
         self._streams: dict[int, _StreamRecord] = {}
+        # Streams the app is done with while the client is still sending, oldest first.
+        self._draining: dict[int, _StreamRecord] = {}
         self._pending_priority: dict[int, str] = {}
         self._connection_owed = 0
         self._terminated = False
@@ -545,10 +615,20 @@ class HTTP2Protocol:
                     )
                 )
                 return
+            if frame_type == FRAME_TYPE_SETTINGS and flags & 0x1 and length:
+                # RFC 9113 6.5 (h2 says PROTOCOL_ERROR).
+                events.extend(
+                    self._connection_error(
+                        ErrorCodes.FRAME_SIZE_ERROR, "SETTINGS acknowledgement with a payload"
+                    )
+                )
+                return
             if len(inbound) < FRAME_HEADER_LEN + length:
                 return
             frame_bytes = bytes(inbound[: FRAME_HEADER_LEN + length])
             del inbound[: FRAME_HEADER_LEN + length]
+            if frame_type == FRAME_TYPE_HEADERS and self._draining:
+                self._make_room_for(stream_id)
             if stream_id and self._stream_error_frame(frame_type, length, stream_id, frame_bytes, events):
                 continue
             self._h2_receive(frame_bytes, events)
@@ -577,10 +657,27 @@ class HTTP2Protocol:
             return False
         self._reset_h2_stream(stream_id, error_code)
         events.append(ProtocolViolation(reason, stream_id=stream_id, error_code=error_code))
-        if stream_id in self._streams:
-            self._forget(stream_id)
+        if self._forget(stream_id):
             events.append(StreamReset(stream_id, error_code))
         return True
+
+    def _make_room_for(self, stream_id: int) -> None:
+        """Before a HEADERS that opens a stream beyond our concurrency limit,
+        end draining streams (oldest first) with RST_STREAM(NO_ERROR): their
+        responses are complete (RFC 9113 8.1), so a client that never finishes
+        its upload cannot hold slots with them."""
+        conn = self._conn
+        if (
+            stream_id % 2 == 0
+            or stream_id <= conn.highest_inbound_stream_id
+            or conn.incoming_buffer._headers_buffer
+            or (conn.refuse_streams_above is not None and stream_id > conn.refuse_streams_above)
+        ):
+            return
+        limit = conn.local_settings.max_concurrent_streams
+        while self._draining and conn.open_inbound_streams + 1 > limit:
+            oldest = next(iter(self._draining))
+            self._stop_draining(oldest)
 
     def _reset_h2_stream(self, stream_id: int, error_code: int) -> None:
         stream = self._conn.streams.get(stream_id)
@@ -640,8 +737,7 @@ class HTTP2Protocol:
             out.append(
                 ProtocolViolation(event.reason, stream_id=event.stream_id, error_code=event.error_code)
             )
-            if event.stream_id in self._streams:
-                self._forget(event.stream_id)
+            if self._forget(event.stream_id):
                 out.append(StreamReset(event.stream_id, event.error_code))
         elif isinstance(event, h2.events.ConnectionTerminated):
             reason = (event.additional_data or b"").decode("latin-1")
@@ -782,6 +878,8 @@ class HTTP2Protocol:
         length = event.flow_controlled_length
         if record is None:
             self._release(length)
+            if stream_id in self._draining:
+                self._drain(stream_id, length)
             return
         data = event.data
         record.received += len(data)
@@ -822,6 +920,9 @@ class HTTP2Protocol:
         record.trailers = trailers
 
     def _on_stream_ended(self, stream_id: int, out: list) -> None:
+        if self._draining.pop(stream_id, None) is not None:
+            self._flush_connection_credit()  # the discarded body's credit, at the latest now
+            return
         record = self._streams.get(stream_id)
         if record is None or record.request_done:
             if record is not None:
@@ -850,8 +951,7 @@ class HTTP2Protocol:
 
     def _on_stream_reset(self, event: h2.events.StreamReset, out: list) -> None:
         stream_id = event.stream_id
-        known = stream_id in self._streams
-        self._forget(stream_id)
+        known = self._forget(stream_id)
         if event.remote_reset:
             if known:
                 out.append(StreamReset(stream_id, int(event.error_code)))
@@ -930,11 +1030,15 @@ class HTTP2Protocol:
         except (h2.exceptions.ProtocolError, ValueError):
             pass
 
-    def _forget(self, stream_id: int) -> None:
+    def _forget(self, stream_id: int) -> bool:
+        """Drop what we keep for a stream; True if the app still knew it."""
+        if self._draining.pop(stream_id, None) is not None:
+            self._flush_connection_credit()
         record = self._streams.pop(stream_id, None)
         if record is not None and record.unacked:
             self._release(record.unacked)
             self._flush_connection_credit()
+        return record is not None
 
     def _maybe_forget(self, stream_id: int) -> None:
         stream = self._conn.streams.get(stream_id)
@@ -943,6 +1047,7 @@ class HTTP2Protocol:
 
     def _release_all(self) -> None:
         self._streams.clear()
+        self._draining.clear()
         self._pending_priority.clear()
 
     def acknowledge(self, stream_id: int, nbytes: int) -> None:
@@ -1082,6 +1187,60 @@ class HTTP2Protocol:
 
     def _after_local_end(self, stream_id: int) -> None:
         self._maybe_forget(stream_id)
+
+    def finish_stream(self, stream_id: int) -> None:
+        """The application is done with the stream: forget it.
+
+        Call it once the response is complete (or the app gave up) instead of
+        acknowledging the body bytes the app never read: they are credited
+        here. A response that was never completed is reset (INTERNAL_ERROR).
+
+        If the client is still sending its request, the stream drains (see the
+        module docstring): it stays half-closed (local), what the client sends
+        is discarded and credited as if read, so every client can finish its
+        upload, and it gives its slot up -- RST_STREAM(NO_ERROR), RFC 9113 8.1
+        -- only when a new stream would otherwise be refused.
+        """
+        if self._terminated or stream_id in self._draining:
+            return
+        record = self._streams.pop(stream_id, None)
+        unread = record.unacked if record is not None else 0
+        self._release(unread)
+        stream = self._conn.streams.get(stream_id)
+        if stream is not None and stream.open:
+            if self._sendable(stream_id):
+                self._conn.reset_stream(stream_id, ErrorCodes.INTERNAL_ERROR)
+            elif record is None:
+                self._conn.reset_stream(stream_id, ErrorCodes.NO_ERROR)
+            else:
+                record.unacked = 0
+                self._draining[stream_id] = record
+                self._drain(stream_id, unread)
+        self._flush_connection_credit()
+        self._pull()
+
+    def _drain(self, stream_id: int, nbytes: int) -> None:
+        """Credit `nbytes` discarded from a draining stream (its connection share
+        is already released): the stream window reopens as for a read body."""
+        record = self._draining[stream_id]
+        stream = self._conn.streams.get(stream_id)
+        if stream is None or not stream.open:
+            del self._draining[stream_id]
+            self._flush_connection_credit()
+            return
+        record.owed += nbytes
+        if record.owed >= self.limits.initial_window_size // 2:
+            owed, record.owed = record.owed, 0
+            self._conn.increment_flow_control_window(owed, stream_id)
+
+    def _stop_draining(self, stream_id: int) -> None:
+        """RST_STREAM(NO_ERROR) a draining stream: its response is complete and
+        the rest of the request is not wanted (RFC 9113 8.1)."""
+        self._draining.pop(stream_id, None)
+        stream = self._conn.streams.get(stream_id)
+        if stream is not None and stream.open:
+            self._conn.reset_stream(stream_id, ErrorCodes.NO_ERROR)
+        self._flush_connection_credit()
 
     def reset_stream(self, stream_id: int, error_code: int) -> None:
         """RST_STREAM a stream; no-op if it is already closed."""
