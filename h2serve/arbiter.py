@@ -24,6 +24,7 @@ log = logging.getLogger("h2serve.error")
 
 HANDLED_SIGNALS = ("HUP", "QUIT", "INT", "TERM", "TTIN", "TTOU", "USR1", "USR2", "WINCH")
 WORKER_BOOT_ERROR = 3
+RETIRING_MODE = 0o2       # see h2serve.worker.Heartbeat
 HALT_ON_BOOT_ERRORS = 5   # consecutive boot failures with no healthy worker: give up
 
 
@@ -59,6 +60,13 @@ class WorkerRecord:
             return os.fstat(self.heartbeat.fileno()).st_ctime
         except (OSError, ValueError):
             return 0.0
+
+    def says_retiring(self) -> bool:
+        """The worker stopped accepting (max_requests) and wants a replacement."""
+        try:
+            return bool(os.fstat(self.heartbeat.fileno()).st_mode & RETIRING_MODE)
+        except (OSError, ValueError):
+            return False
 
 
 class Arbiter:
@@ -183,6 +191,7 @@ class Arbiter:
                 if self.stopping:
                     break
                 self._murder_hung()
+                self._note_retiring()
                 self._retire_extra()
                 self._spawn_missing()
                 self._reload_on_source_change()
@@ -336,6 +345,14 @@ class Arbiter:
             if beat and now - beat > timeout:
                 log.critical("WORKER TIMEOUT (pid:%d)", record.pid)
                 self._kill(record.pid, signal.SIGKILL)
+
+    def _note_retiring(self) -> None:
+        """A worker draining after max_requests gets its replacement now, not at exit."""
+        for record in self.workers.values():
+            if not record.retiring and record.says_retiring():
+                record.retiring = True
+                log.info("Worker %d is retiring (max_requests); starting its replacement",
+                         record.pid)
 
     def _retire_extra(self) -> None:
         """TTOU and HUP: gracefully stop the oldest workers beyond the wanted count."""

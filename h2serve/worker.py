@@ -73,8 +73,12 @@ class ThreadPool:
             thread.join(max(0.0, deadline - time.monotonic()))
 
 
+RETIRING_MODE = 0o2   # heartbeat file mode bit: this worker stopped accepting for good
+
+
 class Heartbeat:
-    """Tells the arbiter this worker is alive by changing a temp file's ctime."""
+    """Tells the arbiter this worker is alive by changing a temp file's ctime, and
+    that it is retiring (max_requests) through a mode bit."""
 
     def __init__(self, fd: int | None) -> None:
         self.fd = fd
@@ -86,6 +90,20 @@ class Heartbeat:
             return
         self._last = now
         self._mode ^= 1
+        self._write_mode()
+
+    def retire(self, arbiter_pid: int) -> None:
+        """Ask for a replacement now, while this worker drains, and wake the arbiter."""
+        if self.fd is None:
+            return
+        self._mode |= RETIRING_MODE
+        self._write_mode()
+        try:
+            os.kill(arbiter_pid, signal.SIGCHLD)
+        except OSError:
+            pass
+
+    def _write_mode(self) -> None:
         try:
             os.fchmod(self.fd, self._mode)
         except OSError:
@@ -204,7 +222,8 @@ class Worker:
     def request_done(self) -> None:
         """Counts requests for max_requests; called from pool threads."""
         if self.max_requests and next(self._served) == self.max_requests:
-            self.call_soon(self.begin_shutdown, f"max_requests ({self.max_requests}) reached")
+            self.call_soon(self.begin_shutdown, f"max_requests ({self.max_requests}) reached",
+                           True)
 
     # --- connection states (poller thread only) ----------------------------------
 
@@ -347,11 +366,13 @@ class Worker:
 
     # --- shutdown ----------------------------------------------------------------
 
-    def begin_shutdown(self, reason: str) -> None:
+    def begin_shutdown(self, reason: str, retiring: bool = False) -> None:
         """Stop taking new work without losing any: drain the backlog, GOAWAY, finish."""
         if self.draining:
             return
         log.info("worker %d shutting down: %s", os.getpid(), reason)
+        if retiring:
+            self.heartbeat.retire(self.ppid)
         self._pause_accepting()
         self.draining = True
         self.drain_deadline = time.monotonic() + self.cfg.graceful_timeout

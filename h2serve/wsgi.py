@@ -171,14 +171,14 @@ class ForwardedPolicy:
                 log.warning("forwarded_allow_ips: ignoring %r", entry)
 
     def trusts(self, address: str) -> bool:
-        if self.allow_all:
-            return True
-        if not self.networks or not address:
+        if self.allow_all or address == "":
+            return True  # "" is a unix-socket peer: only local processes can connect
+        if not self.networks:
             return False
         try:
             ip = ipaddress.ip_address(address)
         except ValueError:
-            return address.startswith("unix:") or address == ""
+            return False
         return any(ip in net for net in self.networks)
 
     def client_address(self, peer: str, forwarded_for: str) -> str:

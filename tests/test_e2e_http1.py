@@ -152,6 +152,11 @@ class RawTLS:
         assert rest == b"", f"unexpected bytes after the response: {rest[:200]!r}"
 
 
+def http1_client(server) -> httpx.Client:
+    context = ssl.create_default_context(cafile=server.cafile)
+    return httpx.Client(verify=context, http2=False, timeout=IO_TIMEOUT)
+
+
 def request(path: str, method: str = "GET", headers: str = "", body: bytes = b"") -> bytes:
     head = f"{method} {path} HTTP/1.1\r\nHost: localhost\r\n{headers}\r\n"
     return head.encode("latin-1") + body
@@ -194,7 +199,7 @@ def test_keep_alive_one_connection_serves_several_requests(h2serve_server):
 
 def test_httpx_http1_reuses_its_connection(h2serve_server):
     server = h2serve_server()
-    with httpx.Client(verify=ssl.create_default_context(cafile=server.cafile), http2=False, timeout=IO_TIMEOUT) as client:
+    with http1_client(server) as client:
         responses = [client.get(f"{server.url}/environ") for _ in range(5)]
     assert all(r.http_version == "HTTP/1.1" and r.status_code == 200 for r in responses)
     assert len({r.json()["REMOTE_PORT"] for r in responses}) == 1
@@ -247,7 +252,7 @@ def test_httpx_http1_chunked_upload_and_chunked_download(h2serve_server):
     def upload():
         yield from payload
 
-    with httpx.Client(verify=ssl.create_default_context(cafile=server.cafile), http2=False, timeout=IO_TIMEOUT) as client:
+    with http1_client(server) as client:
         response = client.post(f"{server.url}/echo?chunked=1", content=upload())
         assert response.status_code == 200 and response.http_version == "HTTP/1.1"
         assert response.headers["transfer-encoding"] == "chunked"

@@ -463,11 +463,6 @@ def test_sighup_under_load_loses_no_request(h2serve_server):
     assert len(last_pid) == 4 and set(last_pid.values()) <= new_pids, last_pid
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "single-phase GOAWAY: RFC 9113 §6.8 says a graceful shutdown SHOULD first send "
-    "GOAWAY(2^31-1) and only after a round trip the real last stream id, so streams "
-    "already on the wire are served. Today they are refused, and clients that do not "
-    "retry (curl 7.88, httpx) lose them during HUP/TERM/max-requests"))
 def test_stream_opened_before_the_client_saw_goaway_is_served(h2serve_server):
     server = h2serve_server("tests.apps:router", "--graceful-timeout", "5")
     client = MiniH2(server)

@@ -46,6 +46,8 @@ HIGH_WATER = 512 * 1024           # app writers wait while more than this is uns
 LOW_WATER = 128 * 1024            # ... and resume below this
 READ_PAUSE = 4 * 1024 * 1024      # stop reading a peer that will not take our output
 RECV_SIZE = 256 * 1024
+GOAWAY_GRACE_S = 1.0              # between the two GOAWAYs of a graceful close
+MAX_STREAM_ID = 2**31 - 1
 _WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 
 
@@ -132,7 +134,8 @@ class HTTP2Driver:
         self.flush_scheduled = False  # an app thread asked the poller to write
         self.read_paused = False
         self.dead = False             # socket unusable: every waiter must give up
-        self.closing = False          # GOAWAY sent or received: close once streams are done
+        self.closing = False          # final GOAWAY sent or received: close once streams are done
+        self.final_goaway_at = 0.0    # a graceful close is under way: its second GOAWAY is due then
         self.last_activity = time.monotonic()
         tls = isinstance(conn.sock, ssl.SSLSocket)
         self.base_environ = connection_environ(
@@ -175,24 +178,46 @@ class HTTP2Driver:
             self.cond.notify_all()
 
     def start_goaway(self) -> None:
-        """Poller: graceful shutdown. Streams already seen finish; no new ones start."""
+        """Poller: begin a graceful close (shutdown or idle), in two steps as RFC 9113
+        §6.8 advises: a GOAWAY with the largest stream id first, so requests already
+        on the wire are still served; the real last stream id once they had time
+        to arrive. Then the connection closes when its streams are done."""
         with self.lock:
-            if self.dead or self.closing:
+            if self.dead or self.closing or self.final_goaway_at:
                 return
+            self.proto.goaway(NO_ERROR, last_stream_id=MAX_STREAM_ID)
+            self.final_goaway_at = time.monotonic() + min(GOAWAY_GRACE_S,
+                                                          self.cfg.graceful_timeout / 2)
+            self._flush_locked()
+
+    def _final_goaway(self) -> None:
+        with self.lock:
+            if self.dead:
+                return
+            self.final_goaway_at = 0.0
             self.closing = True
             self.proto.goaway(NO_ERROR, last_stream_id=self.proto.last_stream_id)
             self._flush_locked()
-            idle = not self.streams
-        if idle:
-            self.worker.linger(self.conn)
+
+    def _finished_locked(self) -> bool:
+        """Nothing more will happen on this connection: it can be closed."""
+        if self.streams:
+            return False
+        # Between the two GOAWAYs the protocol counts itself closed, but new
+        # streams may still arrive.
+        return self.closing or (self.proto.closed and not self.final_goaway_at)
 
     def on_tick(self, now: float) -> None:
-        """Poller, a few times a second: close idle or finished connections."""
-        if self.streams or self.dead:
+        """Poller, a few times a second: GOAWAY timers, idle and finished connections."""
+        if self.dead:
             return
-        if self.closing:
+        if self.final_goaway_at and now >= self.final_goaway_at:
+            self._final_goaway()
+        if self.streams:
+            return
+        if self._finished_locked():
             self.worker.linger(self.conn)
-        elif now - self.last_activity > self.cfg.keepalive:
+        elif not self.final_goaway_at and now - self.last_activity > self.cfg.keepalive:
             self.start_goaway()
 
     # --- poller: reading and writing ----------------------------------------------
@@ -223,7 +248,7 @@ class HTTP2Driver:
         self._dispatch(new_streams)
         if eof:
             self.worker.release(self.conn)
-        elif self.proto.closed and not self.streams:
+        elif self._finished_locked():
             self.worker.linger(self.conn)
 
     def on_writable(self) -> None:
@@ -374,7 +399,7 @@ class HTTP2Driver:
             self._flush_locked()
         self._return_credit_locked(stream)  # only clears: the protocol forgot the stream
         self.last_activity = time.monotonic()
-        return (self.closing or self.proto.closed) and not self.streams
+        return self._finished_locked()
 
     def _response_sent_locked(self, stream: H2Stream) -> None:
         """The last frame of the response is queued: when the request is complete
