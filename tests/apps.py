@@ -184,3 +184,13 @@ def read_later(environ, start_response):
 
 
 ROUTES["read_later"] = read_later
+
+
+def slow_empty(environ, start_response):
+    """Sleeps ?s= seconds, then answers 204: a response that is only a HEADERS frame."""
+    time.sleep(float(_query(environ).get("s", "1")))
+    start_response("204 No Content", [])
+    return []
+
+
+ROUTES["slow_empty"] = slow_empty

@@ -452,6 +452,31 @@ def test_sigterm_sends_goaway_to_every_connection(h2serve_server):
     assert_clean_log(server)
 
 
+def test_slow_reader_gets_its_whole_response_across_shutdown(h2serve_server):
+    """Frames still queued for a peer that reads slowly are written before the
+    connection closes: closing used to drop whatever the socket had not taken."""
+    server = h2serve_server("tests.apps:router", "--graceful-timeout", "20")
+    size = 40_000_000   # several times what loopback's socket buffers hold
+    with h2(server, settings={SettingsFrame.INITIAL_WINDOW_SIZE: 2**31 - 1},
+            auto_window=False) as client:
+        client.send_window_update(0, 2**31 - 1 - 65535)
+        stream = client.request(f"/big?size={size}")
+        time.sleep(0.2)
+        server.send_signal(signal.SIGTERM)
+        received, ended = 0, False
+        while not ended:
+            frame = client.read_frame(timeout=10)
+            assert frame is not None, "the response stalled"
+            if isinstance(frame, DataFrame) and frame.stream_id == stream:
+                received += len(frame.data)
+                ended = "END_STREAM" in frame.flags
+                time.sleep(0.001)  # at most 16 MB/s: the body outlives the final GOAWAY
+            assert not (isinstance(frame, RstStreamFrame) and frame.stream_id == stream)
+        assert received == size
+        assert client.read_until_closed(5)
+    assert server.proc.wait(10) == 0
+
+
 def test_idle_connection_gets_goaway_after_keepalive(h2serve_server):
     server = h2serve_server("tests.apps:router", "--keep-alive", "1")
     with h2(server) as client:

@@ -136,6 +136,7 @@ class HTTP2Driver:
         self.dead = False             # socket unusable: every waiter must give up
         self.closing = False          # final GOAWAY sent or received: close once streams are done
         self.final_goaway_at = 0.0    # a graceful close is under way: its second GOAWAY is due then
+        self.close_by = 0.0           # closing once the output is written, at the latest then
         self.last_activity = time.monotonic()
         tls = isinstance(conn.sock, ssl.SSLSocket)
         self.base_environ = connection_environ(
@@ -158,7 +159,7 @@ class HTTP2Driver:
                 self.proto.initiate()
                 self.proto.goaway(INADEQUATE_SECURITY)
                 self._flush_locked()
-                worker.call_soon(worker.linger, conn)
+                worker.call_soon(self.close_gracefully)
                 return
             if self.upgrade is not None:
                 settings, request = self.upgrade
@@ -171,6 +172,20 @@ class HTTP2Driver:
             self._flush_locked()
         self._dispatch(new_streams)
         worker.call_soon(worker.attach_h2, conn)
+
+    def close_gracefully(self) -> None:
+        """Poller: close once every queued frame (the last responses, the GOAWAY)
+        has reached the socket, giving a peer that does not read send_timeout."""
+        with self.lock:
+            if self.dead:
+                return
+            if self.outbuf and not self.wants_write:
+                self._write_locked()
+            if self.outbuf:
+                if not self.close_by:
+                    self.close_by = time.monotonic() + self.cfg.send_timeout
+                return
+        self.worker.linger(self.conn)
 
     def mark_dead(self) -> None:
         with self.cond:
@@ -211,12 +226,17 @@ class HTTP2Driver:
         """Poller, a few times a second: GOAWAY timers, idle and finished connections."""
         if self.dead:
             return
+        if self.close_by:
+            if now >= self.close_by:
+                log.info("closing %s: it stopped reading our output", self.conn.peer_label)
+                self.worker.release(self.conn)
+            return
         if self.final_goaway_at and now >= self.final_goaway_at:
             self._final_goaway()
         if self.streams:
             return
         if self._finished_locked():
-            self.worker.linger(self.conn)
+            self.close_gracefully()
         elif not self.final_goaway_at and now - self.last_activity > self.cfg.keepalive:
             self.start_goaway()
 
@@ -249,7 +269,7 @@ class HTTP2Driver:
         if eof:
             self.worker.release(self.conn)
         elif self._finished_locked():
-            self.worker.linger(self.conn)
+            self.close_gracefully()
 
     def on_writable(self) -> None:
         with self.lock:
@@ -262,6 +282,9 @@ class HTTP2Driver:
                 self.read_paused = False
         if not self.wants_write:
             self.worker.want_write(self.conn, False)
+            if self.close_by and not self.outbuf:
+                self.worker.linger(self.conn)
+                return
         if resume:
             self.worker.pause_reading(self.conn, False)
 
@@ -383,7 +406,7 @@ class HTTP2Driver:
         with self.lock:
             close_now = self._finish_locked(stream)
         if close_now:
-            self.worker.call_soon(self.worker.linger, self.conn)
+            self.worker.call_soon(self.close_gracefully)
 
     def _finish_locked(self, stream: H2Stream) -> bool:
         """Forget the stream; nothing of it is kept once the response is complete.
@@ -405,7 +428,7 @@ class HTTP2Driver:
         """The last frame of the response is queued: when the request is complete
         too, finish the stream now rather than taking the lock again later."""
         if stream.ended and not stream.reset and self._finish_locked(stream):
-            self.worker.call_soon(self.worker.linger, self.conn)
+            self.worker.call_soon(self.close_gracefully)
 
     def _return_credit_locked(self, stream: H2Stream) -> None:
         """Give back the window held by body bytes the app never read."""
