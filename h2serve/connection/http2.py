@@ -416,8 +416,8 @@ class HTTP2Driver:
         stream.done = True
         self.streams.pop(stream.stream_id, None)
         if not self.dead and not stream.reset:
-            # Returns the credit of body bytes the app never read; a client still
-            # sending is drained, then stopped with NO_ERROR (RFC 9113 §8.1).
+            # Credits the body bytes the app never read; a client still sending
+            # is drained in the protocol (RFC 9113 §8.1), not reset here.
             self.proto.finish_stream(stream.stream_id)
             self._flush_locked()
         self._return_credit_locked(stream)  # only clears: the protocol forgot the stream
