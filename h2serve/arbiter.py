@@ -20,6 +20,8 @@ import tempfile
 import time
 from typing import Any
 
+from h2serve.loadshare import LoadTable
+
 log = logging.getLogger("h2serve.error")
 
 HANDLED_SIGNALS = ("HUP", "QUIT", "INT", "TERM", "TTIN", "TTOU", "USR1", "USR2", "WINCH")
@@ -31,7 +33,7 @@ HALT_ON_BOOT_ERRORS = 5   # consecutive boot failures with no healthy worker: gi
 class WorkerRecord:
     """What the master knows of one child: pid, heartbeat file, age."""
 
-    __slots__ = ("pid", "heartbeat", "age", "retiring", "generation", "_born_mode", "_booted")
+    __slots__ = ("pid", "heartbeat", "age", "retiring", "generation", "load_slot", "_born_mode", "_booted")
 
     def __init__(self, pid: int, heartbeat: Any, age: int, generation: int) -> None:
         self.pid = pid
@@ -83,6 +85,8 @@ class Arbiter:
         self.exit_code = 0
         self.pid = os.getpid()
         self.stopping = False
+        # Workers sharing a listener balance through it; with reuse_port the kernel does.
+        self.load_table = LoadTable() if cfg.workers > 1 and not cfg.reuse_port else None
         self._wake_r = self._wake_w = -1
         self.num_workers = cfg.workers
         self.source_watcher: SourceWatcher | None = None
@@ -250,9 +254,12 @@ class Arbiter:
     def _spawn(self) -> None:
         self.worker_age += 1
         heartbeat = tempfile.TemporaryFile(prefix="h2serve-hb-")
+        load_slot = self.load_table.take_slot() if self.load_table is not None else None
         pid = os.fork()
         if pid:
-            self.workers[pid] = WorkerRecord(pid, heartbeat, self.worker_age, self.generation)
+            record = WorkerRecord(pid, heartbeat, self.worker_age, self.generation)
+            record.load_slot = load_slot
+            self.workers[pid] = record
             return
         # --- child -------------------------------------------------------------
         code = 1
@@ -263,7 +270,7 @@ class Arbiter:
             os.close(self._wake_w)
             for other in self.workers.values():
                 other.heartbeat.close()
-            code = self._worker_main(heartbeat)
+            code = self._worker_main(heartbeat, load_slot)
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else 1
         except BaseException:
@@ -276,7 +283,7 @@ class Arbiter:
             finally:
                 os._exit(code)
 
-    def _worker_main(self, heartbeat: Any) -> int:
+    def _worker_main(self, heartbeat: Any, load_slot: int | None) -> int:
         from h2serve.worker import Worker
 
         listeners = self.listeners
@@ -304,7 +311,8 @@ class Arbiter:
                 print(f"h2serve: worker failed to boot: {exc}", file=sys.stderr)
                 return WORKER_BOOT_ERROR
             self.source_watcher.report_imports(self.cfg.chdir, self.cfg.app_uri)
-        worker = Worker(self.cfg, listeners, app=app, heartbeat_fd=heartbeat.fileno(), ppid=self.pid)
+        worker = Worker(self.cfg, listeners, app=app, heartbeat_fd=heartbeat.fileno(), ppid=self.pid,
+                        load=(self.load_table, load_slot) if load_slot is not None else None)
         return worker.run()
 
     def _reap(self) -> None:
@@ -319,6 +327,8 @@ class Arbiter:
             if record is None:
                 continue
             record.heartbeat.close()
+            if self.load_table is not None:
+                self.load_table.free_slot(record.load_slot)
             code = os.waitstatus_to_exitcode(status)
             if code == WORKER_BOOT_ERROR:
                 self.boot_failures += 1

@@ -23,12 +23,15 @@ from collections.abc import Callable
 from typing import Any
 
 from h2serve.connection.base import Connection
+from h2serve.loadshare import LoadTable
 from h2serve.logs import AccessLog
 from h2serve.wsgi import ForwardedPolicy
 
 log = logging.getLogger("h2serve.error")
 
 TICK_S = 0.25            # longest select() wait: deadline precision and heartbeat rate
+ACCEPT_YIELD_S = 0.005   # a busier worker leaves new connections to a less busy one this long
+MAX_YIELD_S = 0.02       # ... but takes them itself if nobody did by then
 ACCEPT_BATCH = 64        # connections accepted per listener per wake-up, alone on it
 BACKLOG_PASS_PAUSE_S = 0.01
 LINGER_S = 2.0           # a closing connection's unread input is drained this long
@@ -115,7 +118,7 @@ class Worker:
 
     def __init__(self, cfg: Any, listeners: list[socket.socket], *, app: Callable | None = None,
                  ssl_context: ssl.SSLContext | None = None, heartbeat_fd: int | None = None,
-                 ppid: int | None = None) -> None:
+                 ppid: int | None = None, load: tuple[LoadTable, int] | None = None) -> None:
         self.cfg = cfg
         self.listeners = listeners
         self.app = app
@@ -148,6 +151,9 @@ class Worker:
         # Workers sharing one listener are all woken for each connection; taking one
         # per wake-up lets the others win some, so connections spread over workers.
         self.accept_batch = 1 if cfg.workers > 1 and not cfg.reuse_port else ACCEPT_BATCH
+        self.load_table, self.load_slot = load if load is not None else (None, 0)
+        self.yield_since = 0.0         # when this worker began leaving connections to others
+        self.accept_retry_at = 0.0     # listeners paused for a yield come back then
         self._served = itertools.count(1)
         self.max_requests = self._max_requests()
         self.tls = ssl_context is not None
@@ -288,7 +294,8 @@ class Worker:
         self.lingering.pop(conn, None)
         conn.close_socket()
         self.connections.discard(conn)
-        if not self.accepting and not self.draining:
+        self._publish_load()
+        if not self.accepting and not self.draining and not self.accept_retry_at:
             self._resume_accepting()
 
     def linger(self, conn: Connection) -> None:
@@ -328,10 +335,32 @@ class Worker:
 
     # --- accept ------------------------------------------------------------------
 
+    def _publish_load(self) -> None:
+        if self.load_table is not None:
+            self.load_table.publish(self.load_slot,
+                                    None if self.draining else len(self.connections))
+
+    def _yield_to_others(self) -> bool:
+        """True when a less loaded worker should take the next connection."""
+        least = self.load_table.least_loaded_other(self.load_slot)
+        if least is None or len(self.connections) <= least:
+            self.yield_since = 0.0
+            return False
+        now = time.monotonic()
+        if not self.yield_since:
+            self.yield_since = now
+        elif now - self.yield_since > MAX_YIELD_S:
+            return False  # nobody took it: perhaps the others are stuck
+        self._pause_accepting()
+        self.accept_retry_at = now + ACCEPT_YIELD_S
+        return True
+
     def _accept(self, lsock: socket.socket, limit: int = 0) -> None:
         for _ in range(limit or self.accept_batch):
             if len(self.connections) >= self.cfg.worker_connections:
                 self._pause_accepting()
+                return
+            if self.load_table is not None and not limit and self._yield_to_others():
                 return
             try:
                 sock, peer = lsock.accept()
@@ -345,6 +374,8 @@ class Worker:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             conn = Connection(self, sock, peer)
             self.connections.add(conn)
+            self.yield_since = 0.0
+            self._publish_load()
             self.await_readable(conn, time.monotonic() + self.cfg.client_data_timeout)
 
     def _pause_accepting(self) -> None:
@@ -375,6 +406,7 @@ class Worker:
             self.heartbeat.retire(self.ppid)
         self._pause_accepting()
         self.draining = True
+        self._publish_load()
         self.drain_deadline = time.monotonic() + self.cfg.graceful_timeout
         # What the kernel already queued was promised to clients: take it.
         for pass_number in range(2):
@@ -422,9 +454,13 @@ class Worker:
             lsock.setblocking(False)
         self.selector.register(self._wake_r, selectors.EVENT_READ, _WAKE)
         self._resume_accepting()
+        self._publish_load()
         select = self.selector.select
         while self.running:
-            for key, mask in select(TICK_S):
+            timeout = TICK_S
+            if self.accept_retry_at:
+                timeout = max(0.0, min(timeout, self.accept_retry_at - time.monotonic()))
+            for key, mask in select(timeout):
                 owner = key.data
                 if owner is _WAKE:
                     self._run_calls()
@@ -443,6 +479,9 @@ class Worker:
                 else:
                     self._accept(owner)
             now = time.monotonic()
+            if self.accept_retry_at and now >= self.accept_retry_at:
+                self.accept_retry_at = 0.0
+                self._resume_accepting()
             self.heartbeat.beat(now)
             self._expire(now)
             if self.ppid != os.getppid():
