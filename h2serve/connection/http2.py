@@ -43,6 +43,7 @@ log = logging.getLogger("h2serve.error")
 NO_ERROR, PROTOCOL_ERROR, INTERNAL_ERROR, CANCEL, INADEQUATE_SECURITY = 0x0, 0x1, 0x2, 0x8, 0xC
 MAX_WRITE = 256 * 1024            # bytes handed to one send() call
 HIGH_WATER = 512 * 1024           # app writers wait while more than this is unsent
+SEND_PIECE = 64 * 1024            # body bytes framed per step, so HIGH_WATER really bounds
 LOW_WATER = 128 * 1024            # ... and resume below this
 READ_PAUSE = 4 * 1024 * 1024      # stop reading a peer that will not take our output
 RECV_SIZE = 256 * 1024
@@ -55,7 +56,8 @@ class H2Stream:
     """One request stream; the Exchange the WSGI adapter talks to."""
 
     __slots__ = ("driver", "stream_id", "request", "chunks", "carry", "carry_credit", "ended",
-                 "trailers", "reset", "done", "protocol")
+                 "trailers", "reset", "done", "protocol", "received", "waited", "wait_start",
+                 "last_data")
 
     def __init__(self, driver: HTTP2Driver, request: RequestReceived) -> None:
         self.driver = driver
@@ -69,6 +71,12 @@ class H2Stream:
         self.reset = False
         self.done = False
         self.protocol = "HTTP/2"
+        # Body pacing (body_min_rate): bytes arrived, seconds spent waiting for them,
+        # and while the stream waits unstarted in the poller, since when and the last arrival.
+        self.received = 0
+        self.waited = 0.0
+        self.wait_start = 0.0
+        self.last_data = 0.0
 
     def read(self, size: int) -> bytes:
         return self.driver.read_body(self, size)
@@ -129,8 +137,13 @@ class HTTP2Driver:
         ))
         self.upgrade = upgrade
         self.streams: dict[int, H2Stream] = {}
+        # Streams whose app waits for body_prebuffer bytes (or the end of the body)
+        # before it takes a pool thread; the poller enforces their body deadlines.
+        self.prebuffering: dict[int, H2Stream] = {}
+        self.prebuffer = min(cfg.body_prebuffer, cfg.http2_initial_window_size)
         self.outbuf = bytearray()
         self.wants_write = False
+        self.write_stalled_since = 0.0  # the socket took no byte of outbuf since then
         self.flush_scheduled = False  # an app thread asked the poller to write
         self.read_paused = False
         self.dead = False             # socket unusable: every waiter must give up
@@ -226,6 +239,16 @@ class HTTP2Driver:
         """Poller, a few times a second: GOAWAY timers, idle and finished connections."""
         if self.dead:
             return
+        if (self.wants_write and self.write_stalled_since
+                and now - self.write_stalled_since >= self.cfg.send_timeout):
+            # nginx's send_timeout: the peer took no byte for that long, so every
+            # stream of it is stuck; cutting the connection frees their threads at once.
+            log.info("closing %s: it read none of our output for send_timeout",
+                     self.conn.peer_label)
+            self.worker.release(self.conn)
+            return
+        if self.prebuffering:
+            self._expire_prebuffering(now)
         if self.close_by:
             if now >= self.close_by:
                 log.info("closing %s: it stopped reading our output", self.conn.peer_label)
@@ -301,21 +324,33 @@ class HTTP2Driver:
             if kind is RequestReceived:
                 stream = H2Stream(self, event)
                 streams[event.stream_id] = stream
-                new_streams.append(stream)
+                if event.end_stream or not self.prebuffer:
+                    new_streams.append(stream)
+                else:  # no thread until the body shows up (body_prebuffer)
+                    stream.wait_start = stream.last_data = time.monotonic()
+                    self.prebuffering[event.stream_id] = stream
             elif kind is BodyReceived:
                 stream = streams.get(event.stream_id)
                 if stream is None or stream.done:
                     self.proto.acknowledge(event.stream_id, event.flow_controlled_length)
                 else:
                     stream.chunks.append(event)
+                    stream.received += len(event.data)
+                    if stream.wait_start:
+                        stream.last_data = time.monotonic()
+                        if stream.received >= self.prebuffer:
+                            self._start_prebuffered_locked(stream, new_streams)
                     wake = True
             elif kind is BodyEnded:
                 stream = streams.get(event.stream_id)
                 if stream is not None:
                     stream.ended = True
                     stream.trailers = event.trailers
+                    if stream.wait_start:
+                        self._start_prebuffered_locked(stream, new_streams)
                     wake = True
             elif kind is StreamReset:
+                self.prebuffering.pop(event.stream_id, None)
                 stream = streams.pop(event.stream_id, None)
                 if stream is not None:
                     stream.reset = True
@@ -337,6 +372,35 @@ class HTTP2Driver:
                 log.info("HTTP/2 protocol error from %s: %s", self.conn.peer_label, event.reason)
         if wake:
             self.cond.notify_all()
+
+    def _start_prebuffered_locked(self, stream: H2Stream, new_streams: list[H2Stream]) -> None:
+        del self.prebuffering[stream.stream_id]
+        stream.waited += time.monotonic() - stream.wait_start
+        stream.wait_start = 0.0
+        new_streams.append(stream)
+
+    def _expire_prebuffering(self, now: float) -> None:
+        """Poller: reset (CANCEL) unstarted streams whose body stalled or trickles
+        below body_min_rate; they never took a thread."""
+        grace, rate = self.cfg.client_data_timeout, self.cfg.body_min_rate
+        with self.lock:
+            expired = [stream for stream in self.prebuffering.values()
+                       if now - stream.last_data >= grace
+                       or (rate and now - stream.wait_start >= grace + stream.received / rate)]
+            for stream in expired:
+                del self.prebuffering[stream.stream_id]
+                self.streams.pop(stream.stream_id, None)
+                stream.reset = True
+                self.proto.reset_stream(stream.stream_id, CANCEL)
+                self._return_credit_locked(stream)
+            if not expired:
+                return
+            self._flush_locked()
+            close_now = self._finished_locked()
+        log.info("%s: reset %d stream(s) whose request body stalled or came too slowly",
+                 self.conn.peer_label, len(expired))
+        if close_now:
+            self.close_gracefully()
 
     def _flush_locked(self) -> None:
         """Move the protocol's output to the socket. The poller writes at once; an
@@ -366,6 +430,7 @@ class HTTP2Driver:
         so the buffer is only ever appended to until send() reports progress."""
         buf = self.outbuf
         send = self.sock.send
+        progressed = False
         while buf:
             whole = memoryview(buf)
             piece = whole[:MAX_WRITE]
@@ -373,6 +438,8 @@ class HTTP2Driver:
                 sent = send(piece)
             except _WOULD_BLOCK:
                 self.wants_write = True
+                if progressed or not self.write_stalled_since:
+                    self.write_stalled_since = time.monotonic()
                 self.worker.want_write(self.conn, True)  # only the poller writes
                 return
             except (ssl.SSLError, OSError):
@@ -387,6 +454,8 @@ class HTTP2Driver:
                 piece.release()
                 whole.release()
             del buf[:sent]
+            progressed = True
+        self.write_stalled_since = 0.0
         self.cond.notify_all()
 
     # --- pool threads: one stream's app ---------------------------------------------
@@ -453,7 +522,8 @@ class HTTP2Driver:
             raise ClientDisconnected("stream reset" if stream.reset else "connection closed")
 
     def read_body(self, stream: H2Stream, size: int) -> bytes:
-        deadline = time.monotonic() + self.cfg.client_data_timeout
+        grace, rate = self.cfg.client_data_timeout, self.cfg.body_min_rate
+        deadline = time.monotonic() + grace
         with self.lock:
             while True:
                 if stream.carry:
@@ -467,7 +537,14 @@ class HTTP2Driver:
                 if stream.ended:
                     return b""
                 self._check_alive_locked(stream)
-                self._wait_locked(deadline, "the request body", stream)
+                started = time.monotonic()
+                if rate:  # body_min_rate: the waiting allowed grows with the bytes received
+                    deadline = min(deadline, started + grace + stream.received / rate
+                                   - stream.waited)
+                try:
+                    self._wait_locked(deadline, "the request body", stream)
+                finally:
+                    stream.waited += time.monotonic() - started
             if 0 <= size < len(data):
                 # Credit follows the bytes the app has taken; padding goes back with the rest.
                 stream.carry, data = data[size:], data[:size]
@@ -504,7 +581,9 @@ class HTTP2Driver:
             if len(self.outbuf) > HIGH_WATER:
                 self._wait_locked(deadline, "the client to read", stream)
                 continue
-            taken = proto.send_body(sid, view, end_stream=end_stream)
+            last = len(view) <= SEND_PIECE
+            taken = proto.send_body(sid, view if last else view[:SEND_PIECE],
+                                    end_stream=end_stream and last)
             if taken:
                 view = view[taken:]
                 self._flush_locked()
