@@ -32,13 +32,14 @@ def require_tool(name: str) -> str:
 class ServerProcess:
     """A running `python -m h2serve`, its port and its log."""
 
-    def __init__(self, args: list[str], env: dict[str, str], cafile: str | None, tls: bool):
+    def __init__(self, args: list[str], env: dict[str, str], cafile: str | None, tls: bool,
+                 cwd: Path = ROOT):
         self.args = args
         self.cafile = cafile
         self.tls = tls
         self.lines: list[str] = []
         self._cond = threading.Condition()
-        self.proc = subprocess.Popen(args, env=env, cwd=str(ROOT), stdout=subprocess.DEVNULL,
+        self.proc = subprocess.Popen(args, env=env, cwd=str(cwd), stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE, text=True, start_new_session=True)
         self._reader = threading.Thread(target=self._read_log, daemon=True)
         self._reader.start()

@@ -19,8 +19,6 @@ import socket
 import ssl
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +26,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import require_tool
+from tests.conftest import ServerProcess, require_tool
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), ROOT / "examples" / "README.md"]
@@ -119,7 +117,7 @@ def docs_text() -> str:
 # Running documented commands on loopback
 
 
-class DocServer:
+class DocServer(ServerProcess):
     """A documented `h2serve ...` command, run with a free port and a test cert dir."""
 
     def __init__(self, command: str, cwd: Path, cert_dir: Path) -> None:
@@ -140,56 +138,17 @@ class DocServer:
             env["H2SERVE_CMD_ARGS"] = (env["H2SERVE_CMD_ARGS"] + " --bind 127.0.0.1:0").strip()
         self.command = command
         self.cert_dir = cert_dir
-        self.lines: list[str] = []
-        self._cond = threading.Condition()
-        self.proc = subprocess.Popen([sys.executable, "-m", "h2serve", *args], cwd=cwd, env=env,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                                     start_new_session=True)
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
+        super().__init__([sys.executable, "-m", "h2serve", *args], env,
+                         cafile=str(cert_dir / "ca.pem"), tls=True, cwd=cwd)
         match = self.wait_for(r"Listening at: (https?)://(\S+):(\d+)")
-        self.scheme, self.port = match.group(1), int(match.group(3))
+        self.tls, self.port = match.group(1) == "https", int(match.group(3))
         self.wait_for(r"Booting worker with pid")
 
-    def _read(self) -> None:
-        for line in self.proc.stderr:
-            with self._cond:
-                self.lines.append(line.rstrip("\n"))
-                self._cond.notify_all()
-        with self._cond:
-            self._cond.notify_all()
-
-    @property
-    def log(self) -> str:
-        with self._cond:
-            return "\n".join(self.lines)
-
     def wait_for(self, pattern: str, timeout: float = 15.0) -> re.Match:
-        regex, deadline = re.compile(pattern), time.monotonic() + timeout
-        with self._cond:
-            while True:
-                for line in self.lines:
-                    if match := regex.search(line):
-                        return match
-                if self.proc.poll() is not None and not self._reader.is_alive():
-                    raise AssertionError(f"{self.command!r} exited:\n{self.log}")
-                if time.monotonic() > deadline:
-                    raise AssertionError(f"no {pattern!r} from {self.command!r}:\n{self.log}")
-                self._cond.wait(0.2)
+        return self.wait_for_log(pattern, timeout)[0]
 
-    @property
-    def cafile(self) -> str:
-        return str(self.cert_dir / "ca.pem")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
-        self._reader.join(5)
+    def stop(self) -> int:
+        return super().stop(signal.SIGTERM, timeout=15)
 
 
 def run_doc_curl(command: str, port: int, cert_dir: Path, cwd: Path) -> subprocess.CompletedProcess:

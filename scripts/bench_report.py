@@ -1,0 +1,114 @@
+#!/usr/bin/env python3
+"""Turn a ../shared/bench/run --json file into the tables and chart of docs/performance.md.
+
+    python scripts/bench_report.py bench.json --svg docs/performance.svg > table.md
+
+With --repeat N in the run, every figure is the median of the N measurements.
+Standard library only, so it runs anywhere the benchmark does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+from collections import defaultdict
+
+SERVERS = ["h2serve", "gunicorn", "hypercorn", "granian"]
+COLOURS = {"h2serve": "#1f77b4", "gunicorn": "#2ca02c", "hypercorn": "#ff7f0e", "granian": "#7f7f7f"}
+
+
+def medians(results: list[dict]) -> tuple[dict, dict, list[str]]:
+    """{(server, workload): median req/s}, the same for peak RSS, and the workloads in order."""
+    rates, rss, order = defaultdict(list), defaultdict(list), []
+    for row in results:
+        key = (row["server"], row["workload"])
+        if row["workload"] not in order:
+            order.append(row["workload"])
+        if row.get("req_per_s") is not None:
+            rates[key].append(row["req_per_s"])
+        if row.get("rss_peak_mib") is not None:
+            rss[key].append(row["rss_peak_mib"])
+    return ({k: statistics.median(v) for k, v in rates.items()},
+            {k: statistics.median(v) for k, v in rss.items()}, order)
+
+
+def markdown(data: dict) -> str:
+    rate, rss, workloads = medians(data["results"])
+    servers = [s for s in SERVERS if any((s, w) in rate for w in workloads)]
+    peers = [s for s in servers if s != "h2serve"]
+    lines = ["| workload | " + " | ".join(f"{s} req/s" for s in servers)
+             + " | " + " | ".join(f"h2serve / {p}" for p in peers) + " |",
+             "|---|" + "---:|" * (len(servers) + len(peers))]
+    for workload in workloads:
+        cells = [f"{rate[(s, workload)]:,.0f}" if (s, workload) in rate else "-" for s in servers]
+        ratios = []
+        for peer in peers:
+            ours, theirs = rate.get(("h2serve", workload)), rate.get((peer, workload))
+            ratios.append(f"{ours / theirs:.2f}x" if ours and theirs else "-")
+        lines.append(f"| {workload} | " + " | ".join(cells) + " | " + " | ".join(ratios) + " |")
+    lines += ["", "| workload | " + " | ".join(f"{s} peak RSS MiB" for s in servers) + " |",
+              "|---|" + "---:|" * len(servers)]
+    for workload in workloads:
+        cells = [f"{rss[(s, workload)]:.0f}" if (s, workload) in rss else "-" for s in servers]
+        lines.append(f"| {workload} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def svg(data: dict) -> str:
+    """Grouped horizontal bars, req/s relative to gunicorn on a log scale."""
+    rate, _, workloads = medians(data["results"])
+    servers = [s for s in SERVERS if any((s, w) in rate for w in workloads)]
+    bar, gap, left, width = 12, 14, 130, 560
+    group = bar * len(servers) + gap
+    height = 60 + group * len(workloads) + 40
+    low, high = -1.0, 1.5                       # 0.1x .. ~32x gunicorn
+    scale = width / (high - low)
+
+    def x(ratio: float) -> float:
+        return left + (min(max(math.log10(ratio), low), high) - low) * scale
+
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{left + width + 150}" height="{height}" '
+           'font-family="sans-serif" font-size="11">',
+           f'<text x="{left}" y="18" font-size="13" font-weight="bold">'
+           'req/s relative to gunicorn 27 (log scale; median of the runs)</text>']
+    for tick in (0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 32):
+        tx = x(tick)
+        out.append(f'<line x1="{tx:.1f}" y1="30" x2="{tx:.1f}" y2="{height - 35}" stroke="#ddd"/>')
+        out.append(f'<text x="{tx:.1f}" y="{height - 22}" text-anchor="middle">{tick:g}x</text>')
+    for gi, workload in enumerate(workloads):
+        top = 40 + gi * group
+        out.append(f'<text x="{left - 8}" y="{top + group / 2:.1f}" text-anchor="end">{workload}</text>')
+        base = rate.get(("gunicorn", workload))
+        for si, server in enumerate(servers):
+            value = rate.get((server, workload))
+            if not value or not base:
+                continue
+            y = top + si * bar
+            out.append(f'<rect x="{x(0.1):.1f}" y="{y}" width="{x(value / base) - x(0.1):.1f}" '
+                       f'height="{bar - 2}" fill="{COLOURS[server]}"/>')
+            out.append(f'<text x="{x(value / base) + 4:.1f}" y="{y + bar - 3}">{value:,.0f}</text>')
+    for si, server in enumerate(servers):
+        ly = 40 + si * 16
+        out.append(f'<rect x="{left + width + 20}" y="{ly}" width="10" height="10" fill="{COLOURS[server]}"/>')
+        out.append(f'<text x="{left + width + 35}" y="{ly + 9}">{server}</text>')
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("json_file")
+    parser.add_argument("--svg", help="write the chart here")
+    args = parser.parse_args()
+    with open(args.json_file) as f:
+        data = json.load(f)
+    print(markdown(data), end="")
+    if args.svg:
+        with open(args.svg, "w") as f:
+            f.write(svg(data))
+
+
+if __name__ == "__main__":
+    main()
