@@ -127,6 +127,7 @@ class Worker:
         self.ppid = ppid if ppid is not None else os.getppid()
         self.access_log: AccessLog | None = None
         self.forwarded = ForwardedPolicy(list(cfg.forwarded_allow_ips))
+        self.proxy_policy = ForwardedPolicy(list(cfg.proxy_allow_ips))
         self.multiprocess = cfg.workers > 1
         self.pool = ThreadPool(cfg.threads)
 

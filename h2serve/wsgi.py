@@ -176,9 +176,11 @@ class ForwardedPolicy:
         if not self.networks:
             return False
         try:
-            ip = ipaddress.ip_address(address)
+            ip = ipaddress.ip_address(address.split("%", 1)[0])  # drop an IPv6 zone
         except ValueError:
             return False
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped  # a dual-stack listener reports IPv4 peers as ::ffff:a.b.c.d
         return any(ip in net for net in self.networks)
 
     def client_address(self, peer: str, forwarded_for: str) -> str:

@@ -8,7 +8,6 @@ the poller under the same deadline, so a stalled client never holds a thread.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import socket
 import ssl
@@ -48,21 +47,7 @@ def describe_peer(peer: Any) -> str:
 
 def _proxy_allowed(worker: Any, peer: Any) -> bool:
     """Whether peer may send a PROXY header; unix-socket peers are local, so always."""
-    policy = getattr(worker, "proxy_policy", None)
-    if policy is None:
-        from h2serve.wsgi import ForwardedPolicy
-
-        policy = worker.proxy_policy = ForwardedPolicy(list(worker.cfg.proxy_allow_ips))
-    if not isinstance(peer, tuple):
-        return True
-    host = str(peer[0]).split("%", 1)[0]
-    try:
-        mapped = ipaddress.ip_address(host)
-        if isinstance(mapped, ipaddress.IPv6Address) and mapped.ipv4_mapped is not None:
-            host = str(mapped.ipv4_mapped)
-    except ValueError:
-        return False
-    return policy.trusts(host)
+    return not isinstance(peer, tuple) or worker.proxy_policy.trusts(str(peer[0]))
 
 
 def recv_nowait(sock: socket.socket, size: int = 65536) -> bytes | None:
