@@ -439,7 +439,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "client_data_timeout", ("--client-data-timeout",), S_TIMEOUTS, "float (seconds)", "SECONDS",
         "A new connection that sends no byte for this long is closed. Keeps port scanners and "
-        "idle pre-connects from filling the connection table.",
+        "idle pre-connects from filling the connection table. HTTP/2 clients also have this "
+        "long to complete their preface and each header block (HEADERS to END_HEADERS).",
         _to_float, default=5.0, validate=_above(0),
     ),
     Setting(
@@ -453,6 +454,16 @@ SETTINGS: tuple[Setting, ...] = (
         "A response write that stays blocked this long (peer window closed or TCP buffer full) "
         "aborts the stream, so a stalled client cannot hold an application thread forever.",
         _to_float, default=30.0, validate=_above(0),
+    ),
+    Setting(
+        "body_min_rate", ("--body-min-rate",), S_TIMEOUTS, "int", "BYTES",
+        "Slowest a request body may arrive, in bytes per second (0 = no rate check). A body "
+        "is cut (HTTP/1.1: 408 and close; HTTP/2: RST_STREAM CANCEL) once the time spent "
+        "waiting for it exceeds --client-data-timeout plus one second per this many bytes "
+        "received, the rule of Apache's mod_reqtimeout `MinRate`; each single wait is still "
+        "capped by --client-data-timeout. A client trickling a body byte by byte so cannot "
+        "hold an application thread for long.",
+        _to_int, default=500, validate=_at_least(0),
     ),
     # TLS ------------------------------------------------------------------
     Setting(
@@ -522,6 +533,48 @@ SETTINGS: tuple[Setting, ...] = (
         "Caps the memory an HPACK-compressed header flood can cost.",
         _to_int, default=65536, validate=_at_least(1),
     ),
+    Setting(
+        "http2_max_requests_per_connection", ("--http2-max-requests-per-connection",),
+        S_PROTOCOLS, "int", "INT",
+        "Requests one HTTP/2 connection may make (0 = no limit); the last one is answered with "
+        "a graceful GOAWAY and the client opens a new connection, as after nginx's "
+        "keepalive_requests. Bounds what a single connection can cost, rapid resets included.",
+        _to_int, default=1000, validate=_at_least(0),
+    ),
+    Setting(
+        "http2_reset_budget", ("--http2-reset-budget",), S_PROTOCOLS, "int", "INT",
+        "Streams an HTTP/2 client may cancel (RST_STREAM while its request is served) or get "
+        "reset for its own errors, beyond the requests it completes, before the connection ends "
+        "with GOAWAY ENHANCE_YOUR_CALM (0 = no limit). Answers rapid reset (CVE-2023-44487) and "
+        "MadeYouReset (CVE-2025-8671); the count also drains by a tenth of the budget per second.",
+        _to_int, default=200, validate=_at_least(0),
+    ),
+    Setting(
+        "http2_max_control_frames", ("--http2-max-control-frames",), S_PROTOCOLS, "int", "INT",
+        "Frames an HTTP/2 client may send that cost work but advance no request (PING, SETTINGS, "
+        "PRIORITY, empty DATA or CONTINUATION, unknown types, redundant WINDOW_UPDATE) before "
+        "the connection ends with GOAWAY ENHANCE_YOUR_CALM (0 = no limit). The allowance refills "
+        "by a tenth per second and by two per request; answers PING, SETTINGS, empty-frame and "
+        "PRIORITY floods (CVE-2019-9512, -9515, -9518, -9513).",
+        _to_int, default=1000, validate=_at_least(0),
+    ),
+    Setting(
+        "http2_max_control_backlog", ("--http2-max-control-backlog",), S_PROTOCOLS, "int", "BYTES",
+        "Bytes of replies to an HTTP/2 client's frames (ACKs, resets, window updates) that may wait "
+        "unsent because the client does not read; past it the connection is closed "
+        "(0 = no limit). A client flooding pings without reading the answers cannot grow the "
+        "server's buffers.",
+        _to_int, default=131072, validate=_at_least(0),
+    ),
+    Setting(
+        "http2_dribble_frame_size", ("--http2-dribble-frame-size",), S_PROTOCOLS, "int", "BYTES",
+        "Smallest flow-control credit worth a response DATA frame while more of the body waits "
+        "(unless the client's whole stream window is smaller). Window updates that leave less "
+        "credit than this, and frames such a window forces, count against "
+        "--http2-max-control-frames, so a client that opens its window a few bytes at a time "
+        "(data dribble, CVE-2019-9511) is cut off (0 = off).",
+        _to_int, default=1024, validate=_between(0, 16384),
+    ),
     # Request limits ---------------------------------------------------------
     Setting(
         "limit_request_line", ("--limit-request-line",), S_LIMITS, "int", "INT",
@@ -542,9 +595,27 @@ SETTINGS: tuple[Setting, ...] = (
         _to_int, default=8190, validate=_at_least(0),
     ),
     Setting(
+        "limit_request_head", ("--limit-request-head",), S_LIMITS, "int", "BYTES",
+        "Largest HTTP/1.1 header section (request line and all fields) or trailer section in "
+        "bytes (0 = only the line and field limits apply, about 800 KB with their defaults); "
+        "bigger requests get 431. Bounds what a client that stalls mid-head costs in memory, "
+        "like nginx's large_client_header_buffers (32 KB) and HTTP/2's max header list size.",
+        _to_int, default=65536, validate=_at_least(0),
+    ),
+    Setting(
         "discard_body_limit", ("--keep-alive-discard",), S_LIMITS, "int", "INT",
         "When a view ignores an HTTP/1.1 request body, read and drop up to this many bytes so "
         "the connection can be reused; a bigger leftover body closes the connection instead.",
+        _to_int, default=65536, validate=_at_least(0),
+    ),
+    Setting(
+        "body_prebuffer", ("--body-prebuffer",), S_LIMITS, "int", "BYTES",
+        "A request with a body starts its application only once the whole body, or this many "
+        "bytes of it, has arrived; until then it waits in the poller under the body deadlines "
+        "and holds no thread, so clients that stall their bodies cannot exhaust the pool "
+        "(like nginx buffering bodies before the upstream sees them). 0 starts the application "
+        "at the request head. HTTP/1.1 requests with `Expect: 100-continue` always start at "
+        "the head. HTTP/2 applications that stream a request while answering it must set 0.",
         _to_int, default=65536, validate=_at_least(0),
     ),
     # Proxies ----------------------------------------------------------------
@@ -1134,6 +1205,9 @@ def render_markdown() -> str:
 # Our settings gunicorn does not have.
 NOT_IN_GUNICORN = frozenset({
     "plaintext", "client_data_timeout", "handshake_timeout", "send_timeout", "discard_body_limit",
+    "body_min_rate", "body_prebuffer", "limit_request_head",
+    "http2_max_requests_per_connection", "http2_reset_budget", "http2_max_control_frames",
+    "http2_max_control_backlog", "http2_dribble_frame_size",
 })
 
 # Where a shared setting behaves differently from gunicorn's; absent means "the same".

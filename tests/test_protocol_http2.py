@@ -966,18 +966,41 @@ def test_events_before_a_connection_error_are_kept():
     assert of_type(events, RequestReceived) and of_type(events, ConnectionTerminated)
 
 
-def test_peer_goaway():
+def test_peer_goaway_lets_open_streams_finish():
+    """RFC 9113 6.8: a client's graceful GOAWAY only means it opens no more
+    streams; the responses it waits for still go out in full."""
     pair = Pair()
     pair.client.send_headers(1, GET, end_stream=True)
+    pair.client.send_headers(3, GET, end_stream=True)
     pair.to_server()
     pair.client.close_connection(error_code=0, additional_data=b"bye")
     events = pair.to_server()
     (term,) = of_type(events, ConnectionTerminated)
     assert term.error_code == 0 and term.reason == "bye"
-    assert pair.server.closed
+    assert not pair.server.closed and pair.server.is_stream_open(1)
+    pair.server.send_response(1, 200, [])
+    assert pair.server.send_body(1, b"done", end_stream=True) == 4
+    assert not pair.server.closed          # stream 3 still waits for its answer
+    pair.server.send_response(3, 204, [], end_stream=True)
+    frames = parse_frames(pair.server.data_to_send())
+    assert [(type(f), f.stream_id) for f in frames] == [
+        (HeadersFrame, 1), (DataFrame, 1), (HeadersFrame, 3)]
+    assert frames[1].data == b"done" and "END_STREAM" in frames[1].flags
+    assert pair.server.closed              # nothing left: the driver may close
+
+
+def test_peer_goaway_with_an_error_ends_everything():
+    pair = Pair()
+    pair.client.send_headers(1, GET, end_stream=True)
+    pair.to_server()
+    pair.client.close_connection(error_code=PROTOCOL_ERROR, additional_data=b"bad")
+    (term,) = of_type(pair.to_server(), ConnectionTerminated)
+    assert term.error_code == PROTOCOL_ERROR
+    assert pair.server.closed and pair.server.open_streams == 0
     assert pair.server.receive(b"anything") == []
     pair.server.send_response(1, 200, [])  # no exception
     assert pair.server.send_body(1, b"x") == 0
+    assert pair.server.data_to_send() == b""
 
 
 # --------------------------------------------------------------------------- priority
@@ -1200,3 +1223,329 @@ def test_random_frame_sequences_never_raise(frames, split):
                 proto.send_body(event.stream_id, b"ok", end_stream=True)
     proto.data_to_send()
     assert proto.open_streams >= 0
+
+
+# --------------------------------------------------------------------------- flood defences
+# (docs/security.md; the end-to-end versions are in tests/test_attacks_h2.py)
+
+ENHANCE_YOUR_CALM = 0xB
+POST = [(":method", "POST"), (":scheme", "https"), (":path", "/"), (":authority", "example.com")]
+
+
+class Clock:
+    """A hand-driven monotonic clock for the time-based budgets."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def raw_at(clock: Clock, **limits) -> Raw:
+    """Raw, with the given HTTP2Limits fields and our clock."""
+    raw = Raw.__new__(Raw)
+    raw.server = HTTP2Protocol(HTTP2Limits(**limits), clock=clock)
+    raw.server.initiate()
+    raw.encoder = Encoder()
+    raw.preface_events = raw.server.receive(PREFACE + SettingsFrame(0).serialize())
+    raw.server.data_to_send()
+    return raw
+
+
+def calmed(events, raw: Raw) -> str:
+    """The reason, if the connection ended with GOAWAY ENHANCE_YOUR_CALM; else ""."""
+    terms = of_type(events, ConnectionTerminated)
+    if not terms or terms[0].error_code != ENHANCE_YOUR_CALM:
+        return ""
+    assert goaway_codes(raw.output()) == [ENHANCE_YOUR_CALM]
+    assert raw.server.closed and raw.server.open_streams == 0
+    return terms[0].reason
+
+
+def rapid_resets(raw: Raw, first: int, count: int) -> list:
+    frames = []
+    for stream_id in range(first, first + 2 * count, 2):
+        frames.append(HeadersFrame(stream_id, data=raw.encoder.encode(GET), flags={"END_HEADERS"}))
+        frames.append(RstStreamFrame(stream_id, error_code=0x8))
+    return raw.send(*frames)
+
+
+def test_rapid_reset_spends_the_budget_and_never_reaches_the_app():
+    raw = raw_at(Clock(), reset_budget=10)
+    events = rapid_resets(raw, 1, 10)
+    assert not of_type(events, RequestReceived)       # opened and reset in one read
+    assert not of_type(events, ConnectionTerminated) and raw.server._streams == {}
+    events = rapid_resets(raw, 21, 1)
+    assert "reset budget 10" in calmed(events, raw)
+
+
+def test_completed_requests_and_time_earn_resets_back():
+    clock = Clock()
+    raw = raw_at(clock, reset_budget=10)
+    rapid_resets(raw, 1, 9)
+    for stream_id in (19, 21, 23):                    # three normal requests
+        raw.headers(stream_id, GET)
+        raw.server.send_response(stream_id, 200, [], end_stream=True)
+    assert not of_type(rapid_resets(raw, 25, 3), ConnectionTerminated)
+    clock.now += 5                                    # half the budget drains in 5 s
+    assert not of_type(rapid_resets(raw, 31, 4), ConnectionTerminated)
+    assert calmed(rapid_resets(raw, 39, 6), raw)
+
+
+def test_resets_we_send_for_client_errors_count_too():
+    """MadeYouReset (CVE-2025-8671): valid requests, then a frame that forces a
+    stream error (here WINDOW_UPDATE 0) instead of the client's own RST_STREAM."""
+    raw = raw_at(Clock(), reset_budget=5)
+    for stream_id in range(1, 11, 2):
+        events = raw.headers(stream_id, POST, end_stream=False)
+        assert of_type(events, RequestReceived)
+        events = raw.send(Frame_window_update_zero(stream_id))
+        assert StreamReset(stream_id, PROTOCOL_ERROR) in events
+    raw.headers(11, POST, end_stream=False)
+    assert "reset budget" in calmed(raw.send(Frame_window_update_zero(11)), raw)
+
+
+def test_431_answers_count_against_the_reset_budget():
+    raw = raw_at(Clock(), reset_budget=3, limit_request_fields=2)
+    crowded = GET + [(f"x-{i}", "1") for i in range(5)]
+    for stream_id in (1, 3, 5):
+        assert of_type(raw.headers(stream_id, crowded), ProtocolViolation)[0].status == 431
+    assert calmed(raw.headers(7, crowded), raw)
+
+
+def test_requests_per_connection_end_with_a_graceful_goaway():
+    """The GOAWAY waits for the answers under way (httpx fails any stream
+    still open when one arrives), then says the last request was the cap's."""
+    raw = raw_at(Clock(), max_requests=3)
+    for stream_id in (1, 3, 5):
+        assert of_type(raw.headers(stream_id, GET), RequestReceived)
+    raw.server.send_response(1, 200, [], end_stream=True)
+    raw.server.send_response(3, 200, [], end_stream=True)
+    assert goaway_codes(raw.output()) == []
+    raw.server.send_response(5, 200, [], end_stream=True)
+    frames = raw.output()
+    assert [type(f) for f in frames] == [HeadersFrame, GoAwayFrame]
+    assert (frames[1].error_code, frames[1].last_stream_id) == (NO_ERROR, 5)
+    assert raw.server.closed
+
+
+def test_a_stream_beyond_the_request_cap_is_refused_after_the_goaway():
+    raw = raw_at(Clock(), max_requests=3)
+    for stream_id in (1, 3, 5):
+        raw.headers(stream_id, GET)
+    events = raw.headers(7, GET)                      # sent before any GOAWAY could reach it
+    assert not of_type(events, RequestReceived)
+    frames = raw.output()
+    assert [type(f) for f in frames] == [GoAwayFrame, RstStreamFrame]   # explained, then refused
+    assert frames[0].last_stream_id == 5 and rst_codes(frames) == {7: REFUSED_STREAM}
+    assert not raw.server.closed                      # three answers still owed
+    for stream_id in (1, 3, 5):
+        raw.server.send_response(stream_id, 200, [], end_stream=True)
+    assert raw.server.closed
+
+
+@pytest.mark.parametrize("name, frame", [
+    ("PING", PingFrame(0, opaque_data=b"12345678")),
+    ("SETTINGS", SettingsFrame(0)),
+    ("PRIORITY", PriorityFrame(1, depends_on=0)),
+    ("empty DATA", "empty-data"),
+    ("unknown", RawFrame(0x42, 0, b"x")),
+    ("WINDOW_UPDATE", WindowUpdateFrame(0, window_increment=1)),
+    ("RST_STREAM on a closed stream", RstStreamFrame(1, error_code=0x8)),
+])
+def test_control_frame_floods_are_cut_off(name, frame):
+    raw = raw_at(Clock(), max_control_frames=50)
+    if frame == "empty-data":
+        raw.headers(1, POST, end_stream=False)
+        frame = DataFrame(1, data=b"")
+    elif name.startswith("RST"):
+        raw.headers(1, GET)
+        raw.server.send_response(1, 200, [], end_stream=True)
+    events = raw.send(*[frame] * 45)
+    assert not of_type(events, ConnectionTerminated), name
+    reason = calmed(raw.send(*[frame] * 10), raw)
+    assert "too many control frames" in reason and name.split()[0] in reason
+
+
+def test_control_frames_at_a_steady_pace_are_fine():
+    clock = Clock()
+    raw = raw_at(clock, max_control_frames=50)
+    for _ in range(40):                               # 20 a second against 5 a second of refill,
+        raw.send(PingFrame(0, opaque_data=b"12345678"))  # but only for two seconds...
+        clock.now += 0.05
+    assert not raw.server.closed
+    for _ in range(200):                              # ...and 4 a second forever
+        raw.send(PingFrame(0, opaque_data=b"12345678"))
+        clock.now += 0.25
+    assert not raw.server.closed
+    assert len([f for f in raw.output() if isinstance(f, PingFrame)]) == 240
+
+
+def test_a_settings_frame_is_charged_per_entry():
+    raw = raw_at(Clock(), max_control_frames=100)
+    many = RawFrame(0x4, 0, (0x2).to_bytes(2, "big") + bytes(4) + (0x4).to_bytes(2, "big")
+                    + (65535).to_bytes(4, "big"))          # 2 entries
+    raw.send(*[many] * 45)
+    assert not raw.server.closed
+    big = RawFrame(0x4, 0, ((0x4).to_bytes(2, "big") + (65535).to_bytes(4, "big")) * 200)
+    assert calmed(raw.send(big), raw)
+
+
+def test_window_updates_that_return_used_credit_are_free():
+    pair = Pair(HTTP2Limits(max_control_frames=20))
+    pair.client.send_headers(1, GET, end_stream=True)
+    pair.to_server()
+    pair.server.send_response(1, 200, [])
+    for _ in range(100):                              # 100 rounds of 16 KiB out, credit back
+        assert pair.server.send_body(1, b"z" * 16384) == 16384
+        pair.to_client()
+        pair.client.increment_flow_control_window(16384)
+        pair.client.increment_flow_control_window(16384, stream_id=1)
+        pair.to_server()
+    assert not pair.server.closed
+
+
+def test_data_dribble_tiny_initial_window():
+    """CVE-2019-9511: a 1-byte window reopened a byte at a time."""
+    pair = Pair(HTTP2Limits(max_control_frames=30),
+                client_settings={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 1})
+    pair.client.send_headers(1, GET, end_stream=True)
+    pair.to_server()
+    pair.server.send_response(1, 200, [])
+    sent = pair.server.send_body(1, b"d" * 1000)
+    rounds = 0
+    while not pair.server.closed and rounds < 100:
+        rounds += 1
+        pair.client.increment_flow_control_window(1, stream_id=1)
+        pair.to_server()
+        sent += pair.server.send_body(1, b"d" * (1000 - sent))
+    assert rounds <= 16 and sent <= rounds + 1      # cut off early, never past the credit
+    assert goaway_codes(parse_frames(pair.server.data_to_send()))[-1] == ENHANCE_YOUR_CALM
+
+
+def test_data_dribble_small_credit_on_a_normal_window_is_held_back():
+    pair = Pair(HTTP2Limits(max_control_frames=30))
+    pair.client.send_headers(1, GET, end_stream=True)
+    pair.to_server()
+    pair.server.send_response(1, 200, [])
+    assert pair.server.send_body(1, b"d" * 100000) == 65535   # the default window, used up
+    pair.to_client()
+    pair.client.increment_flow_control_window(100, stream_id=1)
+    pair.client.increment_flow_control_window(100)
+    pair.to_server()
+    assert pair.server.send_body(1, b"d" * 34465) == 0        # 100 bytes: not worth a frame
+    assert pair.server.send_body(1, b"d" * 50) == 50          # unless that is all there is
+    for _ in range(14):                                       # each tiny update is charged
+        pair.client.increment_flow_control_window(1, stream_id=1)
+        pair.client.increment_flow_control_window(1)
+        pair.to_server()
+    assert pair.server.closed
+    assert goaway_codes(parse_frames(pair.server.data_to_send()))[-1] == ENHANCE_YOUR_CALM
+
+
+def test_continuation_flood_is_enhance_your_calm():
+    raw = raw_at(Clock())
+    block = raw.encoder.encode(GET)
+    events = raw.send(HeadersFrame(1, data=block, flags=set()),
+                      *[ContinuationFrame(1, data=b"") for _ in range(70)])
+    assert "CONTINUATION" in calmed(events, raw)
+
+
+def test_header_block_bytes_are_bounded_before_decoding():
+    raw = raw_at(Clock(), max_header_list_size=16384, max_frame_size=16384)
+    chunk = b"\x00" * 16000
+    events = raw.send(HeadersFrame(1, data=chunk, flags=set()),
+                      *[ContinuationFrame(1, data=chunk) for _ in range(3)])
+    assert "header block above 32768 bytes" in calmed(events, raw)
+
+
+def test_header_block_and_preface_must_complete_in_time():
+    clock = Clock()
+    raw = raw_at(clock, stall_timeout=2.0)
+    raw.send(HeadersFrame(1, data=raw.encoder.encode(GET[:2]), flags=set()))
+    clock.now += 1.5
+    raw.send(ContinuationFrame(1, data=raw.encoder.encode(GET[2:3])))  # still not the end
+    assert raw.server.check_timeouts() == []
+    clock.now += 0.6
+    assert "header block not complete within 2 s" in calmed(raw.server.check_timeouts(), raw)
+
+    slow = HTTP2Protocol(HTTP2Limits(stall_timeout=2.0), clock=clock)
+    slow.initiate()
+    slow.data_to_send()
+    assert slow.receive(PREFACE[:10]) == []
+    clock.now += 2.1
+    (term,) = of_type(slow.check_timeouts(), ConnectionTerminated)
+    assert term.error_code == NO_ERROR and "preface" in term.reason
+    assert goaway_codes(parse_frames(slow.data_to_send())) == [NO_ERROR]
+
+
+def test_a_complete_header_block_clears_its_deadline():
+    clock = Clock()
+    raw = raw_at(clock, stall_timeout=1.0)
+    block = raw.encoder.encode(GET)
+    raw.send(HeadersFrame(1, data=block[:3], flags={"END_STREAM"}))
+    events = raw.send(ContinuationFrame(1, data=block[3:], flags={"END_HEADERS"}))
+    assert of_type(events, RequestReceived)
+    clock.now += 60
+    assert raw.server.check_timeouts() == []
+
+
+def test_cookie_crumbs_are_joined_and_the_join_is_bounded():
+    raw = raw_at(Clock(), limit_request_fields=10, limit_request_field_size=1000)
+    crumbs = [("cookie", f"c{i}=v") for i in range(50)]
+    (request,) = of_type(raw.headers(1, GET + crumbs), RequestReceived)
+    (cookie,) = [value for name, value in request.headers if name == "cookie"]
+    assert cookie.count("; ") == 49                   # 50 crumbs, one field
+    crumbs = [("cookie", f"c{i}=vvvvvvvvvvvvvvvvvvvvv") for i in range(100)]
+    assert of_type(raw.headers(3, GET + crumbs), ProtocolViolation)[0].status == 431
+
+
+def test_hpack_bomb_from_the_dynamic_table():
+    """One 4 KB entry inserted once, then referenced with one byte each time."""
+    raw = raw_at(Clock(), max_header_list_size=16384, limit_request_field_size=100000)
+    bomb = [("x-bomb", "b" * 4000)]
+    block = raw.encoder.encode(GET + bomb)           # the entry goes in the dynamic table
+    assert of_type(raw.send(HeadersFrame(1, data=block, flags={"END_HEADERS", "END_STREAM"})),
+                   RequestReceived)
+    block = raw.encoder.encode(GET + bomb * 10)      # ten one-byte references: 40 KB
+    assert len(block) < 30
+    events = raw.send(HeadersFrame(3, data=block, flags={"END_HEADERS", "END_STREAM"}))
+    assert "header block above" in calmed(events, raw)
+
+
+def test_resets_are_weighted_by_the_header_bytes_they_cost():
+    """A 431 for a 12 KB header block spends 4 units (1 + one per 4 KiB), not one."""
+    raw = raw_at(Clock(), reset_budget=10, limit_request_fields=5,
+                 limit_request_field_size=100000)
+    heavy = GET + [(f"x-{i}", "v" * 1000) for i in range(12)]
+    assert of_type(raw.headers(1, heavy), ProtocolViolation)[0].status == 431
+    assert of_type(raw.headers(3, heavy), ProtocolViolation)[0].status == 431
+    assert calmed(raw.headers(5, heavy), raw)          # 3 x 4 > 10
+    light = raw_at(Clock(), reset_budget=10, limit_request_fields=5)
+    for stream_id in range(1, 21, 2):                  # ten light ones fit the same budget
+        assert of_type(light.headers(stream_id, GET + [("a", "1")] * 6), ProtocolViolation)
+    assert not light.server.closed
+
+
+def test_receive_stops_at_its_deadline_and_keeps_the_rest():
+    clock = Clock()
+    raw = raw_at(clock)
+
+    def ticking() -> float:
+        clock.now += 0.001                  # every look at the clock takes a millisecond
+        return clock.now
+
+    raw.server._clock = ticking
+    frames = b"".join(PingFrame(0, opaque_data=b"%08d" % i).serialize() for i in range(20))
+    raw.server.receive(frames, until=clock.now + 0.0035)
+    assert raw.server.has_backlog
+    first = [f for f in raw.output() if isinstance(f, PingFrame)]
+    assert 1 <= len(first) < 20
+    while raw.server.has_backlog:
+        raw.server.receive(b"", until=clock.now + 0.0035)
+    answered = first + [f for f in raw.output() if isinstance(f, PingFrame)]
+    assert [f.opaque_data for f in answered] == [b"%08d" % i for i in range(20)]
+    half = PingFrame(0, opaque_data=b"12345678").serialize()[:10]
+    raw.server.receive(half)
+    assert not raw.server.has_backlog       # an incomplete frame is not work left to do

@@ -37,6 +37,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("h2serve.error")
 
+# Response bytes handed to one blocking send: send_timeout bounds each piece (an
+# SSL write of a whole 50 MB body would otherwise have to finish within it), and
+# a big body goes out from the app's own buffer instead of a copy joined to the head.
+SEND_PIECE = 256 * 1024
+
 
 class HTTP1Driver:
     """Serves the requests of one HTTP/1.x connection, one after another."""
@@ -49,11 +54,19 @@ class HTTP1Driver:
             limit_request_line=cfg.limit_request_line or 1 << 20,
             limit_request_fields=cfg.limit_request_fields,
             limit_request_field_size=cfg.limit_request_field_size or 1 << 20,
+            limit_request_head=cfg.limit_request_head,
         )
         self.events: deque[Any] = deque()
         self.initial = initial
         self.head_deadline = 0.0   # set when the first byte of a request head arrives
         self.requests_served = 0   # a connection is idle only once it has served one
+        # body_prebuffer: a request whose app waits in the poller for its body, and
+        # that body's pacing so far (bytes, since when, last arrival, complete).
+        self.pending: RequestReceived | None = None
+        self.body_received = 0
+        self.body_wait_start = 0.0
+        self.body_last_data = 0.0
+        self.body_complete = False
         self._timeout: float | None = -1.0
         tls = isinstance(conn.sock, ssl.SSLSocket)
         self.base_environ = connection_environ(
@@ -71,19 +84,54 @@ class HTTP1Driver:
             self._timeout = timeout
 
     def sendall(self, data: bytes) -> None:
+        """Blocks while the peer reads; a piece that waits send_timeout aborts."""
         self._set_timeout(self.cfg.send_timeout)
+        sock = self.conn.sock
         try:
-            self.conn.sock.sendall(data)
+            if len(data) <= SEND_PIECE:
+                sock.sendall(data)
+                return
+            with memoryview(data) as view:
+                for start in range(0, len(view), SEND_PIECE):
+                    sock.sendall(view[start:start + SEND_PIECE])
         except (OSError, ValueError) as exc:
+            # The response is cut short: the connection must not carry another.
+            self.proto.close_after_response()
             raise ClientDisconnected(str(exc)) from exc
 
-    def recv_blocking(self) -> bytes:
-        """Body bytes for the app: waits up to client_data_timeout for each read."""
-        self._set_timeout(self.cfg.client_data_timeout)
+    def send_parts(self, *parts: bytes) -> None:
+        """Send parts in order: joined when small, one by one when big (no copy)."""
+        if sum(len(part) for part in parts) <= SEND_PIECE:
+            self.sendall(b"".join(parts))
+            return
+        for part in parts:
+            if part:
+                self.sendall(part)
+
+    def recv_body(self, exchange: HTTP1Exchange) -> bytes:
+        """Body bytes for the app. One wait lasts at most client_data_timeout, and
+        all of them together at most client_data_timeout plus a second per
+        body_min_rate bytes received (mod_reqtimeout's MinRate); past either the
+        body is too slow: the exchange is marked for a 408 and the read fails."""
+        cfg = self.cfg
+        timeout = cfg.client_data_timeout
+        if cfg.body_min_rate:
+            timeout = min(timeout, cfg.client_data_timeout
+                          + exchange.received / cfg.body_min_rate - exchange.waited)
+        if timeout <= 0:
+            raise exchange.too_slow()
+        self._set_timeout(timeout)
+        started = time.monotonic()
         try:
-            return self.conn.sock.recv(65536)
+            data = self.conn.sock.recv(65536)
+        except TimeoutError:
+            raise exchange.too_slow() from None
         except (OSError, ValueError) as exc:
             raise ClientDisconnected(f"reading the request body: {exc}") from exc
+        finally:
+            exchange.waited += time.monotonic() - started
+        exchange.received += len(data)
+        return data
 
     # --- the request loop ------------------------------------------------------
 
@@ -105,20 +153,29 @@ class HTTP1Driver:
         conn, worker = self.conn, self.conn.worker
         self._set_timeout(0.0)
         while True:
-            while self.events:
+            while self.events and self.pending is None:
                 event = self.events.popleft()
                 if type(event) is RequestReceived:
-                    return event
+                    if not self._prebuffer_first(event):
+                        return event
+                    break
                 if type(event) is ProtocolViolation:
                     self._reject(event)
                     return None
                 if type(event) is ConnectionTerminated:
                     worker.call_soon(worker.release, conn)
                     return None
+            if self.pending is not None and self.body_complete:
+                request, self.pending = self.pending, None
+                return request
             if self.initial:
                 data, self.initial = self.initial, b""
             else:
                 data = recv_nowait(conn.sock)
+            if self.pending is not None:
+                if not self._prebuffer_step(data):
+                    return None
+                continue
             if data is None:
                 if self.head_deadline:
                     conn.idle_keepalive = False
@@ -139,6 +196,62 @@ class HTTP1Driver:
                 worker.call_soon(worker.release, conn)  # EOF the protocol had nothing to say about
                 return None
             self.events.extend(events)
+
+    # --- body_prebuffer: the body arrives while the app holds no thread ------------
+
+    def _prebuffer_first(self, request: RequestReceived) -> bool:
+        """True when request must wait in the poller for its body before the app runs."""
+        limit = self.cfg.body_prebuffer
+        if request.end_stream or not limit or request.expect_continue:
+            return False  # Expect: the client sends nothing until the app reads
+        self.pending = request
+        self.body_received = 0
+        self.body_complete = False
+        self.body_wait_start = self.body_last_data = time.monotonic()
+        self._count_body(self.events)
+        return True
+
+    def _count_body(self, events: Any) -> None:
+        for event in events:
+            kind = type(event)
+            if kind is BodyReceived:
+                self.body_received += len(event.data)
+            elif kind is not RequestReceived:   # BodyEnded, a violation, EOF: nothing to wait for
+                self.body_complete = True
+        if self.body_received >= self.cfg.body_prebuffer:
+            self.body_complete = True
+
+    def _body_deadline(self) -> float:
+        cfg = self.cfg
+        deadline = self.body_last_data + cfg.client_data_timeout
+        if cfg.body_min_rate:
+            deadline = min(deadline, self.body_wait_start + cfg.client_data_timeout
+                           + self.body_received / cfg.body_min_rate)
+        return deadline
+
+    def _prebuffer_step(self, data: bytes | None) -> bool:
+        """Feed what recv_nowait returned for a pending request; False when the
+        connection went to the poller or is closing."""
+        conn, worker = self.conn, self.conn.worker
+        if time.monotonic() > self._body_deadline():
+            self.pending = None
+            self._reject(ProtocolViolation(reason="request body too slow", status=408))
+            return False
+        if data is None:
+            conn.idle_keepalive = False
+            conn.deadline = self._body_deadline()
+            conn.wait_reason = "request body stalled or slower than body_min_rate"
+            worker.call_soon(worker.await_readable, conn, conn.deadline)
+            return False
+        if data:
+            self.body_last_data = time.monotonic()
+        events = self.proto.receive(data)
+        if not data and not events:
+            worker.call_soon(worker.release, conn)
+            return False
+        self._count_body(events)
+        self.events.extend(events)
+        return True
 
     def _reject(self, violation: ProtocolViolation) -> None:
         """Bad input: answer with the status the protocol chose, once, and close."""
@@ -163,6 +276,10 @@ class HTTP1Driver:
         if worker.draining:
             self.proto.close_after_response()
         exchange = HTTP1Exchange(self, request)
+        if self.body_wait_start:   # the body was prebuffered: its pacing so far counts
+            exchange.received = self.body_received
+            exchange.waited = time.monotonic() - self.body_wait_start
+            self.body_wait_start = 0.0
         serve_request(worker.app, exchange, request, self.base_environ, worker.forwarded,
                       worker.access_log)
         worker.request_done()
@@ -219,7 +336,8 @@ class HTTP1Exchange:
     """One request/response on an HTTP/1.x connection, for the WSGI adapter."""
 
     __slots__ = ("driver", "proto", "request", "protocol", "pending_head", "head_sent",
-                 "continue_sent", "body_done", "trailers", "failed", "violation", "_carry")
+                 "continue_sent", "body_done", "trailers", "failed", "violation", "_carry",
+                 "received", "waited")
 
     def __init__(self, driver: HTTP1Driver, request: RequestReceived) -> None:
         self.driver = driver
@@ -234,6 +352,14 @@ class HTTP1Exchange:
         self.failed = False
         self.violation: ProtocolViolation | None = None
         self._carry = b""
+        self.received = 0     # body bytes read from the socket (body_min_rate)
+        self.waited = 0.0     # seconds spent waiting for them
+
+    def too_slow(self) -> ClientDisconnected:
+        """The body missed its deadline: answer 408 (if nothing was sent yet) and close."""
+        self.violation = ProtocolViolation(reason="request body too slow", status=408)
+        self.failed = True
+        return ClientDisconnected("request body too slow")
 
     # --- request body ------------------------------------------------------------
 
@@ -259,7 +385,7 @@ class HTTP1Exchange:
                 return b""
             if deadline is not None and time.monotonic() > deadline:
                 raise ClientDisconnected("request body too slow")
-            data = driver.recv_blocking()
+            data = driver.recv_body(self)
             events.extend(driver.proto.receive(data))
             if not data and not events:
                 raise ClientDisconnected("connection closed during the request body")
@@ -311,11 +437,8 @@ class HTTP1Exchange:
 
     def send_body(self, data: bytes, end_stream: bool = False) -> None:
         framed = self.proto.body(bytes(data))
-        if self.pending_head:
-            framed, self.pending_head = self.pending_head + framed, b""
-        if end_stream:
-            framed += self.proto.end(None)
-        self.driver.sendall(framed)
+        head, self.pending_head = self.pending_head, b""
+        self.driver.send_parts(head, framed, self.proto.end(None) if end_stream else b"")
 
     def send_end(self, trailers: Headers | None) -> None:
         tail = self.proto.end(trailers)
@@ -326,7 +449,7 @@ class HTTP1Exchange:
     def send_complete(self, status: int, reason: str, headers: Headers, body: bytes,
                       trailers: Headers | None) -> None:
         head = self._head(status, reason, headers)
-        self.driver.sendall(head + self.proto.body(body) + self.proto.end(trailers))
+        self.driver.send_parts(head, self.proto.body(body), self.proto.end(trailers))
 
     def abort(self) -> None:
         self.failed = True  # the driver closes: the client sees a truncated response

@@ -41,14 +41,20 @@ if TYPE_CHECKING:
 log = logging.getLogger("h2serve.error")
 
 NO_ERROR, PROTOCOL_ERROR, INTERNAL_ERROR, CANCEL, INADEQUATE_SECURITY = 0x0, 0x1, 0x2, 0x8, 0xC
+ENHANCE_YOUR_CALM = 0xB
 MAX_WRITE = 256 * 1024            # bytes handed to one send() call
 HIGH_WATER = 512 * 1024           # app writers wait while more than this is unsent
 SEND_PIECE = 64 * 1024            # body bytes framed per step, so HIGH_WATER really bounds
 LOW_WATER = 128 * 1024            # ... and resume below this
 READ_PAUSE = 4 * 1024 * 1024      # stop reading a peer that will not take our output
 RECV_SIZE = 256 * 1024
+READ_SHARE = 64 * 1024            # bytes read per turn before other connections get theirs
+READ_SLICE_S = 0.005              # poller time per turn for one connection's frames
+LOGGED_STREAM_ERRORS = 10         # stream-level protocol errors logged per connection
+STALL_CHECK_S = 0.1               # how often the preface and header-block deadlines are checked
 GOAWAY_GRACE_S = 1.0              # between the two GOAWAYs of a graceful close
 MAX_STREAM_ID = 2**31 - 1
+_REQUEST_EVENTS = (RequestReceived, BodyReceived, BodyEnded)
 _WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 
 
@@ -134,6 +140,11 @@ class HTTP2Driver:
             max_header_list_size=cfg.http2_max_header_list_size,
             limit_request_fields=cfg.limit_request_fields,
             limit_request_field_size=cfg.limit_request_field_size or 1 << 20,
+            max_requests=cfg.http2_max_requests_per_connection,
+            reset_budget=cfg.http2_reset_budget,
+            max_control_frames=cfg.http2_max_control_frames,
+            dribble_frame_size=cfg.http2_dribble_frame_size,
+            stall_timeout=cfg.client_data_timeout,
         ))
         self.upgrade = upgrade
         self.streams: dict[int, H2Stream] = {}
@@ -142,6 +153,15 @@ class HTTP2Driver:
         self.prebuffering: dict[int, H2Stream] = {}
         self.prebuffer = min(cfg.body_prebuffer, cfg.http2_initial_window_size)
         self.outbuf = bytearray()
+        self.sent_total = 0           # bytes the socket has taken so far
+        # Replies to the client's own frames (ACKs, resets, window updates) still
+        # in outbuf, as (end offset in the sent_total count, size): a client that
+        # floods without reading is cut off at http2_max_control_backlog bytes.
+        self.control_marks: deque[tuple[int, int]] = deque()
+        self.control_backlog = 0
+        self.more_to_read = False     # frames wait for this connection's next turn (on_tick)
+        self.stream_errors = 0        # stream-level protocol errors so far (logged: the first few)
+        self.next_stall_check = 0.0   # when on_tick next asks the protocol about its deadlines
         self.wants_write = False
         self.write_stalled_since = 0.0  # the socket took no byte of outbuf since then
         self.flush_scheduled = False  # an app thread asked the poller to write
@@ -239,6 +259,11 @@ class HTTP2Driver:
         """Poller, a few times a second: GOAWAY timers, idle and finished connections."""
         if self.dead:
             return
+        if self.more_to_read:
+            self.more_to_read = False
+            self.on_readable()
+            if self.dead:
+                return
         if (self.wants_write and self.write_stalled_since
                 and now - self.write_stalled_since >= self.cfg.send_timeout):
             # nginx's send_timeout: the peer took no byte for that long, so every
@@ -249,6 +274,13 @@ class HTTP2Driver:
             return
         if self.prebuffering:
             self._expire_prebuffering(now)
+        if now >= self.next_stall_check:  # a stalled preface or header block (slowloris)
+            self.next_stall_check = now + STALL_CHECK_S
+            with self.lock:
+                expired = self.proto.check_timeouts()
+                if expired:
+                    self._handle_events_locked(expired, [])
+                    self._flush_locked()
         if self.close_by:
             if now >= self.close_by:
                 log.info("closing %s: it stopped reading our output", self.conn.peer_label)
@@ -272,7 +304,14 @@ class HTTP2Driver:
             if self.dead:
                 return
             recv = self.sock.recv
-            while True:
+            # A connection gets READ_SLICE_S of the poller and READ_SHARE bytes per
+            # turn, then the others theirs: frames past the slice wait in the
+            # protocol (has_backlog), and we come back for them.
+            until = time.monotonic() + READ_SLICE_S
+            if self.proto.has_backlog:
+                self._handle_events_locked(self.proto.receive(b"", until), new_streams)
+            share = READ_SHARE
+            while share > 0 and not self.proto.has_backlog:
                 try:
                     data = recv(RECV_SIZE)
                 except _WOULD_BLOCK:
@@ -282,17 +321,47 @@ class HTTP2Driver:
                 if not data:
                     eof = True
                     break
-                self._handle_events_locked(self.proto.receive(data), new_streams)
-            self.last_activity = time.monotonic()
+                share -= len(data)
+                self._handle_events_locked(self.proto.receive(data, until), new_streams)
+            else:
+                # Our turn is over: select brings us back for unread bytes, on_tick
+                # for frames left in the protocol or bytes already decrypted by TLS
+                # (after the other connections' turns: the poller loops once more).
+                if self.proto.has_backlog or (
+                        isinstance(self.sock, ssl.SSLSocket) and self.sock.pending()):
+                    self.more_to_read = True
+                    self.worker.call_soon(_another_turn)
+            replies = self.proto.data_to_send()
+            if replies:
+                self.outbuf += replies
+                self.control_marks.append((self.sent_total + len(self.outbuf), len(replies)))
+                self.control_backlog += len(replies)
             self._flush_locked()
+            flooded = self._control_backlog_exceeded_locked()
             if len(self.outbuf) > READ_PAUSE and not self.read_paused:
                 self.read_paused = True
                 self.worker.pause_reading(self.conn, True)
         self._dispatch(new_streams)
-        if eof:
+        if eof or flooded:
             self.worker.release(self.conn)
         elif self._finished_locked():
             self.close_gracefully()
+
+    def _control_backlog_exceeded_locked(self) -> bool:
+        """Whether replies to the client's frames pile up unread past
+        http2_max_control_backlog; if so, GOAWAY ENHANCE_YOUR_CALM (which it
+        will likely never read) and the caller closes the connection."""
+        marks = self.control_marks
+        while marks and marks[0][0] <= self.sent_total:
+            self.control_backlog -= marks.popleft()[1]
+        cap = self.cfg.http2_max_control_backlog
+        if not cap or self.control_backlog <= cap:
+            return False
+        log.info("closing %s: %d bytes of replies to its frames wait unread",
+                 self.conn.peer_label, self.control_backlog)
+        self.proto.goaway(ENHANCE_YOUR_CALM)
+        self._flush_locked()
+        return True
 
     def on_writable(self) -> None:
         with self.lock:
@@ -318,9 +387,12 @@ class HTTP2Driver:
 
     def _handle_events_locked(self, events: list[Any], new_streams: list[H2Stream]) -> None:
         wake = False
+        active = False  # only requests keep a connection alive, not PINGs (idle timeout)
         streams = self.streams
         for event in events:
             kind = type(event)
+            if kind in _REQUEST_EVENTS:
+                active = True
             if kind is RequestReceived:
                 stream = H2Stream(self, event)
                 streams[event.stream_id] = stream
@@ -367,9 +439,23 @@ class HTTP2Driver:
                 if event.error_code:
                     log.info("HTTP/2 connection %s ended: %s (code %d)", self.conn.peer_label,
                              event.reason, event.error_code)
+                    # A connection error kills every stream: their apps must stop
+                    # at their next read or write, not wait out send_timeout.
+                    for stream in streams.values():
+                        stream.reset = True
+                    streams.clear()
+                    self.prebuffering.clear()
                 wake = True
             elif kind is ProtocolViolation:
-                log.info("HTTP/2 protocol error from %s: %s", self.conn.peer_label, event.reason)
+                # A flood of bad streams must not become a flood of log lines.
+                self.stream_errors += event.stream_id != 0
+                if event.stream_id == 0 or self.stream_errors <= LOGGED_STREAM_ERRORS:
+                    log.info("HTTP/2 protocol error from %s: %s", self.conn.peer_label, event.reason)
+                elif self.stream_errors == LOGGED_STREAM_ERRORS + 1:
+                    log.info("HTTP/2 protocol error from %s: %s (further stream errors of this "
+                             "connection are not logged)", self.conn.peer_label, event.reason)
+        if active:
+            self.last_activity = time.monotonic()
         if wake:
             self.cond.notify_all()
 
@@ -454,6 +540,7 @@ class HTTP2Driver:
                 piece.release()
                 whole.release()
             del buf[:sent]
+            self.sent_total += sent
             progressed = True
         self.write_stalled_since = 0.0
         self.cond.notify_all()
@@ -630,6 +717,10 @@ class HTTP2Driver:
                 self.proto.reset_stream(stream.stream_id, code)
                 stream.reset = True
                 self._flush_locked()
+
+
+def _another_turn() -> None:
+    """Nothing: queued only so that the poller loops (and ticks) once more."""
 
 
 def _inadequate(sock: ssl.SSLSocket) -> bool:

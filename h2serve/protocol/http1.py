@@ -313,6 +313,7 @@ class HTTP1Protocol:
         limit_request_line: int = 4094,
         limit_request_fields: int = 100,
         limit_request_field_size: int = 8190,
+        limit_request_head: int = 0,
     ) -> None:
         if limit_request_line <= 0 or limit_request_fields <= 0 or limit_request_field_size <= 0:
             raise ValueError("HTTP/1.1 request limits must be positive")
@@ -321,6 +322,10 @@ class HTTP1Protocol:
         self._limit_field_size = limit_request_field_size
         # Whole header section (leading empty lines, request line, fields, CRLFs).
         self._limit_head = limit_request_fields * limit_request_field_size + limit_request_line
+        if limit_request_head > 0:
+            # What a connection may hold of an unfinished head: fields x field size
+            # alone allows ~800 KB per connection with the defaults.
+            self._limit_head = min(self._limit_head, limit_request_head)
         # A complete head no longer than this cannot break a per-line or
         # whole-head limit, so it skips the line-by-line scan.
         self._fast_head_limit = min(

@@ -42,6 +42,19 @@ Inbound bytes are split into frames here before h2 sees them, so that a
 frame longer than our SETTINGS_MAX_FRAME_SIZE is refused from its header
 (h2 would first buffer up to 16 MiB of it), the preface is checked byte by
 byte, and events produced before a connection error are not lost.
+
+That splitter is also where floods are counted (docs/security.md), with no
+help from the driver beyond the events it already handles: a reset budget
+(the client's cancels of live streams, plus the resets and 431s its frames
+make us send, against completed responses: rapid reset and MadeYouReset), a
+control-frame budget (PING, SETTINGS, PRIORITY, empty and redundant frames,
+and window updates that return no used credit), header blocks bounded in
+bytes and frames before they are buffered, a cap on requests per connection,
+and deadlines for the preface and for each header block (check_timeouts).
+Exceeding a budget queues GOAWAY ENHANCE_YOUR_CALM and reports
+ProtocolViolation plus ConnectionTerminated. receive() can also stop at a
+deadline and keep the remaining frames (has_backlog), so the caller can give
+other connections their turn.
 """
 
 from __future__ import annotations
@@ -49,6 +62,8 @@ from __future__ import annotations
 import base64
 import dataclasses
 import re
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import h2.config
@@ -56,6 +71,7 @@ import h2.connection
 import h2.errors
 import h2.events
 import h2.exceptions
+import h2.frame_buffer
 import h2.settings
 import h2.stream
 from hpack.exceptions import HPACKError, OversizedHeaderListError
@@ -78,11 +94,31 @@ SettingCodes = h2.settings.SettingCodes
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 FRAME_HEADER_LEN = 9
+FRAME_TYPE_DATA = 0x0
 FRAME_TYPE_HEADERS = 0x1
-FRAME_TYPE_SETTINGS = 0x4
 FRAME_TYPE_PRIORITY = 0x2
+FRAME_TYPE_RST_STREAM = 0x3
+FRAME_TYPE_SETTINGS = 0x4
+FRAME_TYPE_PING = 0x6
+FRAME_TYPE_GOAWAY = 0x7
 FRAME_TYPE_WINDOW_UPDATE = 0x8
+FRAME_TYPE_CONTINUATION = 0x9
 FRAME_TYPE_PRIORITY_UPDATE = 0x10
+FLAG_END_STREAM = 0x1
+FLAG_ACK = 0x1
+FLAG_END_HEADERS = 0x4
+FLAG_PADDED = 0x8
+# h2 refuses a header block of more CONTINUATION frames than this with
+# PROTOCOL_ERROR; we answer the same flood first, with ENHANCE_YOUR_CALM.
+MAX_CONTINUATION_FRAMES = h2.frame_buffer.CONTINUATION_BACKLOG
+# The flood budgets refill by a tenth of their size per second: a well-behaved
+# client never notices them, a flood meets them within a fraction of a second.
+BUDGET_REFILL_S = 10.0
+# Requests earn back budget: one window raise and one reprioritisation each.
+CONTROL_REFUND_PER_REQUEST = 2
+# A reset (or 431) costs one unit of the reset budget, plus one per this many
+# bytes (RFC 9113 size) of header block it made us decode: the budget follows CPU.
+HEADER_BYTES_PER_RESET = 4096
 MAX_WINDOW = 2**31 - 1
 # Upper bound on the connection receive window we advertise.
 MAX_CONNECTION_WINDOW = 16 * 1024 * 1024
@@ -112,6 +148,38 @@ class HTTP2Limits:
     max_header_list_size: int = 65536
     limit_request_fields: int = 100
     limit_request_field_size: int = 8190
+    # Flood defences (0 disables each); see docs/security.md.
+    max_requests: int = 1000          # requests per connection, then a graceful GOAWAY
+    reset_budget: int = 200           # resets (client's, or ours for client errors) beyond completed requests
+    max_control_frames: int = 1000    # PING, SETTINGS, PRIORITY, empty and redundant frames
+    dribble_frame_size: int = 1024    # flow-control credit below this is not worth a DATA frame
+    stall_timeout: float = 5.0        # seconds for the preface, and for each header block
+
+
+class _Budget:
+    """A leaky bucket: charges fill it, refunds and time drain it (a tenth of
+    its size per second). Past its size the connection is abusing us."""
+
+    __slots__ = ("size", "level", "stamp", "clock")
+
+    def __init__(self, size: int, clock: Callable[[], float]) -> None:
+        self.size = size
+        self.level = 0.0
+        self.clock = clock
+        self.stamp = clock()
+
+    def charge(self, cost: float = 1) -> bool:
+        """Add `cost`; True once the bucket overflows."""
+        if self.size <= 0:
+            return False
+        now = self.clock()
+        drained = (now - self.stamp) * self.size / BUDGET_REFILL_S
+        self.stamp = now
+        self.level = max(0.0, self.level - drained) + cost
+        return self.level > self.size
+
+    def refund(self, amount: float) -> None:
+        self.level = max(0.0, self.level - amount)
 
 
 # --------------------------------------------------------------------------
@@ -232,6 +300,15 @@ class _ServerConnection(h2.connection.H2Connection):
         self.refuse_streams_above: int | None = None
         self.decoder.max_header_list_size = decode_limit
         self._decode_limit = decode_limit
+        # RST_STREAM frames with an error code queued so far (and 431 answers):
+        # HTTP2Protocol charges those a client's frames caused to its reset budget.
+        self.errors_answered = 0
+
+    def _prepare_for_sending(self, frames: list) -> None:
+        for frame in frames:
+            if isinstance(frame, RstStreamFrame) and frame.error_code:
+                self.errors_answered += 1
+        super()._prepare_for_sending(frames)
 
     # -- helpers ----------------------------------------------------------
 
@@ -416,6 +493,18 @@ class _ServerConnection(h2.connection.H2Connection):
                 raise _ConnectionError("RST_STREAM on an idle stream", ErrorCodes.PROTOCOL_ERROR)
         return super()._receive_rst_stream_frame(frame)
 
+    def _receive_goaway_frame(self, frame: GoAwayFrame) -> tuple[list, list]:
+        # A graceful GOAWAY from the client (RFC 9113 6.8) only says it opens no
+        # more streams; the responses it is waiting for still go out. h2 would
+        # close the connection state and refuse to send them.
+        if frame.error_code != ErrorCodes.NO_ERROR:
+            return super()._receive_goaway_frame(frame)
+        event = h2.events.ConnectionTerminated()
+        event.error_code = ErrorCodes.NO_ERROR
+        event.last_stream_id = frame.last_stream_id
+        event.additional_data = frame.additional_data or None
+        return [], [event]
+
     def _receive_naked_continuation(self, frame) -> tuple[list, list]:
         # h2 answers RST_STREAM when the stream was reset and already culled;
         # RFC 9113 6.10 wants a connection error whatever the stream's state.
@@ -458,6 +547,7 @@ class _StreamRecord:
         "remote_ended",
         "trailers",
         "request_done",
+        "header_weight",
     )
 
     def __init__(self, content_length: int | None, priority: dict, remote_ended: bool) -> None:
@@ -469,6 +559,7 @@ class _StreamRecord:
         self.remote_ended = remote_ended
         self.trailers: Headers | None = None
         self.request_done = remote_ended
+        self.header_weight = 0     # extra reset-budget units if the client cancels it
 
 
 # --------------------------------------------------------------------------
@@ -477,8 +568,9 @@ class _StreamRecord:
 class HTTP2Protocol:
     """One server-side HTTP/2 connection, sans I/O."""
 
-    def __init__(self, limits: HTTP2Limits) -> None:
+    def __init__(self, limits: HTTP2Limits, clock: Callable[[], float] = time.monotonic) -> None:
         self.limits = limits
+        self._clock = clock
         config = h2.config.H2Configuration(
             client_side=False,
             header_encoding=None,
@@ -518,6 +610,22 @@ class HTTP2Protocol:
         self._connection_owed = 0
         self._terminated = False
         self._goaway_sent = False
+        self._peer_goaway = False     # the client said it opens no more streams
+        # Flood accounting (docs/security.md).
+        self._started_at = clock()
+        self._requests = 0
+        self._client_resets = 0       # RST_STREAM from the client on streams the app still had
+        self._resets = _Budget(limits.reset_budget, clock)
+        self._control = _Budget(limits.max_control_frames, clock)
+        self._control_overflow = ""   # set when our own sending overflowed the control budget
+        self._settings_acks = 0
+        self._goaways_received = 0
+        self._window_peak = 65535     # the largest connection send window the client granted
+        self._block_started = 0.0     # when the header block still waiting for END_HEADERS began
+        self._block_bytes = 0
+        self._block_frames = 0
+        self._cap_goaway_due = False   # max_requests reached, its GOAWAY not sent yet
+        self._until: float | None = None  # receive()'s time slice ends then
 
     # -- connection setup ---------------------------------------------------
 
@@ -564,11 +672,16 @@ class HTTP2Protocol:
 
     # -- inbound ------------------------------------------------------------
 
-    def receive(self, data: bytes) -> list:
-        """Feed received bytes; return the events they complete."""
+    def receive(self, data: bytes, until: float | None = None) -> list:
+        """Feed received bytes; return the events they complete.
+
+        With `until` (a time of the protocol's clock), frames left when it
+        passes stay buffered (see has_backlog) for a later call, so that one
+        connection's flood cannot hold the caller's thread for long."""
         if self._terminated:
             return []
         self._inbound += data
+        self._until = until
         events: list = []
         try:
             self._feed_frames(events)
@@ -578,7 +691,45 @@ class HTTP2Protocol:
                     self._connection_error(ErrorCodes.INTERNAL_ERROR, f"internal error: {exc!r}")
                 )
         self._pull()
-        return events
+        return self._drop_cancelled(events)
+
+    @property
+    def has_backlog(self) -> bool:
+        """A complete frame is buffered that receive() left for later."""
+        inbound = self._inbound
+        if self._terminated or self._preface_seen < len(PREFACE) or len(inbound) < FRAME_HEADER_LEN:
+            return False
+        length = int.from_bytes(inbound[:3], "big")
+        return len(inbound) >= FRAME_HEADER_LEN + length or length > self._conn.max_inbound_frame_size
+
+    @staticmethod
+    def _drop_cancelled(events: list) -> list:
+        """A request reset in the same read that opened it never reaches the app:
+        rapid reset (CVE-2023-44487) then costs a dictionary entry, not a thread."""
+        reset_ids = {e.stream_id for e in events if type(e) is StreamReset}
+        if not reset_ids:
+            return events
+        cancelled = {e.stream_id for e in events if type(e) is RequestReceived} & reset_ids
+        if not cancelled:
+            return events
+        return [e for e in events
+                if type(e) is ProtocolViolation or getattr(e, "stream_id", 0) not in cancelled]
+
+    def check_timeouts(self) -> list:
+        """Call now and then (the driver does, on its tick). A client preface, or a
+        header block, still incomplete after `stall_timeout` ends the connection:
+        a slowloris over HTTP/2 holds nothing for long."""
+        timeout = self.limits.stall_timeout
+        if self._terminated or timeout <= 0:
+            return []
+        now = self._clock()
+        if not self._settings_seen and now - self._started_at > timeout:
+            return self._connection_error(
+                ErrorCodes.NO_ERROR, f"client preface not complete within {timeout:g} s")
+        if self._block_started and now - self._block_started > timeout:
+            return self._connection_error(
+                ErrorCodes.ENHANCE_YOUR_CALM, f"header block not complete within {timeout:g} s")
+        return []
 
     def _feed_frames(self, events: list) -> None:
         inbound = self._inbound
@@ -594,7 +745,11 @@ class HTTP2Protocol:
             del inbound[:take]
             if self._preface_seen < len(PREFACE):
                 return
+        first = True
         while not self._terminated and len(inbound) >= FRAME_HEADER_LEN:
+            if not first and self._until is not None and self._clock() >= self._until:
+                return  # the caller's time slice is over; has_backlog tells it to come back
+            first = False
             length = int.from_bytes(inbound[:3], "big")
             frame_type = inbound[3]
             flags = inbound[4]
@@ -627,11 +782,109 @@ class HTTP2Protocol:
                 return
             frame_bytes = bytes(inbound[: FRAME_HEADER_LEN + length])
             del inbound[: FRAME_HEADER_LEN + length]
+            abuse = self._control_overflow or self._account_frame(
+                frame_type, flags, length, stream_id, frame_bytes)
+            if abuse:
+                events.extend(self._connection_error(ErrorCodes.ENHANCE_YOUR_CALM, abuse))
+                return
             if frame_type == FRAME_TYPE_HEADERS and self._draining:
                 self._make_room_for(stream_id)
-            if stream_id and self._stream_error_frame(frame_type, length, stream_id, frame_bytes, events):
-                continue
-            self._h2_receive(frame_bytes, events)
+            errors_before = self._conn.errors_answered
+            resets_before = self._client_resets
+            if not (stream_id and self._stream_error_frame(
+                    frame_type, length, stream_id, frame_bytes, events)):
+                self._h2_receive(frame_bytes, events)
+            if self._terminated:
+                return
+            if not self._conn.incoming_buffer._headers_buffer:
+                self._block_started = 0.0
+            charged = (self._conn.errors_answered - errors_before
+                       + self._client_resets - resets_before)
+            if charged and self._resets.charge(charged):
+                events.extend(self._connection_error(
+                    ErrorCodes.ENHANCE_YOUR_CALM,
+                    f"too many reset streams (reset budget {self.limits.reset_budget})"))
+                return
+
+    def _account_frame(
+        self, frame_type: int, flags: int, length: int, stream_id: int, frame_bytes: bytes
+    ) -> str:
+        """Charge a frame that makes us work without advancing any request to the
+        control-frame budget, and bound header blocks. Returns why the connection
+        must end (ENHANCE_YOUR_CALM), or "" to go on."""
+        cost = 0
+        kind = ""
+        if frame_type == FRAME_TYPE_HEADERS:
+            if self._cap_goaway_due and stream_id > self._conn.highest_inbound_stream_id:
+                self._send_cap_goaway()  # before the refusal it explains
+            if not flags & FLAG_END_HEADERS and not self._block_started:
+                self._block_started = self._clock()
+                self._block_bytes = length
+                self._block_frames = 0
+        elif frame_type == FRAME_TYPE_CONTINUATION:
+            if self._block_started:
+                self._block_bytes += length
+                self._block_frames += 1
+                if self._block_bytes > self._conn._decode_limit:
+                    return f"header block above {self._conn._decode_limit} bytes"
+                if self._block_frames >= MAX_CONTINUATION_FRAMES:
+                    return f"header block of more than {MAX_CONTINUATION_FRAMES} CONTINUATION frames"
+            if not length and not flags & FLAG_END_HEADERS:
+                cost, kind = 1, "empty CONTINUATION"
+        elif frame_type == FRAME_TYPE_DATA:
+            padding = frame_bytes[FRAME_HEADER_LEN] + 1 if flags & FLAG_PADDED and length else 0
+            if length - padding <= 0 and not flags & FLAG_END_STREAM:
+                cost, kind = 1, "empty DATA"
+        elif frame_type == FRAME_TYPE_PING:
+            cost, kind = 1, "PING"
+        elif frame_type == FRAME_TYPE_SETTINGS:
+            if flags & FLAG_ACK:
+                self._settings_acks += 1
+                cost = 1 if self._settings_acks > 1 else 0  # we sent one SETTINGS
+            else:
+                cost = max(1, length // 6)  # h2 applies every entry
+            kind = "SETTINGS"
+        elif frame_type in (FRAME_TYPE_PRIORITY, FRAME_TYPE_PRIORITY_UPDATE):
+            cost, kind = 1, "PRIORITY"
+        elif frame_type == FRAME_TYPE_RST_STREAM:
+            stream = self._conn.streams.get(stream_id)
+            if stream is None or stream.closed:
+                cost, kind = 1, "RST_STREAM on a closed stream"
+        elif frame_type == FRAME_TYPE_WINDOW_UPDATE:
+            if length == 4 and self._useless_window_update(stream_id, frame_bytes):
+                cost, kind = 1, "WINDOW_UPDATE"
+        elif frame_type == FRAME_TYPE_GOAWAY:
+            self._goaways_received += 1
+            cost, kind = (1, "GOAWAY") if self._goaways_received > 1 else (0, "")
+        else:
+            cost, kind = 1, f"frame of unknown type {frame_type:#x}"
+        if cost and self._control.charge(cost):
+            return f"too many control frames ({kind} flood)"
+        return ""
+
+    def _useless_window_update(self, stream_id: int, frame_bytes: bytes) -> bool:
+        """A WINDOW_UPDATE is worth its cost when it returns credit we used. One
+        for a closed stream, one that only grows a window we never drew on, or
+        one that leaves the window too small for a useful DATA frame (a data
+        dribble, CVE-2019-9511) is charged as a control frame."""
+        increment = int.from_bytes(frame_bytes[9:13], "big") & 0x7FFFFFFF
+        dribble = self.limits.dribble_frame_size
+        conn = self._conn
+        if stream_id == 0:
+            before = conn.outbound_flow_control_window
+            after = before + increment
+            useless = before >= self._window_peak or after < dribble
+            self._window_peak = max(self._window_peak, min(after, MAX_WINDOW))
+            return useless
+        stream = conn.streams.get(stream_id)
+        if stream is None or stream.closed:
+            return True
+        before = stream.outbound_flow_control_window
+        after = before + increment
+        peak = max(getattr(stream, "h2serve_window_peak", 0),
+                   conn.remote_settings.initial_window_size)
+        stream.h2serve_window_peak = max(peak, min(after, MAX_WINDOW))
+        return before >= peak or after < dribble
 
     def _stream_error_frame(
         self, frame_type: int, length: int, stream_id: int, frame_bytes: bytes, events: list
@@ -688,6 +941,7 @@ class HTTP2Protocol:
             frame = RstStreamFrame(stream_id)
             frame.error_code = error_code
             self._outbound += frame.serialize()
+            self._conn.errors_answered += 1
 
     def _h2_receive(self, chunk: bytes, events: list) -> bool:
         """Give h2 one frame (or preface bytes); False once the connection is dead."""
@@ -741,8 +995,13 @@ class HTTP2Protocol:
                 out.append(StreamReset(event.stream_id, event.error_code))
         elif isinstance(event, h2.events.ConnectionTerminated):
             reason = (event.additional_data or b"").decode("latin-1")
-            self._terminated = True
-            self._release_all()
+            if int(event.error_code) == ErrorCodes.NO_ERROR:
+                # Graceful (see _ServerConnection._receive_goaway_frame): the
+                # streams it opened are still answered; it just opens no more.
+                self._peer_goaway = True
+            else:
+                self._terminated = True
+                self._release_all()
             out.append(ConnectionTerminated(int(event.error_code), event.last_stream_id or 0, reason))
 
     def _on_request(self, event: h2.events.RequestReceived, out: list) -> None:
@@ -759,20 +1018,23 @@ class HTTP2Protocol:
                     too_long = True
                 headers.append((name.decode("latin-1"), value.decode("latin-1")))
 
+        list_size = sum(len(n) + len(v) + 32 for n, v in event.headers)
+        header_weight = list_size // HEADER_BYTES_PER_RESET
         problem = self._check_request(pseudo, headers, end_stream)
         if problem:
+            self._conn.errors_answered += header_weight
             self._conn.reset_stream(stream_id, ErrorCodes.PROTOCOL_ERROR)
             out.append(
                 ProtocolViolation(problem, stream_id=stream_id, error_code=ErrorCodes.PROTOCOL_ERROR)
             )
             return
 
-        list_size = sum(len(n) + len(v) + 32 for n, v in event.headers)
         if (
             too_long
             or len(headers) > self.limits.limit_request_fields
             or list_size > self.limits.max_header_list_size
         ):
+            self._conn.errors_answered += header_weight
             self._reject_431(stream_id, end_stream, out)
             return
 
@@ -812,7 +1074,17 @@ class HTTP2Protocol:
         else:
             target = pseudo[b":path"].decode("latin-1")
         scheme = pseudo.get(b":scheme")
-        self._streams[stream_id] = _StreamRecord(content_length, priority, end_stream)
+        record = self._streams[stream_id] = _StreamRecord(content_length, priority, end_stream)
+        record.header_weight = header_weight
+        self._control.refund(CONTROL_REFUND_PER_REQUEST)
+        self._requests += 1
+        if self._requests == self.limits.max_requests and self._conn.refuse_streams_above is None:
+            # nginx's keepalive_requests: this request is served, later ones are
+            # refused. The GOAWAY saying so waits until the responses under way
+            # are sent (clients such as httpx fail any stream still open when
+            # a GOAWAY arrives), or until a refused stream needs explaining.
+            self._conn.refuse_streams_above = stream_id
+            self._cap_goaway_due = True
         out.append(
             RequestReceived(
                 stream_id=stream_id,
@@ -862,6 +1134,7 @@ class HTTP2Protocol:
         return ""
 
     def _reject_431(self, stream_id: int, end_stream: bool, out: list) -> None:
+        self._conn.errors_answered += 1  # an answer a client's error cost us, like a reset
         self._conn.send_headers(stream_id, [(b":status", b"431")], end_stream=True)
         if not end_stream:
             # The response is complete; ask the client to stop sending the body.
@@ -951,9 +1224,12 @@ class HTTP2Protocol:
 
     def _on_stream_reset(self, event: h2.events.StreamReset, out: list) -> None:
         stream_id = event.stream_id
+        record = self._streams.get(stream_id)
         known = self._forget(stream_id)
         if event.remote_reset:
-            if known:
+            if record is not None:
+                # Cancelled while the app still had it: the rapid-reset pattern.
+                self._client_resets += 1 + record.header_weight
                 out.append(StreamReset(stream_id, int(event.error_code)))
             return
         out.append(
@@ -1086,8 +1362,15 @@ class HTTP2Protocol:
         if chunk:
             self._outbound += chunk
 
+    def _send_cap_goaway(self) -> None:
+        self._cap_goaway_due = False
+        self.goaway(ErrorCodes.NO_ERROR, last_stream_id=self._conn.refuse_streams_above,
+                    debug=b"max requests per connection")
+
     def data_to_send(self) -> bytes:
         """Everything queued since the last call."""
+        if self._cap_goaway_due and not self._streams and not self._terminated:
+            self._send_cap_goaway()
         self._pull()
         data = bytes(self._outbound)
         self._outbound.clear()
@@ -1156,11 +1439,22 @@ class HTTP2Protocol:
         total = len(view)
         taken = 0
         frame_limit = self._conn.max_outbound_frame_size
+        # Credit below this is not worth a frame while more data waits (data
+        # dribble, CVE-2019-9511): it is held back, or, if the client's whole
+        # stream window is that small, sent but charged as a control frame.
+        dribble = self.limits.dribble_frame_size
+        hold_back = dribble <= self._conn.remote_settings.initial_window_size
         while taken < total:
             window = self._conn.local_flow_control_window(stream_id)
             if window <= 0:
                 break
-            size = min(window, frame_limit, total - taken)
+            want = min(frame_limit, total - taken)
+            if window < want and window < dribble:
+                if hold_back:
+                    break
+                if self._control.charge(1):
+                    self._control_overflow = "too many control frames (tiny flow-control window)"
+            size = min(window, want)
             last = end_stream and taken + size == total
             self._conn.send_data(stream_id, bytes(view[taken : taken + size]), end_stream=last)
             taken += size
@@ -1186,6 +1480,7 @@ class HTTP2Protocol:
         self._pull()
 
     def _after_local_end(self, stream_id: int) -> None:
+        self._resets.refund(1)  # a completed response earns back a reset (as in h2o)
         self._maybe_forget(stream_id)
 
     def finish_stream(self, stream_id: int) -> None:
@@ -1305,6 +1600,7 @@ class HTTP2Protocol:
 
     @property
     def closed(self) -> bool:
-        """The connection is over: a fatal GOAWAY went either way, or our
-        graceful GOAWAY went out and no stream is left."""
-        return self._terminated or (self._goaway_sent and not self._streams)
+        """The connection is over: a fatal GOAWAY went either way, or a graceful
+        GOAWAY went either way and no stream is left."""
+        return self._terminated or (
+            (self._goaway_sent or self._peer_goaway) and not self._streams)
