@@ -8,6 +8,7 @@ poller's state needs a lock.
 
 from __future__ import annotations
 
+import collections
 import itertools
 import logging
 import os
@@ -40,11 +41,19 @@ WORKER_BOOT_ERROR = 3
 _WAKE = object()
 
 
+_URGENT = object()   # a marker in the job queue: an urgent job is waiting
+
+
 class ThreadPool:
-    """A fixed set of threads taking callables from one queue."""
+    """A fixed set of threads taking callables from one queue.
+
+    Connection setup (a TLS handshake step, the first bytes) goes ahead of the
+    app work already waiting: a backlog of slow views must not make a new
+    client's handshake time out."""
 
     def __init__(self, size: int, name: str = "h2serve-pool") -> None:
         self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self._urgent: collections.deque = collections.deque()
         self._threads = [threading.Thread(target=self._loop, name=f"{name}-{i}", daemon=True)
                          for i in range(size)]
         self.size = size
@@ -56,17 +65,30 @@ class ThreadPool:
     def submit(self, fn: Callable, *args: Any) -> None:
         self._jobs.put((fn, args))
 
+    def submit_urgent(self, fn: Callable, *args: Any) -> None:
+        self._urgent.append((fn, args))
+        self._jobs.put(_URGENT)   # wakes a thread even when nothing else is queued
+
     def _loop(self) -> None:
-        get = self._jobs.get
+        get, urgent = self._jobs.get, self._urgent
         while True:
             job = get()
+            while urgent:   # whatever was taken, urgent jobs run first
+                try:
+                    self._run(*urgent.popleft())
+                except IndexError:
+                    break
             if job is None:
                 return
-            fn, args = job
-            try:
-                fn(*args)
-            except Exception:
-                log.exception("unhandled error in a pool thread")
+            if job is not _URGENT:   # (an urgent marker's job has run by now)
+                self._run(*job)
+
+    @staticmethod
+    def _run(fn: Callable, args: tuple) -> None:
+        try:
+            fn(*args)
+        except Exception:
+            log.exception("unhandled error in a pool thread")
 
     def stop(self, wait_s: float = 0.0) -> None:
         for _ in self._threads:
@@ -476,7 +498,10 @@ class Worker:
                             conn.driver.on_readable()
                     elif self.waiting.pop(conn, None) is not None:
                         self._unregister(conn)
-                        self.pool.submit(conn.on_readable)
+                        if conn.stage == "h1":
+                            self.pool.submit(conn.on_readable)
+                        else:   # setting up: handshake, PROXY header, first bytes
+                            self.pool.submit_urgent(conn.on_readable)
                 else:
                     self._accept(owner)
             now = time.monotonic()

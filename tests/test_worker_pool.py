@@ -1,0 +1,44 @@
+"""The worker's thread pool: connection setup goes ahead of queued app work."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import threading
+import time
+
+from h2serve.worker import ThreadPool
+from tests.h2client import H2Client
+
+
+def test_urgent_jobs_run_before_queued_ones():
+    pool = ThreadPool(1)
+    pool.start()
+    release, order, done = threading.Event(), [], threading.Event()
+    pool.submit(release.wait)                     # occupies the only thread
+    for n in range(3):
+        pool.submit(order.append, f"app{n}")
+    pool.submit_urgent(order.append, "handshake")
+    pool.submit(done.set)
+    release.set()
+    assert done.wait(5)
+    pool.stop(wait_s=1)
+    assert order == ["handshake", "app0", "app1", "app2"]
+
+
+def test_handshake_is_not_queued_behind_slow_views(h2serve_server):
+    server = h2serve_server("tests.apps:router", threads=1)
+    busy = H2Client(server.host, server.port, tls=True, cafile=server.cafile).connect()
+    try:
+        streams = [busy.request("/sleep?s=0.3") for _ in range(10)]   # 3 s of work for 1 thread
+        time.sleep(0.2)
+        context = ssl.create_default_context(cafile=server.cafile)
+        started = time.monotonic()
+        with socket.create_connection((server.host, server.port), timeout=10) as raw:
+            with context.wrap_socket(raw, server_hostname="localhost"):
+                handshake_s = time.monotonic() - started
+        assert handshake_s < 1.0, f"handshake took {handshake_s:.2f} s behind queued views"
+        for stream in streams:
+            assert busy.response(stream, timeout=10).status == 200
+    finally:
+        busy.close()
