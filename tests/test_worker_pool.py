@@ -42,3 +42,21 @@ def test_handshake_is_not_queued_behind_slow_views(h2serve_server):
             assert busy.response(stream, timeout=10).status == 200
     finally:
         busy.close()
+
+
+def test_one_connections_backlog_does_not_queue_another_connection(h2serve_server):
+    server = h2serve_server("tests.apps:router", threads=2)
+    busy = H2Client(server.host, server.port, tls=True, cafile=server.cafile).connect()
+    other = H2Client(server.host, server.port, tls=True, cafile=server.cafile).connect()
+    try:
+        streams = [busy.request("/sleep?s=0.2") for _ in range(20)]   # 2 s for 2 threads
+        time.sleep(0.1)
+        started = time.monotonic()
+        assert other.response(other.request("/hello"), timeout=10).status == 200
+        waited = time.monotonic() - started
+        assert waited < 0.6, f"a request on another connection waited {waited:.2f} s"
+        for stream in streams:
+            assert busy.response(stream, timeout=10).status == 200
+    finally:
+        busy.close()
+        other.close()

@@ -63,7 +63,7 @@ class H2Stream:
 
     __slots__ = ("driver", "stream_id", "request", "chunks", "carry", "carry_credit", "ended",
                  "trailers", "reset", "done", "protocol", "received", "waited", "wait_start",
-                 "last_data")
+                 "last_data", "in_pool")
 
     def __init__(self, driver: HTTP2Driver, request: RequestReceived) -> None:
         self.driver = driver
@@ -76,6 +76,7 @@ class H2Stream:
         self.trailers: Headers | None = None
         self.reset = False
         self.done = False
+        self.in_pool = False      # handed to the thread pool and not finished yet
         self.protocol = "HTTP/2"
         # Body pacing (body_min_rate): bytes arrived, seconds spent waiting for them,
         # and while the stream waits unstarted in the poller, since when and the last arrival.
@@ -151,6 +152,10 @@ class HTTP2Driver:
         # Streams whose app waits for body_prebuffer bytes (or the end of the body)
         # before it takes a pool thread; the poller enforces their body deadlines.
         self.prebuffering: dict[int, H2Stream] = {}
+        # At most pool-size streams of one connection wait in the shared pool queue;
+        # the rest wait here, so other connections' requests are not queued behind them.
+        self.ready: deque[H2Stream] = deque()
+        self.in_pool = 0
         self.prebuffer = min(cfg.body_prebuffer, cfg.http2_initial_window_size)
         self.outbuf = bytearray()
         self.sent_total = 0           # bytes the socket has taken so far
@@ -381,8 +386,17 @@ class HTTP2Driver:
             self.worker.pause_reading(self.conn, False)
 
     def _dispatch(self, new_streams: list[H2Stream]) -> None:
-        submit = self.worker.pool.submit
-        for stream in new_streams:
+        if new_streams:
+            with self.lock:
+                self.ready.extend(new_streams)
+                self._submit_ready_locked()
+
+    def _submit_ready_locked(self) -> None:
+        submit, share = self.worker.pool.submit, self.worker.pool.size
+        while self.ready and self.in_pool < share:
+            stream = self.ready.popleft()
+            stream.in_pool = True
+            self.in_pool += 1
             submit(self.run_stream, stream)
 
     def _handle_events_locked(self, events: list[Any], new_streams: list[H2Stream]) -> None:
@@ -570,6 +584,10 @@ class HTTP2Driver:
         if stream.done:
             return False
         stream.done = True
+        if stream.in_pool:   # its place in the pool goes to this connection's next stream
+            stream.in_pool = False
+            self.in_pool -= 1
+            self._submit_ready_locked()
         self.streams.pop(stream.stream_id, None)
         if not self.dead and not stream.reset:
             # Credits the body bytes the app never read; a client still sending
