@@ -536,10 +536,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "http2_max_requests_per_connection", ("--http2-max-requests-per-connection",),
         S_PROTOCOLS, "int", "INT",
-        "Requests one HTTP/2 connection may make (0 = no limit); the last one is answered with "
-        "a graceful GOAWAY and the client opens a new connection, as after nginx's "
-        "keepalive_requests. Bounds what a single connection can cost, rapid resets included.",
-        _to_int, default=1000, validate=_at_least(0),
+        "Requests one HTTP/2 connection may make (0 = no limit, as in Go's net/http); the last "
+        "one is answered with a graceful GOAWAY and the client opens a new connection, as after "
+        "nginx's keepalive_requests (1000). Off by default: the reset and control-frame budgets "
+        "already bound what one connection can cost, and clients that do not reconnect after "
+        "GOAWAY (h2load among them) would stall.",
+        _to_int, default=0, validate=_at_least(0),
     ),
     Setting(
         "http2_reset_budget", ("--http2-reset-budget",), S_PROTOCOLS, "int", "INT",
