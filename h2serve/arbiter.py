@@ -111,7 +111,7 @@ class Arbiter:
                              ca_certs=cfg.ca_certs, cert_reqs=cfg.cert_reqs, ciphers=cfg.ciphers)
 
     def _open_listeners(self) -> None:
-        from h2serve.transport.listeners import create_listeners, describe
+        from h2serve.transport.listeners import create_listeners, describe, reuse_port_holder
 
         self.listeners = create_listeners(list(self.cfg.bind), self.cfg.backlog,
                                           reuse_port=self.cfg.reuse_port)
@@ -119,7 +119,7 @@ class Arbiter:
         for lsock in self.listeners:
             log.info("Listening at: %s://%s (%d)", scheme, describe(lsock), self.pid)
         if self.cfg.reuse_port:
-            self.listeners = [_address_holder(lsock) for lsock in self.listeners]
+            self.listeners = [reuse_port_holder(lsock) for lsock in self.listeners]
 
     def _install_signals(self) -> None:
         self._wake_r, self._wake_w = os.pipe()
@@ -541,22 +541,6 @@ def _mtime_ns(path: str) -> int | None:
 
 def _is_within(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
-
-
-def _address_holder(lsock: socket.socket) -> socket.socket:
-    """With reuse_port each worker listens on its own socket. A listening socket
-    left in the master would get its share of connections and never accept
-    them, so the master keeps a bound, non-listening twin that holds the port."""
-    if lsock.family not in (socket.AF_INET, socket.AF_INET6):
-        return lsock
-    holder = socket.socket(lsock.family, socket.SOCK_STREAM)
-    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    if lsock.family == socket.AF_INET6:
-        holder.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-    holder.bind(lsock.getsockname()[:2] if lsock.family == socket.AF_INET else lsock.getsockname())
-    lsock.close()
-    return holder
 
 
 def _set_proc_title(title: str) -> None:

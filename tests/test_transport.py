@@ -916,3 +916,27 @@ def test_client_certificate_environ(dev_cert: devcert.DevCertificate, tmp_path: 
     assert environ["SSL_CLIENT_I_DN"] == ca.subject.rfc4514_string()
     assert environ["SSL_CLIENT_M_SERIAL"] == "ABCDEF"
     assert environ["SSL_CLIENT_CERT"].startswith("-----BEGIN CERTIFICATE-----")
+
+
+def test_reuse_port_holder_keeps_the_port_but_takes_no_connection():
+    from h2serve.transport.listeners import create_listeners, reuse_port_holder, reuse_port_listener
+
+    (first,) = create_listeners(["127.0.0.1:0"], backlog=16, reuse_port=True)
+    port = first.getsockname()[1]
+    holder = reuse_port_holder(first)
+    try:
+        assert first.fileno() == -1                      # the listening original is closed
+        assert holder.getsockname()[1] == port
+        with pytest.raises(ConnectionRefusedError):       # nobody listens: refused, never queued
+            socket.create_connection(("127.0.0.1", port), timeout=2)
+        worker_listener = reuse_port_listener(holder, backlog=16)
+        try:
+            for _ in range(5):                            # every connection reaches the worker's
+                with socket.create_connection(("127.0.0.1", port), timeout=2):
+                    worker_listener.settimeout(2)
+                    accepted, _ = worker_listener.accept()
+                    accepted.close()
+        finally:
+            worker_listener.close()
+    finally:
+        holder.close()

@@ -8,12 +8,13 @@ spreads new connections between workers.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import ipaddress
 import os
 import socket
 import stat
-from collections.abc import Iterable, MutableMapping
+from collections.abc import Iterable, Iterator, MutableMapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -160,11 +161,24 @@ def _set_reuse_port(sock: socket.socket) -> None:
     sock.setsockopt(socket.SOL_SOCKET, option, 1)
 
 
+@contextlib.contextmanager
+def _closed_on_error(sock: socket.socket, where: str) -> Iterator[None]:
+    """Close sock if setting it up fails, naming the address in the error."""
+    try:
+        yield
+    except OSError as exc:
+        sock.close()
+        raise _listen_error(exc, where) from exc
+    except BaseException:
+        sock.close()
+        raise
+
+
 def _tcp_socket(
-    family: int, sockaddr: tuple, backlog: int, reuse_port: bool, where: str
+    family: int, sockaddr: tuple, backlog: int, reuse_port: bool, where: str, listen: bool = True
 ) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
+    with _closed_on_error(sock, where):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if reuse_port:
             _set_reuse_port(sock)
@@ -173,13 +187,8 @@ def _tcp_socket(
             # "0.0.0.0:p" can be bound side by side on every OS.
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         sock.bind(sockaddr)
-        sock.listen(backlog)
-    except OSError as exc:
-        sock.close()
-        raise _listen_error(exc, where) from exc
-    except BaseException:
-        sock.close()
-        raise
+        if listen:
+            sock.listen(backlog)
     return sock
 
 
@@ -231,15 +240,9 @@ def _unix_socket(path: str, backlog: int) -> socket.socket:
             )
         os.unlink(path)  # a stale socket left by a server that did not clean up
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
+    with _closed_on_error(sock, where):
         sock.bind(path)
         sock.listen(backlog)
-    except OSError as exc:
-        sock.close()
-        raise _listen_error(exc, where) from exc
-    except BaseException:
-        sock.close()
-        raise
     return sock
 
 
@@ -386,6 +389,18 @@ def reuse_port_listener(sock: socket.socket, backlog: int) -> socket.socket:
                 "(create it with reuse_port=True)",
             ) from exc
         raise
+
+
+def reuse_port_holder(sock: socket.socket) -> socket.socket:
+    """With reuse_port every worker listens on a socket of its own. A listening
+    socket left in the master would get its share of connections and never
+    accept them, so the master keeps this bound, non-listening twin instead: it
+    holds the port and tells workers where to listen. sock is closed."""
+    if sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return sock
+    holder = _tcp_socket(sock.family, sock.getsockname(), 0, True, describe(sock), listen=False)
+    sock.close()
+    return holder
 
 
 def describe(sock: socket.socket) -> str:
