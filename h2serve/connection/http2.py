@@ -311,11 +311,13 @@ class HTTP2Driver:
             recv = self.sock.recv
             # A connection gets READ_SLICE_S of the poller and READ_SHARE bytes per
             # turn, then the others theirs: frames past the slice wait in the
-            # protocol (has_backlog), and we come back for them.
-            until = time.monotonic() + READ_SLICE_S
+            # protocol (has_backlog), and we come back for them. Alone in the
+            # worker, there is nobody to take turns with.
+            alone = len(self.worker.connections) == 1
+            until = None if alone else time.monotonic() + READ_SLICE_S
             if self.proto.has_backlog:
                 self._handle_events_locked(self.proto.receive(b"", until), new_streams)
-            share = READ_SHARE
+            share = RECV_SIZE * 64 if alone else READ_SHARE
             while share > 0 and not self.proto.has_backlog:
                 try:
                     data = recv(RECV_SIZE)
