@@ -69,7 +69,7 @@ def svg(data: dict) -> str:
     def x(ratio: float) -> float:
         return left + (min(max(math.log10(ratio), low), high) - low) * scale
 
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{left + width + 150}" height="{height}" '
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{left + width + 200}" height="{height}" '
            'font-family="sans-serif" font-size="11">',
            f'<text x="{left}" y="18" font-size="13" font-weight="bold">'
            'req/s relative to gunicorn 27 (log scale; median of the runs)</text>']
@@ -91,8 +91,8 @@ def svg(data: dict) -> str:
             out.append(f'<text x="{x(value / base) + 4:.1f}" y="{y + bar - 3}">{value:,.0f}</text>')
     for si, server in enumerate(servers):
         ly = 40 + si * 16
-        out.append(f'<rect x="{left + width + 20}" y="{ly}" width="10" height="10" fill="{COLOURS[server]}"/>')
-        out.append(f'<text x="{left + width + 35}" y="{ly + 9}">{server}</text>')
+        out.append(f'<rect x="{left + width + 80}" y="{ly}" width="10" height="10" fill="{COLOURS[server]}"/>')
+        out.append(f'<text x="{left + width + 95}" y="{ly + 9}">{server}</text>')
     out.append("</svg>")
     return "\n".join(out) + "\n"
 
