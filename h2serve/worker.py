@@ -26,6 +26,7 @@ from typing import Any
 from h2serve.connection.base import Connection
 from h2serve.loadshare import LoadTable
 from h2serve.logs import AccessLog
+from h2serve.transport.listeners import stop_new_handshakes
 from h2serve.wsgi import ForwardedPolicy
 
 log = logging.getLogger("h2serve.error")
@@ -431,6 +432,11 @@ class Worker:
         self.draining = True
         self._publish_load()
         self.drain_deadline = time.monotonic() + self.cfg.graceful_timeout
+        if self.cfg.reuse_port:
+            # This listener's share of new connections would be reset when it
+            # closes: make their SYNs retry towards the other workers instead.
+            for lsock in self.listeners:
+                stop_new_handshakes(lsock)
         # What the kernel already queued was promised to clients: take it.
         for pass_number in range(2):
             for lsock in self.listeners:

@@ -940,3 +940,24 @@ def test_reuse_port_holder_keeps_the_port_but_takes_no_connection():
             worker_listener.close()
     finally:
         holder.close()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="socket filters are Linux only")
+def test_stop_new_handshakes_drops_syns_but_keeps_queued_connections():
+    from h2serve.transport.listeners import create_listeners, stop_new_handshakes
+
+    (listener,) = create_listeners(["127.0.0.1:0"], backlog=16)
+    port = listener.getsockname()[1]
+    try:
+        queued = socket.create_connection(("127.0.0.1", port), timeout=2)
+        assert stop_new_handshakes(listener)
+        # A new client gets no answer (its SYN is dropped, to be retried), never a reset.
+        with pytest.raises(TimeoutError):
+            socket.create_connection(("127.0.0.1", port), timeout=0.5)
+        listener.settimeout(2)
+        accepted, _ = listener.accept()
+        with queued, accepted:
+            queued.sendall(b"still served")
+            assert accepted.recv(64) == b"still served"
+    finally:
+        listener.close()

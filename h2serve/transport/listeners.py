@@ -9,11 +9,14 @@ spreads new connections between workers.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import ipaddress
 import os
 import socket
 import stat
+import struct
+import sys
 from collections.abc import Iterable, Iterator, MutableMapping
 from dataclasses import dataclass
 from typing import Literal
@@ -401,6 +404,31 @@ def reuse_port_holder(sock: socket.socket) -> socket.socket:
     holder = _tcp_socket(sock.family, sock.getsockname(), 0, True, describe(sock), listen=False)
     sock.close()
     return holder
+
+
+# A classic BPF socket filter for a TCP listener: load the TCP flags byte, drop
+# the segment when SYN is set, keep everything else (handshake ACKs, data).
+_DROP_SYN_PROGRAM = ((0x30, 0, 0, 13), (0x45, 0, 1, 0x02), (0x06, 0, 0, 0), (0x06, 0, 0, 0xFFFFFFFF))
+_SO_ATTACH_FILTER = 26  # Linux
+
+
+def stop_new_handshakes(sock: socket.socket) -> bool:
+    """Make a retiring reuse_port listener ignore new SYNs.
+
+    Closing a listener resets the connections the kernel just queued on it. With
+    new SYNs dropped, a client retransmits its SYN (after about a second) and
+    reaches another worker's listener; what was queued before is still accepted.
+    Linux only; returns False where it could not be done."""
+    if not sys.platform.startswith("linux") or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return False
+    program = ctypes.create_string_buffer(
+        b"".join(struct.pack("=HBBI", *insn) for insn in _DROP_SYN_PROGRAM))
+    fprog = struct.pack("@HP", len(_DROP_SYN_PROGRAM), ctypes.addressof(program))
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, _SO_ATTACH_FILTER, fprog)
+    except OSError:
+        return False
+    return True
 
 
 def describe(sock: socket.socket) -> str:
