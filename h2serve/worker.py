@@ -265,26 +265,26 @@ class Worker:
         if self.draining and conn.idle_keepalive:
             self._close_idle(conn)
             return
-        try:
-            self.selector.register(conn.sock, selectors.EVENT_READ, conn)
-        except (KeyError, ValueError, OSError):
-            self.release(conn)
-            return
-        self.waiting[conn] = deadline
+        if self._watch(conn):
+            self.waiting[conn] = deadline
 
     def attach_h2(self, conn: Connection) -> None:
         """An HTTP/2 connection stays registered; its reads run on the poller."""
-        if conn.closed:
-            return
-        try:
-            self.selector.register(conn.sock, selectors.EVENT_READ, conn)
-        except (KeyError, ValueError, OSError):
-            self.release(conn)
+        if conn.closed or not self._watch(conn):
             return
         self.h2_connections.add(conn)
         if self.draining:
             conn.driver.start_goaway()
         conn.driver.on_readable()  # bytes may already sit in the TLS buffer
+
+    def _watch(self, conn: Connection) -> bool:
+        """Register conn for reads; a socket the selector refuses is released."""
+        try:
+            self.selector.register(conn.sock, selectors.EVENT_READ, conn)
+        except (KeyError, ValueError, OSError):
+            self.release(conn)
+            return False
+        return True
 
     def want_write(self, conn: Connection, wanted: bool) -> None:
         if conn.closed or conn not in self.h2_connections:
