@@ -534,6 +534,15 @@ MALFORMED = {
     "content-length on empty request": GET + [("content-length", "3")],
     "bad content-length": GET + [("content-length", "x")],
     "newline in value": GET + [("x-a", "a\nb")],
+    "value with leading space": GET + [("x-a", " b")],
+    "colon inside a name": GET + [("x:a", "1")],
+    "empty name": GET + [("", "1")],
+    "host differs from authority": GET + [("host", "other.example")],
+    "two host fields": GET[:3] + [("host", "a"), ("host", "a")],
+    "neither authority nor host": GET[:3],
+    "conflicting content-length": [(":method", "POST")] + GET[1:]
+    + [("content-length", "3"), ("content-length", "4")],
+    "HEAD with bad content-length": [(":method", "HEAD")] + GET[1:] + [("content-length", "x")],
 }
 
 
@@ -549,6 +558,28 @@ def test_malformed_requests_are_stream_errors(name):
     assert not goaway_codes(frames)
     # the connection survives
     assert of_type(raw.headers(3, GET), RequestReceived)
+
+
+def test_cookie_crumbs_are_joined_last():
+    raw = Raw()
+    (req,) = of_type(raw.headers(1, GET + [("cookie", "a=1"), ("x-a", "1"), ("cookie", "b=2")]),
+                     RequestReceived)
+    assert req.headers == [("x-a", "1"), ("cookie", "a=1; b=2")]
+
+
+def test_finished_streams_leave_no_state_behind():
+    raw = Raw(HTTP2Limits(max_concurrent_streams=4))
+    for stream_id in range(1, 41, 2):
+        of_type(raw.headers(stream_id, GET), RequestReceived)
+        raw.server.send_response(stream_id, 200, [], end_stream=True)
+        raw.server.finish_stream(stream_id)
+    raw.output()
+    # h2 would keep closed streams until it next counts them; we drop them at once
+    assert raw.server._conn.streams == {}
+    # and a frame on one of them still gets the closed-stream answer (RFC 9113 5.1)
+    events = raw.send(DataFrame(39, data=b"x"))
+    frames = raw.output()
+    assert goaway_codes(frames) == [STREAM_CLOSED] and of_type(events, ConnectionTerminated)
 
 
 def test_options_asterisk_and_connect_are_accepted():

@@ -88,6 +88,7 @@ from .events import (
     StreamReset,
     WindowUpdated,
 )
+from .hpack_cache import CachingDecoder, CachingEncoder
 
 ErrorCodes = h2.errors.ErrorCodes
 SettingCodes = h2.settings.SettingCodes
@@ -136,6 +137,132 @@ _SF_KEY = re.compile(r"^[a-z*][a-z0-9_\-.*]*$")
 _SF_INTEGER = re.compile(r"^-?[0-9]{1,15}$")
 
 DEFAULT_URGENCY = 3
+
+# RFC 9113 section 8.2.1: a field name holds no controls, spaces, upper-case
+# letters, DEL or non-ASCII bytes, and no colon past the first character.
+_FIELD_NAME = re.compile(rb"[\x21-\x39\x3b-\x40\x5b-\x7e]+")
+# ... and a value holds no NUL, CR or LF, and no leading or trailing SP/HTAB.
+_BAD_FIELD_VALUE = re.compile(rb"[\x00\n\r]|\A[ \t]|[ \t]\Z")
+_REQUEST_PSEUDO = frozenset({b":method", b":scheme", b":authority", b":path", b":protocol"})
+CONNECTION_SPECIFIC_BYTES = frozenset(name.encode() for name in CONNECTION_SPECIFIC)
+
+
+class RequestFields:
+    """A request header block, validated and split in one pass.
+
+    h2's own inbound checks are a chain of generators, one pass each, and
+    HTTP2Protocol then walked the list again to split it; this is both, once.
+    """
+
+    __slots__ = ("pseudo", "headers", "list_size", "longest", "content_length", "priority", "host")
+
+    def __init__(self) -> None:
+        self.pseudo: dict[bytes, bytes] = {}
+        self.headers: Headers = []            # regular fields, latin-1 text, cookies joined last
+        self.list_size = 0                    # RFC 9113 size (name + value + 32 per field)
+        self.longest = 0                      # longest name + value of one field
+        self.content_length: int | None = None
+        self.priority: list[str] = []         # Priority field values, in order
+        self.host: str | None = None
+
+
+def _check_field(name: bytes, value: bytes) -> None:
+    """RFC 9113 8.2 rules for one regular field; raises ProtocolError."""
+    if not _FIELD_NAME.fullmatch(name):
+        raise h2.exceptions.ProtocolError(f"invalid field name {name!r}")
+    if value and _BAD_FIELD_VALUE.search(value):
+        raise h2.exceptions.ProtocolError(f"invalid value for field {name!r}")
+    if name in CONNECTION_SPECIFIC_BYTES:
+        raise h2.exceptions.ProtocolError(f"connection-specific field {name!r}")
+    if name == b"te" and value.lower() != b"trailers":
+        raise h2.exceptions.ProtocolError(f"te other than trailers: {value!r}")
+
+
+def parse_request_fields(fields: list[tuple[bytes, bytes]]) -> RequestFields:
+    """Validate a decoded request header block (RFC 9113 8.2 and 8.3).
+
+    Raises h2.exceptions.ProtocolError for a malformed block (a stream error).
+    """
+    parsed = RequestFields()
+    pseudo = parsed.pseudo
+    headers = parsed.headers
+    cookies: list[bytes] = []
+    list_size = longest = 0
+    for name, value in fields:
+        if name[:1] == b":":
+            if headers or cookies:
+                raise h2.exceptions.ProtocolError(f"pseudo-header {name!r} after a regular field")
+            if name not in _REQUEST_PSEUDO:
+                raise h2.exceptions.ProtocolError(f"pseudo-header {name!r} not allowed in a request")
+            if name in pseudo:
+                raise h2.exceptions.ProtocolError(f"duplicate pseudo-header {name!r}")
+            if value and _BAD_FIELD_VALUE.search(value):
+                raise h2.exceptions.ProtocolError(f"invalid value for {name!r}")
+            pseudo[name] = value
+            list_size += len(name) + len(value) + 32
+            continue
+        _check_field(name, value)
+        if name == b"cookie":
+            cookies.append(value)  # joined below (RFC 9113 8.2.3)
+            continue
+        size = len(name) + len(value)
+        list_size += size + 32
+        if size > longest:
+            longest = size
+        text = value.decode("latin-1")
+        headers.append((name.decode("latin-1"), text))
+        if name == b"content-length":
+            if not value.isdigit() or (
+                parsed.content_length is not None and int(value) != parsed.content_length
+            ):
+                raise h2.exceptions.ProtocolError(f"invalid content-length {value!r}")
+            parsed.content_length = int(value)
+        elif name == b"host":
+            if parsed.host is not None:
+                raise h2.exceptions.ProtocolError("more than one host field")
+            parsed.host = text
+        elif name == b"priority":
+            parsed.priority.append(text)
+    if cookies:
+        cookie = b"; ".join(cookies)
+        size = len(cookie) + 6
+        list_size += size + 32
+        longest = max(longest, size)
+        headers.append(("cookie", cookie.decode("latin-1")))
+    parsed.list_size = list_size
+    parsed.longest = longest
+
+    method = pseudo.get(b":method")
+    if method is None:
+        raise h2.exceptions.ProtocolError("request without :method")
+    if method == b"CONNECT" and b":protocol" not in pseudo:
+        if b":scheme" in pseudo or b":path" in pseudo:
+            raise h2.exceptions.ProtocolError("CONNECT with :scheme or :path")
+    elif b":scheme" not in pseudo or not pseudo.get(b":path"):
+        raise h2.exceptions.ProtocolError("request without :scheme or :path")
+    authority = pseudo.get(b":authority")
+    if authority is None and parsed.host is None:
+        raise h2.exceptions.ProtocolError("request without :authority or host")
+    if authority is not None and parsed.host is not None and authority.decode("latin-1") != parsed.host:
+        raise h2.exceptions.ProtocolError(":authority and host differ")
+    return parsed
+
+
+def check_trailer_fields(fields: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """Validate a trailer block (no pseudo-headers); cookies joined last."""
+    checked: list[tuple[bytes, bytes]] = []
+    cookies: list[bytes] = []
+    for name, value in fields:
+        if name[:1] == b":":
+            raise h2.exceptions.ProtocolError(f"pseudo-header {name!r} in trailers")
+        _check_field(name, value)
+        if name == b"cookie":
+            cookies.append(value)
+        else:
+            checked.append((name, value))
+    if cookies:
+        checked.append((b"cookie", b"; ".join(cookies)))
+    return checked
 
 
 @dataclass
@@ -296,6 +423,10 @@ class _ServerConnection(h2.connection.H2Connection):
 
     def __init__(self, config: h2.config.H2Configuration, decode_limit: int) -> None:
         super().__init__(config=config)
+        # Repeated header blocks (the common case once the dynamic tables are
+        # warm) are encoded and decoded once; swapped in before any frame.
+        self.encoder = CachingEncoder()
+        self.decoder = CachingDecoder()
         # Highest stream id still served after our graceful GOAWAY (None: none sent).
         self.refuse_streams_above: int | None = None
         self.decoder.max_header_list_size = decode_limit
@@ -311,6 +442,24 @@ class _ServerConnection(h2.connection.H2Connection):
         super()._prepare_for_sending(frames)
 
     # -- helpers ----------------------------------------------------------
+
+    def _inbound_streams_full(self) -> bool:
+        """Would one more client stream exceed our SETTINGS_MAX_CONCURRENT_STREAMS?
+
+        h2 counts by walking every stream it holds; closed streams are dropped
+        as soon as they close (forget_closed), so while fewer streams than the
+        limit are held the answer is no without the walk.
+        """
+        limit = self.local_settings.max_concurrent_streams
+        return len(self.streams) >= limit and self.open_inbound_streams + 1 > limit
+
+    def forget_closed(self, stream_id: int) -> None:
+        """Drop a closed stream's state now, keeping how it closed (as h2 does
+        lazily when it next counts streams)."""
+        stream = self.streams.get(stream_id)
+        if stream is not None and stream.closed:
+            del self.streams[stream_id]
+            self._closed_streams[stream_id] = stream.closed_by
 
     def _decode_block(self, data: bytes) -> list[tuple[bytes, bytes]]:
         try:
@@ -369,7 +518,7 @@ class _ServerConnection(h2.connection.H2Connection):
             refuse_reason = None
             if self.refuse_streams_above is not None and stream_id > self.refuse_streams_above:
                 refuse_reason = "stream opened after GOAWAY"
-            elif self.open_inbound_streams + 1 > self.local_settings.max_concurrent_streams:
+            elif self._inbound_streams_full():
                 refuse_reason = "too many concurrent streams"
             if refuse_reason is not None:
                 stream = self._begin_new_stream(stream_id, h2.connection.AllowedStreamIDs.ODD)
@@ -395,7 +544,16 @@ class _ServerConnection(h2.connection.H2Connection):
                 _StreamRejected(stream_id, ErrorCodes.PROTOCOL_ERROR, "response pseudo-header")
             ]
 
+        # Our own single-pass checks stand in for h2's (switched off in the
+        # config); they run only where h2's state machine accepts a header
+        # block, so a block on a closed stream still gets h2's answer.
+        state = stream.state_machine.state
+        request: RequestFields | None = None
         try:
+            if state == h2.stream.StreamState.IDLE:
+                request = parse_request_fields(headers)
+            elif state in (h2.stream.StreamState.OPEN, h2.stream.StreamState.HALF_CLOSED_LOCAL):
+                headers = check_trailer_fields(headers)
             frames, stream_events = stream.receive_headers(
                 headers, end_stream, self.config.header_encoding
             )
@@ -422,6 +580,8 @@ class _ServerConnection(h2.connection.H2Connection):
                 _StreamRejected(stream_id, ErrorCodes.PROTOCOL_ERROR, f"malformed header block: {exc}")
             ]
 
+        if request is not None and stream_events:
+            stream_events[0].request_fields = request
         if "PRIORITY" in frame.flags and stream_events:
             update = h2.events.PriorityUpdated()
             update.stream_id = stream_id
@@ -574,8 +734,9 @@ class HTTP2Protocol:
         config = h2.config.H2Configuration(
             client_side=False,
             header_encoding=None,
-            validate_inbound_headers=True,
-            normalize_inbound_headers=True,
+            # parse_request_fields and check_trailer_fields do both, in one pass.
+            validate_inbound_headers=False,
+            normalize_inbound_headers=False,
             validate_outbound_headers=True,
         )
         # Decode up to twice the advertised list size so an oversized (but not
@@ -1007,19 +1168,10 @@ class HTTP2Protocol:
     def _on_request(self, event: h2.events.RequestReceived, out: list) -> None:
         stream_id = event.stream_id
         end_stream = event.stream_ended is not None
-        pseudo: dict[bytes, bytes] = {}
-        headers: Headers = []
-        too_long = False
-        for name, value in event.headers:
-            if name[:1] == b":":
-                pseudo[name] = value
-            else:
-                if len(name) + len(value) > self.limits.limit_request_field_size:
-                    too_long = True
-                headers.append((name.decode("latin-1"), value.decode("latin-1")))
-
-        list_size = sum(len(n) + len(v) + 32 for n, v in event.headers)
-        header_weight = list_size // HEADER_BYTES_PER_RESET
+        fields: RequestFields = event.request_fields
+        pseudo = fields.pseudo
+        headers = fields.headers
+        header_weight = fields.list_size // HEADER_BYTES_PER_RESET
         problem = self._check_request(pseudo, headers, end_stream)
         if problem:
             self._conn.errors_answered += header_weight
@@ -1030,24 +1182,17 @@ class HTTP2Protocol:
             return
 
         if (
-            too_long
+            fields.longest > self.limits.limit_request_field_size
             or len(headers) > self.limits.limit_request_fields
-            or list_size > self.limits.max_header_list_size
+            or fields.list_size > self.limits.max_header_list_size
         ):
             self._conn.errors_answered += header_weight
             self._reject_431(stream_id, end_stream, out)
             return
 
-        content_length = None
-        priority_values: list[str] = []
-        host = None
-        for name, value in headers:
-            if name == "content-length":
-                content_length = int(value)
-            elif name == "priority":
-                priority_values.append(value)
-            elif name == "host" and host is None:
-                host = value
+        content_length = fields.content_length
+        host = fields.host
+        priority_values = fields.priority
         if content_length and end_stream:
             self._conn.reset_stream(stream_id, ErrorCodes.PROTOCOL_ERROR)
             out.append(
@@ -1320,6 +1465,7 @@ class HTTP2Protocol:
         stream = self._conn.streams.get(stream_id)
         if stream is None or stream.closed:
             self._forget(stream_id)
+            self._conn.forget_closed(stream_id)
 
     def _release_all(self) -> None:
         self._streams.clear()
