@@ -8,7 +8,7 @@ import h2.connection
 import h2.events
 import h2.settings
 import pytest
-from hpack import Encoder
+from hpack import Decoder, Encoder, HeaderTuple, NeverIndexedHeaderTuple
 from hyperframe.frame import (
     ContinuationFrame,
     DataFrame,
@@ -288,6 +288,19 @@ def test_connection_specific_response_headers_dropped():
                                        ("Upgrade", "h2c"), ("X-Custom", "Yes")], end_stream=True)
     (resp,) = of_type(pair.to_client(), h2.events.ResponseReceived)
     assert resp.headers == [(b":status", b"200"), (b"x-custom", b"Yes")]
+
+
+def test_credential_response_fields_stay_out_of_the_hpack_table():
+    raw = Raw()
+    decoder = Decoder()
+    for stream_id in (1, 3):  # the second time, from the checked-field cache
+        raw.headers(stream_id, GET)
+        raw.server.send_response(stream_id, 200, [("Authorization", "Basic abc"), ("x-a", "1")],
+                                 end_stream=True)
+        (headers,) = [f for f in raw.output() if isinstance(f, HeadersFrame)]
+        fields = decoder.decode(headers.data, raw=True)
+        assert [type(f) for f in fields] == [HeaderTuple, NeverIndexedHeaderTuple, HeaderTuple]
+        assert fields[1] == (b"authorization", b"Basic abc")
 
 
 def test_invalid_response_header_raises_before_touching_connection():

@@ -74,6 +74,7 @@ import h2.exceptions
 import h2.frame_buffer
 import h2.settings
 import h2.stream
+from hpack import NeverIndexedHeaderTuple
 from hpack.exceptions import HPACKError, OversizedHeaderListError
 from hyperframe.frame import GoAwayFrame, HeadersFrame, RstStreamFrame, WindowUpdateFrame
 
@@ -137,6 +138,32 @@ _SF_KEY = re.compile(r"^[a-z*][a-z0-9_\-.*]*$")
 _SF_INTEGER = re.compile(r"^-?[0-9]{1,15}$")
 
 DEFAULT_URGENCY = 3
+
+# Response fields an application sends are mostly the same few pairs again
+# and again: each distinct pair is checked and encoded once per process.
+CHECKED_FIELDS_KEPT = 1024
+CHECKED_FIELD_MAX_SIZE = 256
+_CHECKED_FIELDS: dict[tuple[str, str], tuple[bytes, bytes]] = {}
+_DROPPED = (b"", b"")
+# Kept out of HPACK's dynamic table (as h2 and nghttp2 do): guessable secrets.
+_NEVER_INDEXED = frozenset({b"authorization", b"proxy-authorization"})
+
+
+def _check_response_field(name: str, value: str) -> tuple[bytes, bytes]:
+    """One response field as HTTP/2 sends it, _DROPPED if it is hop-by-hop;
+    ValueError if it cannot be sent."""
+    name = name.lower()
+    if name in CONNECTION_SPECIFIC or name == "te":
+        return _DROPPED
+    if not _HEADER_NAME.match(name):
+        raise ValueError(f"invalid response header name {name!r}")
+    value = value.strip(" \t")
+    if _BAD_VALUE_CHARS.search(value):
+        raise ValueError(f"invalid value for response header {name!r}")
+    name_bytes, value_bytes = name.encode("latin-1"), value.encode("latin-1")
+    if name_bytes in _NEVER_INDEXED or (name_bytes == b"cookie" and len(value_bytes) < 20):
+        return NeverIndexedHeaderTuple(name_bytes, value_bytes)
+    return name_bytes, value_bytes
 
 # RFC 9113 section 8.2.1: a field name holds no controls, spaces, upper-case
 # letters, DEL or non-ASCII bytes, and no colon past the first character.
@@ -737,7 +764,9 @@ class HTTP2Protocol:
             # parse_request_fields and check_trailer_fields do both, in one pass.
             validate_inbound_headers=False,
             normalize_inbound_headers=False,
-            validate_outbound_headers=True,
+            # _response_fields does what h2's outbound checks would.
+            validate_outbound_headers=False,
+            normalize_outbound_headers=False,
         )
         # Decode up to twice the advertised list size so an oversized (but not
         # abusive) block can still get a clean 431 instead of a dead connection.
@@ -1539,16 +1568,17 @@ class HTTP2Protocol:
         the connection stays usable and the caller can reset the stream.
         """
         fields: list[tuple[bytes, bytes]] = []
-        for name, value in headers:
-            name = name.lower()
-            if name in CONNECTION_SPECIFIC or name == "te":
-                continue
-            if not _HEADER_NAME.match(name):
-                raise ValueError(f"invalid response header name {name!r}")
-            value = value.strip(" \t")
-            if _BAD_VALUE_CHARS.search(value):
-                raise ValueError(f"invalid value for response header {name!r}")
-            fields.append((name.encode("latin-1"), value.encode("latin-1")))
+        for field in headers:
+            checked = _CHECKED_FIELDS.get(field)
+            if checked is None:
+                name, value = field
+                checked = _check_response_field(name, value)
+                if len(name) + len(value) <= CHECKED_FIELD_MAX_SIZE:
+                    if len(_CHECKED_FIELDS) >= CHECKED_FIELDS_KEPT:
+                        _CHECKED_FIELDS.clear()
+                    _CHECKED_FIELDS[field] = checked
+            if checked is not _DROPPED:
+                fields.append(checked)
         return fields
 
     def send_informational(self, stream_id: int, status: int, headers: Headers) -> None:
