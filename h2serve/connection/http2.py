@@ -114,10 +114,15 @@ class H2Stream:
 def _response_headers(headers: Headers) -> Headers:
     """Lower-cased names, plus Date and Server when the app set none."""
     out = [(name.lower(), value) for name, value in headers]
-    names = {name for name, _ in out}
-    if "date" not in names:
+    has_date = has_server = False
+    for name, _ in out:
+        if name == "date":
+            has_date = True
+        elif name == "server":
+            has_server = True
+    if not has_date:
         out.append(("date", http_date()))
-    if "server" not in names:
+    if not has_server:
         out.append(("server", SERVER_SOFTWARE))
     return out
 
