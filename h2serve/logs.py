@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime
-import json
 import logging
 import os
 import re
@@ -313,6 +312,8 @@ class AccessLog:
             "user_agent": environ.get("HTTP_USER_AGENT"),
             "duration_ms": round(request_time * 1000, 3),
         }
+        import json  # here: only this format needs it (sys.modules makes it cheap)
+
         return json.dumps(record, separators=(",", ":"))
 
     def log(

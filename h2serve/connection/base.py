@@ -12,7 +12,6 @@ import logging
 import socket
 import ssl
 import time
-from email.utils import formatdate
 from typing import TYPE_CHECKING, Any
 
 from h2serve.transport.proxy_protocol import ProxyHeader, ProxyProtocolError, parse_proxy_header
@@ -29,12 +28,24 @@ PROXY_PEEK_BYTES = 536    # a v1 line or a v2 header with a few TLVs, in one loo
 _date_cache: list[Any] = [0, ""]
 
 
+_WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def format_http_date(seconds: float) -> str:
+    """RFC 9110 IMF-fixdate, in English whatever the locale (email.utils would
+    do it too, at the cost of a megabyte of imports in every worker)."""
+    t = time.gmtime(seconds)
+    return (f"{_WEEKDAYS[t.tm_wday]}, {t.tm_mday:02d} {_MONTHS[t.tm_mon - 1]} {t.tm_year} "
+            f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} GMT")
+
+
 def http_date() -> str:
     """The Date header value, formatted at most once a second."""
     now = int(time.time())
     if _date_cache[0] != now:
         _date_cache[0] = now
-        _date_cache[1] = formatdate(now, usegmt=True)
+        _date_cache[1] = format_http_date(now)
     return _date_cache[1]
 
 

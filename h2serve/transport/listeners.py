@@ -9,7 +9,6 @@ spreads new connections between workers.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import ipaddress
 import os
@@ -421,6 +420,8 @@ def stop_new_handshakes(sock: socket.socket) -> bool:
     Linux only; returns False where it could not be done."""
     if not sys.platform.startswith("linux") or sock.family not in (socket.AF_INET, socket.AF_INET6):
         return False
+    import ctypes  # here: only a retiring worker needs it, and it costs every process memory
+
     program = ctypes.create_string_buffer(
         b"".join(struct.pack("=HBBI", *insn) for insn in _DROP_SYN_PROGRAM))
     fprog = struct.pack("@HP", len(_DROP_SYN_PROGRAM), ctypes.addressof(program))
