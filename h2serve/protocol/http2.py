@@ -74,7 +74,6 @@ import h2.exceptions
 import h2.frame_buffer
 import h2.settings
 import h2.stream
-from hpack import NeverIndexedHeaderTuple
 from hpack.exceptions import HPACKError, OversizedHeaderListError
 from hyperframe.frame import GoAwayFrame, HeadersFrame, RstStreamFrame, WindowUpdateFrame
 
@@ -90,6 +89,13 @@ from .events import (
     WindowUpdated,
 )
 from .hpack_cache import CachingDecoder, CachingEncoder
+from .http2_fields import (
+    RequestFields,
+    check_request_target,
+    check_trailer_fields,
+    parse_request_fields,
+    response_fields,
+)
 
 ErrorCodes = h2.errors.ErrorCodes
 SettingCodes = h2.settings.SettingCodes
@@ -125,174 +131,10 @@ MAX_WINDOW = 2**31 - 1
 # Upper bound on the connection receive window we advertise.
 MAX_CONNECTION_WINDOW = 16 * 1024 * 1024
 
-# Fields that only make sense hop-by-hop in HTTP/1.1 (RFC 9113 section 8.2.2).
-CONNECTION_SPECIFIC = frozenset(
-    {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade"}
-)
-
-_TOKEN = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
-_SCHEME = re.compile(rb"^[A-Za-z][A-Za-z0-9+\-.]*$")
-_COMMON_METHODS = frozenset({b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"OPTIONS", b"PATCH"})
-_WEB_SCHEMES = frozenset({b"http", b"https"})
-_HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9a-z]+$")
-_BAD_VALUE_CHARS = re.compile(r"[\x00\r\n]")
 _SF_KEY = re.compile(r"^[a-z*][a-z0-9_\-.*]*$")
 _SF_INTEGER = re.compile(r"^-?[0-9]{1,15}$")
 
 DEFAULT_URGENCY = 3
-
-# Response fields an application sends are mostly the same few pairs again
-# and again: each distinct pair is checked and encoded once per process.
-CHECKED_FIELDS_KEPT = 1024
-CHECKED_FIELD_MAX_SIZE = 256
-_CHECKED_FIELDS: dict[tuple[str, str], tuple[bytes, bytes]] = {}
-_DROPPED = (b"", b"")
-# Kept out of HPACK's dynamic table (as h2 and nghttp2 do): guessable secrets.
-_NEVER_INDEXED = frozenset({b"authorization", b"proxy-authorization"})
-
-
-def _check_response_field(name: str, value: str) -> tuple[bytes, bytes]:
-    """One response field as HTTP/2 sends it, _DROPPED if it is hop-by-hop;
-    ValueError if it cannot be sent."""
-    name = name.lower()
-    if name in CONNECTION_SPECIFIC or name == "te":
-        return _DROPPED
-    if not _HEADER_NAME.match(name):
-        raise ValueError(f"invalid response header name {name!r}")
-    value = value.strip(" \t")
-    if _BAD_VALUE_CHARS.search(value):
-        raise ValueError(f"invalid value for response header {name!r}")
-    name_bytes, value_bytes = name.encode("latin-1"), value.encode("latin-1")
-    if name_bytes in _NEVER_INDEXED or (name_bytes == b"cookie" and len(value_bytes) < 20):
-        return NeverIndexedHeaderTuple(name_bytes, value_bytes)
-    return name_bytes, value_bytes
-
-# RFC 9113 section 8.2.1: a field name holds no controls, spaces, upper-case
-# letters, DEL or non-ASCII bytes, and no colon past the first character.
-_FIELD_NAME = re.compile(rb"[\x21-\x39\x3b-\x40\x5b-\x7e]+")
-# ... and a value holds no NUL, CR or LF, and no leading or trailing SP/HTAB.
-_BAD_FIELD_VALUE = re.compile(rb"[\x00\n\r]|\A[ \t]|[ \t]\Z")
-_REQUEST_PSEUDO = frozenset({b":method", b":scheme", b":authority", b":path", b":protocol"})
-CONNECTION_SPECIFIC_BYTES = frozenset(name.encode() for name in CONNECTION_SPECIFIC)
-
-
-class RequestFields:
-    """A request header block, validated and split in one pass.
-
-    h2's own inbound checks are a chain of generators, one pass each, and
-    HTTP2Protocol then walked the list again to split it; this is both, once.
-    """
-
-    __slots__ = ("pseudo", "headers", "list_size", "longest", "content_length", "priority", "host")
-
-    def __init__(self) -> None:
-        self.pseudo: dict[bytes, bytes] = {}
-        self.headers: Headers = []            # regular fields, latin-1 text, cookies joined last
-        self.list_size = 0                    # RFC 9113 size (name + value + 32 per field)
-        self.longest = 0                      # longest name + value of one field
-        self.content_length: int | None = None
-        self.priority: list[str] = []         # Priority field values, in order
-        self.host: str | None = None
-
-
-def _check_field(name: bytes, value: bytes) -> None:
-    """RFC 9113 8.2 rules for one regular field; raises ProtocolError."""
-    if not _FIELD_NAME.fullmatch(name):
-        raise h2.exceptions.ProtocolError(f"invalid field name {name!r}")
-    if value and _BAD_FIELD_VALUE.search(value):
-        raise h2.exceptions.ProtocolError(f"invalid value for field {name!r}")
-    if name in CONNECTION_SPECIFIC_BYTES:
-        raise h2.exceptions.ProtocolError(f"connection-specific field {name!r}")
-    if name == b"te" and value.lower() != b"trailers":
-        raise h2.exceptions.ProtocolError(f"te other than trailers: {value!r}")
-
-
-def parse_request_fields(fields: list[tuple[bytes, bytes]]) -> RequestFields:
-    """Validate a decoded request header block (RFC 9113 8.2 and 8.3).
-
-    Raises h2.exceptions.ProtocolError for a malformed block (a stream error).
-    """
-    parsed = RequestFields()
-    pseudo = parsed.pseudo
-    headers = parsed.headers
-    cookies: list[bytes] = []
-    list_size = longest = 0
-    for name, value in fields:
-        if name[:1] == b":":
-            if headers or cookies:
-                raise h2.exceptions.ProtocolError(f"pseudo-header {name!r} after a regular field")
-            if name not in _REQUEST_PSEUDO:
-                raise h2.exceptions.ProtocolError(f"pseudo-header {name!r} not allowed in a request")
-            if name in pseudo:
-                raise h2.exceptions.ProtocolError(f"duplicate pseudo-header {name!r}")
-            if value and _BAD_FIELD_VALUE.search(value):
-                raise h2.exceptions.ProtocolError(f"invalid value for {name!r}")
-            pseudo[name] = value
-            list_size += len(name) + len(value) + 32
-            continue
-        _check_field(name, value)
-        if name == b"cookie":
-            cookies.append(value)  # joined below (RFC 9113 8.2.3)
-            continue
-        size = len(name) + len(value)
-        list_size += size + 32
-        if size > longest:
-            longest = size
-        text = value.decode("latin-1")
-        headers.append((name.decode("latin-1"), text))
-        if name == b"content-length":
-            if not value.isdigit() or (
-                parsed.content_length is not None and int(value) != parsed.content_length
-            ):
-                raise h2.exceptions.ProtocolError(f"invalid content-length {value!r}")
-            parsed.content_length = int(value)
-        elif name == b"host":
-            if parsed.host is not None:
-                raise h2.exceptions.ProtocolError("more than one host field")
-            parsed.host = text
-        elif name == b"priority":
-            parsed.priority.append(text)
-    if cookies:
-        cookie = b"; ".join(cookies)
-        size = len(cookie) + 6
-        list_size += size + 32
-        longest = max(longest, size)
-        headers.append(("cookie", cookie.decode("latin-1")))
-    parsed.list_size = list_size
-    parsed.longest = longest
-
-    method = pseudo.get(b":method")
-    if method is None:
-        raise h2.exceptions.ProtocolError("request without :method")
-    if method == b"CONNECT" and b":protocol" not in pseudo:
-        if b":scheme" in pseudo or b":path" in pseudo:
-            raise h2.exceptions.ProtocolError("CONNECT with :scheme or :path")
-    elif b":scheme" not in pseudo or not pseudo.get(b":path"):
-        raise h2.exceptions.ProtocolError("request without :scheme or :path")
-    authority = pseudo.get(b":authority")
-    if authority is None and parsed.host is None:
-        raise h2.exceptions.ProtocolError("request without :authority or host")
-    if authority is not None and parsed.host is not None and authority.decode("latin-1") != parsed.host:
-        raise h2.exceptions.ProtocolError(":authority and host differ")
-    return parsed
-
-
-def check_trailer_fields(fields: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-    """Validate a trailer block (no pseudo-headers); cookies joined last."""
-    checked: list[tuple[bytes, bytes]] = []
-    cookies: list[bytes] = []
-    for name, value in fields:
-        if name[:1] == b":":
-            raise h2.exceptions.ProtocolError(f"pseudo-header {name!r} in trailers")
-        _check_field(name, value)
-        if name == b"cookie":
-            cookies.append(value)
-        else:
-            checked.append((name, value))
-    if cookies:
-        checked.append((b"cookie", b"; ".join(cookies)))
-    return checked
-
 
 @dataclass
 class HTTP2Limits:
@@ -789,7 +631,7 @@ class HTTP2Protocol:
             # parse_request_fields and check_trailer_fields do both, in one pass.
             validate_inbound_headers=False,
             normalize_inbound_headers=False,
-            # _response_fields does what h2's outbound checks would.
+            # response_fields (http2_fields.py) does what h2's outbound checks would.
             validate_outbound_headers=False,
             normalize_outbound_headers=False,
         )
@@ -1226,7 +1068,7 @@ class HTTP2Protocol:
         pseudo = fields.pseudo
         headers = fields.headers
         header_weight = fields.list_size // HEADER_BYTES_PER_RESET
-        problem = self._check_request(pseudo, headers, end_stream)
+        problem = check_request_target(pseudo)
         if problem:
             self._conn.errors_answered += header_weight
             self._conn.reset_stream(stream_id, ErrorCodes.PROTOCOL_ERROR)
@@ -1307,30 +1149,6 @@ class HTTP2Protocol:
             "weight": weight,
             "depends_on": depends_on,
         }
-
-    @staticmethod
-    def _check_request(pseudo: dict[bytes, bytes], headers: Headers, end_stream: bool) -> str:
-        """RFC 9113 section 8.3.1 checks h2 leaves out. Empty string: fine."""
-        if b":protocol" in pseudo:
-            return ":protocol without SETTINGS_ENABLE_CONNECT_PROTOCOL"
-        method = pseudo.get(b":method", b"")
-        if method not in _COMMON_METHODS and not _TOKEN.match(method):
-            return "invalid :method"
-        authority = pseudo.get(b":authority")
-        if method == b"CONNECT":
-            if not authority:
-                return "CONNECT without :authority"
-            return ""
-        scheme = pseudo.get(b":scheme", b"")
-        if scheme not in _WEB_SCHEMES and not _SCHEME.match(scheme):
-            return "invalid :scheme"
-        path = pseudo.get(b":path", b"")
-        if scheme in _WEB_SCHEMES or scheme.lower() in _WEB_SCHEMES:
-            if not (path.startswith(b"/") or (path == b"*" and method == b"OPTIONS")):
-                return "invalid :path"
-            if authority is not None and b"@" in authority:
-                return ":authority with userinfo"
-        return ""
 
     def _reject_431(self, stream_id: int, end_stream: bool, out: list) -> None:
         self._conn.errors_answered += 1  # an answer a client's error cost us, like a reset
@@ -1585,32 +1403,11 @@ class HTTP2Protocol:
             h2.stream.StreamState.HALF_CLOSED_REMOTE,
         )
 
-    @staticmethod
-    def _response_fields(headers: Headers) -> list[tuple[bytes, bytes]]:
-        """Lower-case names, drop connection-specific fields, refuse invalid ones.
-
-        Raising here (ValueError) happens before h2 or HPACK see anything, so
-        the connection stays usable and the caller can reset the stream.
-        """
-        fields: list[tuple[bytes, bytes]] = []
-        for field in headers:
-            checked = _CHECKED_FIELDS.get(field)
-            if checked is None:
-                name, value = field
-                checked = _check_response_field(name, value)
-                if len(name) + len(value) <= CHECKED_FIELD_MAX_SIZE:
-                    if len(_CHECKED_FIELDS) >= CHECKED_FIELDS_KEPT:
-                        _CHECKED_FIELDS.clear()
-                    _CHECKED_FIELDS[field] = checked
-            if checked is not _DROPPED:
-                fields.append(checked)
-        return fields
-
     def send_informational(self, stream_id: int, status: int, headers: Headers) -> None:
         """Send a 1xx (for example 103 Early Hints) before the final response."""
         if not 100 <= status <= 199 or status == 101:
             raise ValueError(f"{status} is not an informational status usable in HTTP/2")
-        fields = self._response_fields(headers)
+        fields = response_fields(headers)
         if not self._sendable(stream_id):
             return
         self._conn.send_headers(stream_id, [(b":status", str(status).encode())] + fields)
@@ -1622,7 +1419,7 @@ class HTTP2Protocol:
         """Send the final response head. No-op if the stream is gone."""
         if not 200 <= status <= 999:
             raise ValueError(f"invalid final status {status}")
-        fields = self._response_fields(headers)
+        fields = response_fields(headers)
         if not self._sendable(stream_id):
             return
         self._conn.send_headers(
@@ -1669,7 +1466,7 @@ class HTTP2Protocol:
     def end_stream(self, stream_id: int, trailers: Headers | None = None) -> None:
         """Finish the response, optionally with trailers."""
         if trailers:
-            fields = self._response_fields(trailers)
+            fields = response_fields(trailers)
             if not self._sendable(stream_id):
                 return
             self._conn.send_headers(stream_id, fields, end_stream=True)
