@@ -35,6 +35,7 @@ from h2serve.protocol.events import (
     WindowUpdated,
 )
 from h2serve.protocol.http2 import (
+    CLOSED_STREAMS_REMEMBERED,
     PREFACE,
     HTTP2Limits,
     HTTP2Protocol,
@@ -593,6 +594,21 @@ def test_finished_streams_leave_no_state_behind():
     events = raw.send(DataFrame(39, data=b"x"))
     frames = raw.output()
     assert goaway_codes(frames) == [STREAM_CLOSED] and of_type(events, ConnectionTerminated)
+
+
+def test_closed_streams_remembered_are_bounded():
+    raw = Raw(HTTP2Limits(max_requests=0))
+    last = 2 * CLOSED_STREAMS_REMEMBERED + 1
+    for stream_id in range(1, last + 2, 2):
+        of_type(raw.headers(stream_id, GET), RequestReceived)
+        raw.server.send_response(stream_id, 200, [], end_stream=True)
+        raw.server.finish_stream(stream_id)
+        raw.output()
+    # h2 would keep 65,536 of them (about 8 MiB on a busy connection)
+    assert len(raw.server._conn._closed_streams) == CLOSED_STREAMS_REMEMBERED
+    # a recent one still gets the closed-stream answer
+    raw.send(DataFrame(last, data=b"x"))
+    assert goaway_codes(raw.output()) == [STREAM_CLOSED]
 
 
 def test_options_asterisk_and_connect_are_accepted():

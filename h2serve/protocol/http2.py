@@ -128,6 +128,8 @@ CONTROL_REFUND_PER_REQUEST = 2
 # bytes (RFC 9113 size) of header block it made us decode: the budget follows CPU.
 HEADER_BYTES_PER_RESET = 4096
 MAX_WINDOW = 2**31 - 1
+# Closed streams remembered per connection (see _ServerConnection).
+CLOSED_STREAMS_REMEMBERED = 1024
 # Upper bound on the connection receive window we advertise.
 MAX_CONNECTION_WINDOW = 16 * 1024 * 1024
 
@@ -291,6 +293,12 @@ class _ServerConnection(h2.connection.H2Connection):
 
     Overrides private frame handlers of h2 4.x (checked against 4.1-4.4).
     """
+
+    # How many closed streams h2 remembers, to answer a late frame on one as
+    # its way of closing asks (RFC 9113 5.1). h2 keeps 65,536: about 8 MiB per
+    # connection that has served that many requests. Older streams count as
+    # closed long ago, which section 5.1 lets an endpoint treat as an error.
+    MAX_CLOSED_STREAMS = CLOSED_STREAMS_REMEMBERED
 
     def __init__(self, config: h2.config.H2Configuration, decode_limit: int) -> None:
         super().__init__(config=config)
