@@ -115,30 +115,27 @@ def test_matches_plain_hpack(ops: list[tuple]) -> None:
 # -- the cache is really used --------------------------------------------------
 
 
+def _count_calls(monkeypatch: pytest.MonkeyPatch, cls: type, name: str) -> list[int]:
+    """Patch cls.name to record each call; the caching subclasses reach it via super()."""
+    calls: list[int] = []
+    original = getattr(cls, name)
+
+    def counting(self, *args, **kwargs):
+        calls.append(1)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(cls, name, counting)
+    return calls
+
+
 @pytest.fixture
 def parent_encodes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    calls: list[int] = []
-    original = hpack.Encoder.encode
-
-    def counting(self, headers, huffman=True):
-        calls.append(1)
-        return original(self, headers, huffman)
-
-    monkeypatch.setattr(hpack.Encoder, "encode", counting)
-    return calls
+    return _count_calls(monkeypatch, hpack.Encoder, "encode")
 
 
 @pytest.fixture
 def parent_decodes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    calls: list[int] = []
-    original = hpack.Decoder.decode
-
-    def counting(self, data, raw=False):
-        calls.append(1)
-        return original(self, data, raw)
-
-    monkeypatch.setattr(hpack.Decoder, "decode", counting)
-    return calls
+    return _count_calls(monkeypatch, hpack.Decoder, "decode")
 
 
 def test_encoder_hits_after_warm_up_and_table_changes_invalidate(parent_encodes: list[int]) -> None:
