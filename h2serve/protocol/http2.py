@@ -27,6 +27,10 @@ handlers where that matters:
   always a connection error PROTOCOL_ERROR (section 6.10);
 * PRIORITY_UPDATE (RFC 9218) frames are validated and parsed.
 
+h2's own header checks are switched off: http2_fields.py does them in one
+pass (and a request block's split with them), and hpack_cache.py skips HPACK
+for blocks that repeat; both measured in docs/performance.md.
+
 When the application is done with a stream whose request is still being
 sent (:meth:`HTTP2Protocol.finish_stream`), the stream is not reset at once:
 it stays half-closed (local) and "drains". The rest of the body is discarded
