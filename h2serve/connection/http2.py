@@ -32,7 +32,7 @@ from h2serve.protocol.events import (
     StreamReset,
     WindowUpdated,
 )
-from h2serve.protocol.http2 import HTTP2Limits, HTTP2Protocol
+from h2serve.protocol.http2 import HTTP2Limits, HTTP2Protocol, response_head
 from h2serve.wsgi import ClientDisconnected, connection_environ, serve_request
 
 if TYPE_CHECKING:
@@ -46,6 +46,7 @@ MAX_WRITE = 256 * 1024            # bytes handed to one send() call
 HIGH_WATER = 512 * 1024           # app writers wait while more than this is unsent
 SEND_PIECE = 64 * 1024            # body bytes framed per step, so HIGH_WATER really bounds
 LOW_WATER = 128 * 1024            # ... and resume below this
+HANDOFF_MAX = 16 * 1024           # complete responses up to this size are framed by the poller
 READ_PAUSE = 4 * 1024 * 1024      # stop reading a peer that will not take our output
 RECV_SIZE = 256 * 1024
 READ_SHARE = 64 * 1024            # bytes read per turn before other connections get theirs
@@ -63,7 +64,7 @@ class H2Stream:
 
     __slots__ = ("driver", "stream_id", "request", "chunks", "carry", "carry_credit", "ended",
                  "trailers", "reset", "done", "protocol", "received", "waited", "wait_start",
-                 "last_data", "in_pool")
+                 "last_data", "in_pool", "handed_off")
 
     def __init__(self, driver: HTTP2Driver, request: RequestReceived) -> None:
         self.driver = driver
@@ -77,6 +78,7 @@ class H2Stream:
         self.reset = False
         self.done = False
         self.in_pool = False      # handed to the thread pool and not finished yet
+        self.handed_off = False   # the app is done; the poller frames its response
         self.protocol = "HTTP/2"
         # Body pacing (body_min_rate): bytes arrived, seconds spent waiting for them,
         # and while the stream waits unstarted in the poller, since when and the last arrival.
@@ -161,6 +163,11 @@ class HTTP2Driver:
         # the rest wait here, so other connections' requests are not queued behind them.
         self.ready: deque[H2Stream] = deque()
         self.in_pool = 0
+        # Small complete responses whose app thread moved on: the poller frames
+        # them (send_complete), so a pool thread never waits for the lock or
+        # spends its time in h2 between one view and the next.
+        self.handoffs: deque[tuple[H2Stream, list[tuple[bytes, bytes]], bytes]] = deque()
+        self.handoff_scheduled = False
         self.prebuffer = min(cfg.body_prebuffer, cfg.http2_initial_window_size)
         self.outbuf = bytearray()
         self.sent_total = 0           # bytes the socket has taken so far
@@ -381,9 +388,12 @@ class HTTP2Driver:
                 return
             self.wants_write = False
             self._write_locked()
-            resume = self.read_paused and len(self.outbuf) < LOW_WATER
+            below = len(self.outbuf) < LOW_WATER
+            resume = self.read_paused and below
             if resume:
                 self.read_paused = False
+        if self.handoffs and below:
+            self._frame_handoffs()
         if not self.wants_write:
             self.worker.want_write(self.conn, False)
             if self.close_by and not self.outbuf:
@@ -576,7 +586,7 @@ class HTTP2Driver:
         serve_request(worker.app, stream, stream.request, self.base_environ, worker.forwarded,
                       worker.access_log)
         worker.request_done()
-        if not stream.done:
+        if not stream.done and not stream.handed_off:
             self._finish(stream)
 
     def _finish(self, stream: H2Stream) -> None:
@@ -591,10 +601,7 @@ class HTTP2Driver:
         if stream.done:
             return False
         stream.done = True
-        if stream.in_pool:   # its place in the pool goes to this connection's next stream
-            stream.in_pool = False
-            self.in_pool -= 1
-            self._submit_ready_locked()
+        self._release_slot_locked(stream)
         self.streams.pop(stream.stream_id, None)
         if not self.dead and not stream.reset:
             # Credits the body bytes the app never read; a client still sending
@@ -604,6 +611,14 @@ class HTTP2Driver:
         self._return_credit_locked(stream)  # only clears: the protocol forgot the stream
         self.last_activity = time.monotonic()
         return self._finished_locked()
+
+    def _release_slot_locked(self, stream: H2Stream) -> None:
+        """The stream's app is done: its place in the pool goes to this
+        connection's next stream."""
+        if stream.in_pool:
+            stream.in_pool = False
+            self.in_pool -= 1
+            self._submit_ready_locked()
 
     def _response_sent_locked(self, stream: H2Stream) -> None:
         """The last frame of the response is queued: when the request is complete
@@ -719,6 +734,79 @@ class HTTP2Driver:
 
     def send_complete(self, stream: H2Stream, status: int, headers: Headers, body: bytes,
                       trailers: Headers | None) -> None:
+        if trailers or len(body) > HANDOFF_MAX:
+            self._send_complete_now(stream, status, headers, body, trailers)
+            return
+        head = response_head(status, _response_headers(headers))  # a bad field raises here
+        if stream.reset or self.dead:
+            raise ClientDisconnected("stream reset" if stream.reset else "connection closed")
+        stream.handed_off = True
+        item = (stream, head, body)
+        # The pool slot is given up now if the lock is free, so this thread's
+        # next job may be this connection's next stream; if the poller holds
+        # the lock, it gives the slot up when it frames the response.
+        if self.lock.acquire(blocking=False):
+            try:
+                self._release_slot_locked(stream)
+                self.handoffs.append(item)
+                schedule = not self.handoff_scheduled
+                self.handoff_scheduled = True
+            finally:
+                self.lock.release()
+        else:
+            self.handoffs.append(item)
+            schedule = True
+        if schedule:
+            self.worker.call_soon(self._frame_handoffs)
+
+    def _frame_handoffs(self) -> None:
+        """Poller: frame the responses app threads handed over, in one TLS write.
+
+        Past HIGH_WATER unsent bytes the rest wait for on_writable, as an app
+        thread would wait; memory stays bounded by the open streams."""
+        close_now = False
+        with self.lock:
+            self.handoff_scheduled = False
+            handoffs = self.handoffs
+            if self.dead:
+                handoffs.clear()
+                return
+            while handoffs:
+                if len(self.outbuf) > HIGH_WATER:
+                    self._flush_locked()
+                    if self.wants_write:
+                        break
+                stream, head, body = handoffs.popleft()
+                close_now = self._frame_handoff_locked(stream, head, body) or close_now
+            self._flush_locked()
+        if close_now:
+            self.close_gracefully()
+
+    def _frame_handoff_locked(self, stream: H2Stream, head: list[tuple[bytes, bytes]],
+                              body: bytes) -> bool:
+        self._release_slot_locked(stream)
+        if not stream.reset:
+            proto, sid = self.proto, stream.stream_id
+            proto.send_response_head(sid, head, end_stream=not body)
+            if body:
+                taken = proto.send_body(sid, body, end_stream=True)
+                if taken < len(body):
+                    # The client's window is short: a pool thread waits for it,
+                    # with send_timeout, as the app's own write would have.
+                    self.worker.pool.submit(self._send_rest, stream, memoryview(body)[taken:])
+                    return False
+        return self._finish_locked(stream)
+
+    def _send_rest(self, stream: H2Stream, rest: memoryview) -> None:
+        try:
+            with self.lock:
+                self._send_data_locked(stream, rest, end_stream=True)
+        except ClientDisconnected:
+            pass
+        self._finish(stream)
+
+    def _send_complete_now(self, stream: H2Stream, status: int, headers: Headers, body: bytes,
+                           trailers: Headers | None) -> None:
         with self.lock:
             self._check_alive_locked(stream)
             only_head = not body and not trailers

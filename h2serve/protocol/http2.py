@@ -631,6 +631,16 @@ class _StreamRecord:
 # --------------------------------------------------------------------------
 
 
+def response_head(status: int, headers: Headers) -> list[tuple[bytes, bytes]]:
+    """The checked field list of a final response head, :status first.
+
+    Pure and thread-safe, so an app thread can raise on a bad status or field
+    before handing the response to the thread that frames it."""
+    if not 200 <= status <= 999:
+        raise ValueError(f"invalid final status {status}")
+    return [(b":status", str(status).encode())] + response_fields(headers)
+
+
 class HTTP2Protocol:
     """One server-side HTTP/2 connection, sans I/O."""
 
@@ -1429,14 +1439,15 @@ class HTTP2Protocol:
         self, stream_id: int, status: int, headers: Headers, end_stream: bool = False
     ) -> None:
         """Send the final response head. No-op if the stream is gone."""
-        if not 200 <= status <= 999:
-            raise ValueError(f"invalid final status {status}")
-        fields = response_fields(headers)
+        self.send_response_head(stream_id, response_head(status, headers), end_stream)
+
+    def send_response_head(
+        self, stream_id: int, head: list[tuple[bytes, bytes]], end_stream: bool = False
+    ) -> None:
+        """Send a head that response_head() built (and checked) beforehand."""
         if not self._sendable(stream_id):
             return
-        self._conn.send_headers(
-            stream_id, [(b":status", str(status).encode())] + fields, end_stream=end_stream
-        )
+        self._conn.send_headers(stream_id, head, end_stream=end_stream)
         if end_stream:
             self._after_local_end(stream_id)
         self._pull()

@@ -1,0 +1,257 @@
+"""The HTTP/2 driver hands small complete responses to the poller.
+
+A real Worker and HTTP2Driver over a loopback TCP pair; the test thread plays
+the poller (it runs the method queue and the socket events by hand), h2 plays
+the client, and the pool is a recorder, so each step happens when the test
+says and can be asserted on.
+"""
+
+from __future__ import annotations
+
+import selectors
+import socket
+import threading
+import time
+
+import h2.config
+import h2.connection
+import h2.events
+import pytest
+
+from h2serve.connection.base import Connection
+from h2serve.connection.http2 import HIGH_WATER, HTTP2Driver
+from h2serve.settings import Config
+from h2serve.worker import Worker
+
+REQUEST = [(":method", "GET"), (":scheme", "http"), (":authority", "localhost"), (":path", "/")]
+TEXT = [("Content-Type", "text/plain")]
+
+
+class RecordingPool:
+    """Stands in for the ThreadPool: jobs wait here until the test runs them."""
+
+    size = 4
+
+    def __init__(self) -> None:
+        self.jobs: list[tuple] = []
+
+    def submit(self, fn, *args) -> None:
+        self.jobs.append((fn, args))
+
+
+class Rig:
+    """One server-side HTTP/2 connection and its h2 client, stepped by hand."""
+
+    def __init__(self, client_settings: dict | None = None) -> None:
+        listener = socket.create_server(("127.0.0.1", 0))
+        self.client_sock = socket.socket()
+        # small buffers, so a client that stops reading blocks the server soon
+        self.client_sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        self.client_sock.connect(listener.getsockname())
+        server_sock, peer = listener.accept()
+        server_sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 * 1024)
+        listener.close()
+        self.client_sock.setblocking(False)
+        self.worker = Worker(Config(), [], app=None)
+        self.pool = self.worker.pool = RecordingPool()
+        self.conn = Connection(self.worker, server_sock, peer)
+        self.conn.alpn = "h2"
+        self.conn.stage = "h2"
+        self.worker.connections.add(self.conn)
+        self.driver = self.conn.driver = HTTP2Driver(self.conn)
+        self.client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        self.client.initiate_connection()
+        if client_settings:
+            self.client.update_settings(client_settings)
+        self._send_client()
+        self.driver.start(b"")
+        self.events: list = []
+        self.pump()
+
+    def _send_client(self) -> None:
+        self.client_sock.setblocking(True)
+        self.client_sock.sendall(self.client.data_to_send())
+        self.client_sock.setblocking(False)
+
+    def request(self) -> int:
+        """Send a GET and let the poller read it; the stream's id."""
+        stream_id = self.client.get_next_available_stream_id()
+        self.client.send_headers(stream_id, REQUEST, end_stream=True)
+        self._send_client()
+        self.pump(until=lambda: stream_id in self.driver.streams)
+        return stream_id
+
+    def pump(self, until=None, timeout: float = 3.0) -> None:
+        """Run the poller's work (method queue, socket events) and read what the
+        client got, until `until()` holds (or once, without it)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self.worker._run_calls()
+            for key, mask in self.worker.selector.select(0.01):
+                driver = key.data.driver
+                if mask & selectors.EVENT_WRITE:
+                    driver.on_writable()
+                if mask & selectors.EVENT_READ:
+                    driver.on_readable()
+            self.read_client()
+            if until is None or until():
+                return
+            assert time.monotonic() < deadline, f"timed out; client saw {self.events}"
+
+    def read_client(self) -> None:
+        while True:
+            try:
+                data = self.client_sock.recv(65536)
+            except BlockingIOError:
+                break
+            if not data:
+                break
+            self.events += self.client.receive_data(data)
+            self._send_client()   # ACKs and window updates
+
+    def response(self, stream_id: int) -> tuple[dict, bytes, bool]:
+        head: dict = {}
+        body = b""
+        ended = False
+        for event in self.events:
+            if getattr(event, "stream_id", None) != stream_id:
+                continue
+            if isinstance(event, h2.events.ResponseReceived):
+                head = {n.decode(): v.decode() for n, v in event.headers}
+            elif isinstance(event, h2.events.DataReceived):
+                body += event.data
+                self.client.acknowledge_received_data(event.flow_controlled_length, stream_id)
+            elif isinstance(event, h2.events.StreamEnded):
+                ended = True
+        return head, body, ended
+
+    def ended(self, stream_id: int) -> bool:
+        return any(isinstance(e, h2.events.StreamEnded) and e.stream_id == stream_id
+                   for e in self.events)
+
+    def close(self) -> None:
+        self.worker.release(self.conn)
+        self.client_sock.close()
+
+
+@pytest.fixture
+def rig():
+    made: list[Rig] = []
+
+    def make(**kwargs) -> Rig:
+        made.append(Rig(**kwargs))
+        return made[-1]
+
+    yield make
+    for one in made:
+        one.close()
+
+
+def send_in_thread(stream, body: bytes = b"hello") -> threading.Thread:
+    thread = threading.Thread(target=stream.send_complete, args=(200, "OK", TEXT, body, None))
+    thread.start()
+    return thread
+
+
+def test_app_thread_hands_a_small_response_over_without_the_connection_lock(rig):
+    r = rig()
+    stream_id = r.request()
+    stream = r.driver.streams[stream_id]
+    with r.driver.lock:   # the poller is busy with this connection
+        app_thread = send_in_thread(stream)
+        app_thread.join(2)
+        assert not app_thread.is_alive(), "the app thread waited for the connection lock"
+    r.pump(until=lambda: r.ended(stream_id))
+    head, body, _ = r.response(stream_id)
+    assert head[":status"] == "200" and head["content-type"] == "text/plain"
+    assert body == b"hello"
+    assert stream.done and stream_id not in r.driver.streams and r.driver.in_pool == 0
+
+
+def test_pool_slot_goes_to_the_next_stream_at_hand_off(rig):
+    r = rig()
+    r.pool.size = 1   # one slot for this connection's streams
+    first, second = r.request(), r.request()
+    assert [args[0].stream_id for _, args in r.pool.jobs] == [first]
+    r.driver.streams[first].send_complete(200, "OK", TEXT, b"one", None)
+    # the slot was free to take, so the next stream is queued before any framing
+    assert [args[0].stream_id for _, args in r.pool.jobs] == [first, second]
+    assert not r.ended(first)
+    r.pump(until=lambda: r.ended(first))
+    assert r.response(first)[1] == b"one"
+
+
+def test_bad_response_field_raises_in_the_app_thread(rig):
+    r = rig()
+    stream_id = r.request()
+    stream = r.driver.streams[stream_id]
+    with pytest.raises(ValueError):
+        stream.send_complete(200, "OK", [("X-Bad", "a\x00b")], b"hello", None)
+    assert not r.driver.handoffs and not stream.handed_off
+    stream.abort()   # what the WSGI adapter does after the error
+    r.pump(until=lambda: any(isinstance(e, h2.events.StreamReset) for e in r.events))
+    again = r.request()
+    r.driver.streams[again].send_complete(200, "OK", TEXT, b"fine", None)
+    r.pump(until=lambda: r.ended(again))
+    assert r.response(again)[1] == b"fine"
+
+
+def test_stream_reset_before_framing_sends_nothing_for_it(rig):
+    r = rig()
+    stream_id = r.request()
+    stream = r.driver.streams[stream_id]
+    with r.driver.lock:
+        send_in_thread(stream).join(2)
+        r.client.reset_stream(stream_id)
+        r._send_client()
+        time.sleep(0.05)
+    r.driver.on_readable()   # the reset is read before the hand-off is framed
+    assert stream.reset
+    r.pump()
+    assert r.response(stream_id) == ({}, b"", False)
+    assert stream.done and stream_id not in r.driver.streams
+    again = r.request()
+    r.driver.streams[again].send_complete(200, "OK", TEXT, b"next", None)
+    r.pump(until=lambda: r.ended(again))
+    assert r.response(again)[1] == b"next"
+
+
+def test_short_send_window_leaves_the_rest_to_a_pool_job(rig):
+    r = rig(client_settings={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 3})
+    r.pump()
+    stream_id = r.request()
+    r.pool.jobs.clear()
+    r.driver.streams[stream_id].send_complete(200, "OK", TEXT, b"hello", None)
+    r.pump(until=lambda: r.response(stream_id)[1] == b"hel")
+    assert not r.ended(stream_id)
+    [(job, args)] = r.pool.jobs          # the rest waits for window in a pool thread
+    waiter = threading.Thread(target=job, args=args)
+    waiter.start()
+    r.client.increment_flow_control_window(10, stream_id)
+    r._send_client()
+    r.pump(until=lambda: r.ended(stream_id))
+    waiter.join(2)
+    assert r.response(stream_id)[1] == b"hello"
+    assert stream_id not in r.driver.streams
+
+
+def test_hand_offs_wait_while_the_client_is_not_reading(rig):
+    r = rig(client_settings={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 2**31 - 1})
+    r.client.increment_flow_control_window(2**31 - 1 - 65535)
+    r._send_client()
+    r.pump()
+    big, small = r.request(), r.request()
+    # The client reads nothing while a big body is framed: the socket fills
+    # and the rest stays in outbuf, past HIGH_WATER.
+    with r.driver.lock:
+        r.driver.proto.send_response(big, 200, [("content-type", "text/plain")])
+        r.driver.proto.send_body(big, b"x" * (2 * HIGH_WATER), end_stream=True)
+        r.driver._flush_locked()
+    assert r.driver.wants_write and len(r.driver.outbuf) > HIGH_WATER
+    r.driver.streams[small].send_complete(200, "OK", TEXT, b"small", None)
+    r.worker._run_calls()
+    assert len(r.driver.handoffs) == 1, "framed past HIGH_WATER while the client reads nothing"
+    assert r.driver.streams[small].handed_off and not r.driver.streams[small].done
+    r.pump(until=lambda: r.ended(small), timeout=10)   # the client reads again
+    assert r.response(small)[1] == b"small"
+    assert len(r.response(big)[1]) == 2 * HIGH_WATER
