@@ -40,6 +40,7 @@ from h2serve.protocol.http2 import (
     HTTP2Limits,
     HTTP2Protocol,
     parse_priority_field,
+    response_head,
 )
 
 NO_ERROR = 0x0
@@ -312,6 +313,86 @@ def test_invalid_response_header_raises_before_touching_connection():
         pair.server.send_response(1, 200, [("x-bad", "a\r\nb")])
     pair.server.send_response(1, 200, [], end_stream=True)
     assert of_type(pair.to_client(), h2.events.ResponseReceived)
+
+
+def test_whole_response_frames_match_what_h2_would_send():
+    """The direct framing and h2's own path give the same frames, and the HPACK
+    tables stay in step over repeated and changing responses."""
+    direct, through_h2 = Raw(), Raw()
+    responses = [
+        (200, [("Content-Type", "text/plain"), ("Content-Length", "5")], b"hello"),
+        (200, [("Content-Type", "text/plain"), ("Content-Length", "5")], b"again"),
+        (404, [("Content-Type", "text/html"), ("Set-Cookie", "a=b")], b"<p>missing</p>"),
+        (204, [("X-Empty", "yes")], b""),
+        (200, [("Authorization", "secret"), ("Content-Type", "text/plain")], b"x" * 16384),
+    ]
+    for index, (status, headers, body) in enumerate(responses):
+        stream_id = 1 + 2 * index
+        head = response_head(status, headers)
+        direct.headers(stream_id, GET)
+        assert direct.server.send_whole_response(stream_id, head, body) == len(body)
+        through_h2.headers(stream_id, GET)
+        through_h2.server.send_response_head(stream_id, head, end_stream=not body)
+        if body:
+            through_h2.server.send_body(stream_id, body, end_stream=True)
+        assert direct.server.data_to_send() == through_h2.server.data_to_send()
+        assert not direct.server.is_stream_open(stream_id)
+        assert direct.server.send_window(0) == through_h2.server.send_window(0)
+
+
+def test_whole_response_reaches_an_h2_client():
+    pair = Pair()
+    for stream_id, body in ((1, b"first"), (3, b""), (5, b"third")):
+        pair.client.send_headers(stream_id, GET, end_stream=True)
+        pair.to_server()
+        head = response_head(200, [("content-type", "text/plain")])
+        assert pair.server.send_whole_response(stream_id, head, body) == len(body)
+        events = pair.to_client()
+        (resp,) = of_type(events, h2.events.ResponseReceived)
+        assert resp.headers == [(b":status", b"200"), (b"content-type", b"text/plain")]
+        assert b"".join(e.data for e in of_type(events, h2.events.DataReceived)) == body
+        assert [e.stream_id for e in of_type(events, h2.events.StreamEnded)] == [stream_id]
+        assert bool(of_type(events, h2.events.DataReceived)) == bool(body)
+    assert pair.server.open_streams == 0
+
+
+def test_whole_response_with_a_big_head_uses_continuation_frames():
+    raw = Raw()
+    raw.headers(1, GET)
+    head = response_head(200, [("x-big", "v" * 40_000)])   # the client's frames: 16 KiB at most
+    assert raw.server.send_whole_response(1, head, b"body") == 4
+    frames = raw.output()
+    assert [type(f) for f in frames] == [HeadersFrame, ContinuationFrame, ContinuationFrame,
+                                         DataFrame]
+    assert "END_HEADERS" not in frames[0].flags and "END_HEADERS" in frames[2].flags
+    assert "END_STREAM" in frames[3].flags and frames[3].data == b"body"
+    fields = Decoder().decode(b"".join(f.data for f in frames[:3]), raw=True)
+    assert fields == [(b":status", b"200"), (b"x-big", b"v" * 40_000)]
+
+
+def test_whole_response_beyond_the_window_sends_what_fits():
+    pair = Pair(client_settings={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 10})
+    pair.client.send_headers(1, GET, end_stream=True)
+    pair.to_server()
+    head = response_head(200, [])
+    assert pair.server.send_whole_response(1, head, b"a" * 25) == 10
+    assert pair.server.is_stream_open(1)
+    pair.client.increment_flow_control_window(100, 1)
+    pair.to_server()
+    assert pair.server.send_body(1, b"a" * 15, end_stream=True) == 15
+    events = pair.to_client()
+    assert sum(len(e.data) for e in of_type(events, h2.events.DataReceived)) == 25
+    assert of_type(events, h2.events.StreamEnded)
+
+
+def test_whole_response_on_a_reset_stream_sends_nothing():
+    pair = Pair()
+    pair.client.send_headers(1, GET, end_stream=True)
+    pair.to_server()
+    pair.client.reset_stream(1)
+    pair.to_server()
+    assert pair.server.send_whole_response(1, response_head(200, []), b"late") == 0
+    assert pair.server.data_to_send() == b""
 
 
 # --------------------------------------------------------------------------- flow control

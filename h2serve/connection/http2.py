@@ -786,15 +786,12 @@ class HTTP2Driver:
                               body: bytes) -> bool:
         self._release_slot_locked(stream)
         if not stream.reset:
-            proto, sid = self.proto, stream.stream_id
-            proto.send_response_head(sid, head, end_stream=not body)
-            if body:
-                taken = proto.send_body(sid, body, end_stream=True)
-                if taken < len(body):
-                    # The client's window is short: a pool thread waits for it,
-                    # with send_timeout, as the app's own write would have.
-                    self.worker.pool.submit(self._send_rest, stream, memoryview(body)[taken:])
-                    return False
+            taken = self.proto.send_whole_response(stream.stream_id, head, body)
+            if taken < len(body):
+                # The client's window is short: a pool thread waits for it,
+                # with send_timeout, as the app's own write would have.
+                self.worker.pool.submit(self._send_rest, stream, memoryview(body)[taken:])
+                return False
         return self._finish_locked(stream)
 
     def _send_rest(self, stream: H2Stream, rest: memoryview) -> None:

@@ -66,6 +66,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import re
+import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -629,6 +630,14 @@ class _StreamRecord:
 
 
 # --------------------------------------------------------------------------
+
+
+_SENDABLE_STATES = (h2.stream.StreamState.OPEN, h2.stream.StreamState.HALF_CLOSED_REMOTE)
+_FRAME_HEADER = struct.Struct(">HBBBL")   # 24-bit length as 16 + 8 bits, type, flags, stream
+
+
+def _frame_header(length: int, kind: int, flags: int, stream_id: int) -> bytes:
+    return _FRAME_HEADER.pack(length >> 8, length & 0xFF, kind, flags, stream_id)
 
 
 def response_head(status: int, headers: Headers) -> list[tuple[bytes, bytes]]:
@@ -1420,10 +1429,7 @@ class HTTP2Protocol:
         if self._terminated:
             return False
         stream = self._conn.streams.get(stream_id)
-        return stream is not None and stream.state_machine.state in (
-            h2.stream.StreamState.OPEN,
-            h2.stream.StreamState.HALF_CLOSED_REMOTE,
-        )
+        return stream is not None and stream.state_machine.state in _SENDABLE_STATES
 
     def send_informational(self, stream_id: int, status: int, headers: Headers) -> None:
         """Send a 1xx (for example 103 Early Hints) before the final response."""
@@ -1451,6 +1457,57 @@ class HTTP2Protocol:
         if end_stream:
             self._after_local_end(stream_id)
         self._pull()
+
+    def send_whole_response(self, stream_id: int, head: list[tuple[bytes, bytes]],
+                            body: bytes) -> int:
+        """Send a response_head() head and its body, ending the stream; return the
+        body bytes taken (fewer when the windows are short: send_body the rest).
+
+        A body that fits the windows and one frame is framed here directly:
+        the same state-machine inputs, HPACK encoder and window accounting as
+        h2's send_headers and send_data, without building a frame object per
+        frame, which is most of what sending a small response costs."""
+        conn = self._conn
+        stream = None if self._terminated else conn.streams.get(stream_id)
+        if stream is None or stream.state_machine.state not in _SENDABLE_STATES:
+            return 0
+        size = len(body)
+        frame_limit = conn.max_outbound_frame_size
+        if (size > frame_limit or size > conn.outbound_flow_control_window
+                or size > stream.outbound_flow_control_window):
+            self.send_response_head(stream_id, head)
+            return self.send_body(stream_id, body, end_stream=True)
+        machine = stream.state_machine
+        conn.state_machine.process_input(h2.connection.ConnectionInputs.SEND_HEADERS)
+        machine.process_input(h2.stream.StreamInputs.SEND_HEADERS)
+        block = conn.encoder.encode(head)
+        if size:
+            conn.state_machine.process_input(h2.connection.ConnectionInputs.SEND_DATA)
+            machine.process_input(h2.stream.StreamInputs.SEND_DATA)
+        machine.process_input(h2.stream.StreamInputs.SEND_END_STREAM)
+        self._pull()   # whatever h2 queued first goes out first
+        out = self._outbound
+        head_flags = 0 if size else FLAG_END_STREAM
+        if len(block) <= frame_limit:
+            out += _frame_header(len(block), FRAME_TYPE_HEADERS,
+                                 head_flags | FLAG_END_HEADERS, stream_id)
+            out += block
+        else:   # HEADERS then CONTINUATION frames, END_HEADERS on the last
+            view = memoryview(block)
+            pieces = [view[i:i + frame_limit] for i in range(0, len(view), frame_limit)]
+            for index, piece in enumerate(pieces):
+                kind = FRAME_TYPE_HEADERS if index == 0 else FRAME_TYPE_CONTINUATION
+                flags = (head_flags if index == 0 else 0) | (
+                    FLAG_END_HEADERS if index == len(pieces) - 1 else 0)
+                out += _frame_header(len(piece), kind, flags, stream_id)
+                out += piece
+        if size:
+            conn.outbound_flow_control_window -= size
+            stream.outbound_flow_control_window -= size
+            out += _frame_header(size, FRAME_TYPE_DATA, FLAG_END_STREAM, stream_id)
+            out += body
+        self._after_local_end(stream_id)
+        return size
 
     def send_body(self, stream_id: int, data: bytes | memoryview, end_stream: bool = False) -> int:
         """Frame as much of `data` as the send windows allow; return bytes taken."""
