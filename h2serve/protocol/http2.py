@@ -66,7 +66,6 @@ from __future__ import annotations
 import base64
 import dataclasses
 import re
-import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -80,7 +79,7 @@ import h2.frame_buffer
 import h2.settings
 import h2.stream
 from hpack.exceptions import HPACKError, OversizedHeaderListError
-from hyperframe.frame import GoAwayFrame, HeadersFrame, RstStreamFrame, WindowUpdateFrame
+from hyperframe.frame import Frame, GoAwayFrame, HeadersFrame, RstStreamFrame, WindowUpdateFrame
 
 from .events import (
     BodyEnded,
@@ -101,25 +100,30 @@ from .http2_fields import (
     parse_request_fields,
     response_fields,
 )
+from .quick_frames import (
+    FLAG_END_HEADERS,
+    FLAG_END_STREAM,
+    FRAME_TYPE_CONTINUATION,
+    FRAME_TYPE_DATA,
+    FRAME_TYPE_HEADERS,
+    data_frame,
+    frame_header,
+    headers_frame,
+)
 
 ErrorCodes = h2.errors.ErrorCodes
 SettingCodes = h2.settings.SettingCodes
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 FRAME_HEADER_LEN = 9
-FRAME_TYPE_DATA = 0x0
-FRAME_TYPE_HEADERS = 0x1
 FRAME_TYPE_PRIORITY = 0x2
 FRAME_TYPE_RST_STREAM = 0x3
 FRAME_TYPE_SETTINGS = 0x4
 FRAME_TYPE_PING = 0x6
 FRAME_TYPE_GOAWAY = 0x7
 FRAME_TYPE_WINDOW_UPDATE = 0x8
-FRAME_TYPE_CONTINUATION = 0x9
 FRAME_TYPE_PRIORITY_UPDATE = 0x10
-FLAG_END_STREAM = 0x1
 FLAG_ACK = 0x1
-FLAG_END_HEADERS = 0x4
 FLAG_PADDED = 0x8
 # h2 refuses a header block of more CONTINUATION frames than this with
 # PROTOCOL_ERROR; we answer the same flood first, with ENHANCE_YOUR_CALM.
@@ -318,6 +322,14 @@ class _ServerConnection(h2.connection.H2Connection):
         # RST_STREAM frames with an error code queued so far (and 431 answers):
         # HTTP2Protocol charges those a client's frames caused to its reset budget.
         self.errors_answered = 0
+
+    def receive_frame(self, frame: Frame) -> list:
+        """receive_data for one frame its caller has already split off and built."""
+        try:
+            return self._receive_frame(frame)
+        except h2.exceptions.ProtocolError as exc:
+            self._terminate_connection(exc.error_code)
+            raise
 
     def _prepare_for_sending(self, frames: list) -> None:
         for frame in frames:
@@ -633,11 +645,6 @@ class _StreamRecord:
 
 
 _SENDABLE_STATES = (h2.stream.StreamState.OPEN, h2.stream.StreamState.HALF_CLOSED_REMOTE)
-_FRAME_HEADER = struct.Struct(">HBBBL")   # 24-bit length as 16 + 8 bits, type, flags, stream
-
-
-def _frame_header(length: int, kind: int, flags: int, stream_id: int) -> bytes:
-    return _FRAME_HEADER.pack(length >> 8, length & 0xFF, kind, flags, stream_id)
 
 
 def response_head(status: int, headers: Headers) -> list[tuple[bytes, bytes]]:
@@ -881,7 +888,8 @@ class HTTP2Protocol:
             resets_before = self._client_resets
             if not (stream_id and self._stream_error_frame(
                     frame_type, length, stream_id, frame_bytes, events)):
-                self._h2_receive(frame_bytes, events)
+                self._h2_receive(frame_bytes, events,
+                                 self._quick_frame(frame_type, flags, stream_id, frame_bytes))
             if self._terminated:
                 return
             if not self._conn.incoming_buffer._headers_buffer:
@@ -1031,10 +1039,28 @@ class HTTP2Protocol:
             self._outbound += frame.serialize()
             self._conn.errors_answered += 1
 
-    def _h2_receive(self, chunk: bytes, events: list) -> bool:
-        """Give h2 one frame (or preface bytes); False once the connection is dead."""
+    def _quick_frame(self, frame_type: int, flags: int, stream_id: int,
+                     frame_bytes: bytes) -> Frame | None:
+        """The frame object for a common HEADERS or DATA frame, built directly,
+        while h2's own buffer holds nothing (no preface left, no open header
+        block); None: h2 parses the bytes itself."""
+        buffer = self._conn.incoming_buffer
+        if buffer._data or buffer._headers_buffer or buffer._preamble_len:
+            return None
+        if frame_type == FRAME_TYPE_HEADERS:
+            return headers_frame(stream_id, flags, frame_bytes[FRAME_HEADER_LEN:])
+        if frame_type == FRAME_TYPE_DATA:
+            return data_frame(stream_id, flags, frame_bytes[FRAME_HEADER_LEN:])
+        return None
+
+    def _h2_receive(self, chunk: bytes, events: list, frame: Frame | None = None) -> bool:
+        """Give h2 one frame (as bytes, or already built) or the preface bytes;
+        False once the connection is dead."""
         try:
-            h2_events = self._conn.receive_data(chunk)
+            if frame is None:
+                h2_events = self._conn.receive_data(chunk)
+            else:
+                h2_events = self._conn.receive_frame(frame)
             self._pull()  # h2 drops its queued output when a GOAWAY arrives
         except h2.exceptions.ProtocolError as exc:
             # h2 already queued GOAWAY with exc.error_code.
@@ -1489,7 +1515,7 @@ class HTTP2Protocol:
         out = self._outbound
         head_flags = 0 if size else FLAG_END_STREAM
         if len(block) <= frame_limit:
-            out += _frame_header(len(block), FRAME_TYPE_HEADERS,
+            out += frame_header(len(block), FRAME_TYPE_HEADERS,
                                  head_flags | FLAG_END_HEADERS, stream_id)
             out += block
         else:   # HEADERS then CONTINUATION frames, END_HEADERS on the last
@@ -1499,12 +1525,12 @@ class HTTP2Protocol:
                 kind = FRAME_TYPE_HEADERS if index == 0 else FRAME_TYPE_CONTINUATION
                 flags = (head_flags if index == 0 else 0) | (
                     FLAG_END_HEADERS if index == len(pieces) - 1 else 0)
-                out += _frame_header(len(piece), kind, flags, stream_id)
+                out += frame_header(len(piece), kind, flags, stream_id)
                 out += piece
         if size:
             conn.outbound_flow_control_window -= size
             stream.outbound_flow_control_window -= size
-            out += _frame_header(size, FRAME_TYPE_DATA, FLAG_END_STREAM, stream_id)
+            out += frame_header(size, FRAME_TYPE_DATA, FLAG_END_STREAM, stream_id)
             out += body
         self._after_local_end(stream_id)
         return size
