@@ -19,7 +19,7 @@ import h2.events
 import pytest
 
 from h2serve.connection.base import Connection
-from h2serve.connection.http2 import HIGH_WATER, HTTP2Driver
+from h2serve.connection.http2 import HANDOFF_BACKLOG, HIGH_WATER, HTTP2Driver
 from h2serve.settings import Config
 from h2serve.worker import Worker
 
@@ -255,3 +255,31 @@ def test_hand_offs_wait_while_the_client_is_not_reading(rig):
     r.pump(until=lambda: r.ended(small), timeout=10)   # the client reads again
     assert r.response(small)[1] == b"small"
     assert len(r.response(big)[1]) == 2 * HIGH_WATER
+
+
+def test_hand_off_backlog_is_bounded_for_a_client_that_does_not_read(rig):
+    """Past HANDOFF_BACKLOG responses waiting for the poller, an app thread
+    frames its own response and waits at HIGH_WATER, as any writer does: a
+    client that reads nothing cannot make the server hold every stream's body."""
+    r = rig(client_settings={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 2**31 - 1})
+    r.client.increment_flow_control_window(2**31 - 1 - 65535)
+    r._send_client()
+    r.pump()
+    big = r.request()
+    small = [r.request() for _ in range(HANDOFF_BACKLOG + 1)]
+    with r.driver.lock:
+        r.driver.proto.send_response(big, 200, [("content-type", "text/plain")])
+        r.driver.proto.send_body(big, b"x" * (2 * HIGH_WATER), end_stream=True)
+        r.driver._flush_locked()
+    for stream_id in small[:HANDOFF_BACKLOG]:
+        r.driver.streams[stream_id].send_complete(200, "OK", TEXT, b"small", None)
+    r.worker._run_calls()
+    assert len(r.driver.handoffs) == HANDOFF_BACKLOG
+    last = send_in_thread(r.driver.streams[small[-1]], b"last")
+    last.join(0.5)
+    assert last.is_alive(), "a response beyond the backlog did not wait for the client"
+    assert len(r.driver.handoffs) == HANDOFF_BACKLOG
+    r.pump(until=lambda: all(r.ended(s) for s in small), timeout=10)
+    last.join(5)
+    assert not last.is_alive()
+    assert [r.response(s)[1] for s in small] == [b"small"] * HANDOFF_BACKLOG + [b"last"]

@@ -337,7 +337,26 @@ def test_whole_response_frames_match_what_h2_would_send():
             through_h2.server.send_body(stream_id, body, end_stream=True)
         assert direct.server.data_to_send() == through_h2.server.data_to_send()
         assert not direct.server.is_stream_open(stream_id)
-        assert direct.server.send_window(0) == through_h2.server.send_window(0)
+        window = direct.server._conn.outbound_flow_control_window
+        assert window == through_h2.server._conn.outbound_flow_control_window
+
+
+def test_body_frames_match_what_h2_would_send():
+    direct, through_h2 = Raw(), Raw()
+    body = bytes(range(256)) * 200   # 51,200 bytes: three full frames and a short one
+    for raw in (direct, through_h2):
+        raw.headers(1, GET)
+        raw.server.send_response(1, 200, [])
+        raw.server.data_to_send()
+    assert direct.server.send_body(1, body[:20_000]) == 20_000
+    assert direct.server.send_body(1, body[20_000:], end_stream=True) == len(body) - 20_000
+    conn = through_h2.server._conn
+    for start, end in ((0, 16_384), (16_384, 20_000), (20_000, 36_384), (36_384, 51_200)):
+        conn.send_data(1, body[start:end], end_stream=end == len(body))
+    assert direct.server.data_to_send() == conn.data_to_send()
+    assert direct.server._conn.outbound_flow_control_window == conn.outbound_flow_control_window
+    assert conn.outbound_flow_control_window == 65_535 - len(body)
+    assert not direct.server.is_stream_open(1)
 
 
 def test_whole_response_reaches_an_h2_client():

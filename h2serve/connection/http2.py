@@ -47,6 +47,7 @@ HIGH_WATER = 512 * 1024           # app writers wait while more than this is uns
 SEND_PIECE = 64 * 1024            # body bytes framed per step, so HIGH_WATER really bounds
 LOW_WATER = 128 * 1024            # ... and resume below this
 HANDOFF_MAX = 16 * 1024           # complete responses up to this size are framed by the poller
+HANDOFF_BACKLOG = 32              # ... while fewer than this many wait for it (else as before)
 READ_PAUSE = 4 * 1024 * 1024      # stop reading a peer that will not take our output
 RECV_SIZE = 256 * 1024
 READ_SHARE = 64 * 1024            # bytes read per turn before other connections get theirs
@@ -523,9 +524,12 @@ class HTTP2Driver:
         """Move the protocol's output to the socket. The poller writes at once; an
         app thread leaves it to the poller, so the frames of every stream that
         finished meanwhile go out in one TLS write instead of one each."""
-        data = self.proto.data_to_send()
+        data = self.proto.take_output()
         if data:
-            self.outbuf += data
+            if self.outbuf:
+                self.outbuf += data
+            else:
+                self.outbuf = data
         if not self.outbuf or self.wants_write or self.dead:
             return
         if get_ident() == self.worker.poller_ident:
@@ -734,7 +738,9 @@ class HTTP2Driver:
 
     def send_complete(self, stream: H2Stream, status: int, headers: Headers, body: bytes,
                       trailers: Headers | None) -> None:
-        if trailers or len(body) > HANDOFF_MAX:
+        if trailers or len(body) > HANDOFF_MAX or len(self.handoffs) >= HANDOFF_BACKLOG:
+            # (a backlog means the client reads nothing: this thread then waits
+            # at HIGH_WATER like any writer, and the bodies held stay bounded)
             self._send_complete_now(stream, status, headers, body, trailers)
             return
         head = response_head(status, _response_headers(headers))  # a bad field raises here

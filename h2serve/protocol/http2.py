@@ -1444,11 +1444,16 @@ class HTTP2Protocol:
 
     def data_to_send(self) -> bytes:
         """Everything queued since the last call."""
+        return bytes(self.take_output())
+
+    def take_output(self) -> bytearray:
+        """Everything queued since the last call, as the buffer itself: the
+        caller owns it, and a 1 MiB body is not copied once more on its way."""
         if self._cap_goaway_due and not self._streams and not self._terminated:
             self._send_cap_goaway()
         self._pull()
-        data = bytes(self._outbound)
-        self._outbound.clear()
+        data = self._outbound
+        self._outbound = bytearray()
         return data
 
     def _sendable(self, stream_id: int) -> bool:
@@ -1507,10 +1512,8 @@ class HTTP2Protocol:
         conn.state_machine.process_input(h2.connection.ConnectionInputs.SEND_HEADERS)
         machine.process_input(h2.stream.StreamInputs.SEND_HEADERS)
         block = conn.encoder.encode(head)
-        if size:
-            conn.state_machine.process_input(h2.connection.ConnectionInputs.SEND_DATA)
-            machine.process_input(h2.stream.StreamInputs.SEND_DATA)
-        machine.process_input(h2.stream.StreamInputs.SEND_END_STREAM)
+        if not size:
+            machine.process_input(h2.stream.StreamInputs.SEND_END_STREAM)
         self._pull()   # whatever h2 queued first goes out first
         out = self._outbound
         head_flags = 0 if size else FLAG_END_STREAM
@@ -1528,12 +1531,26 @@ class HTTP2Protocol:
                 out += frame_header(len(piece), kind, flags, stream_id)
                 out += piece
         if size:
-            conn.outbound_flow_control_window -= size
-            stream.outbound_flow_control_window -= size
-            out += frame_header(size, FRAME_TYPE_DATA, FLAG_END_STREAM, stream_id)
-            out += body
+            self._frame_data(stream, body, True)
         self._after_local_end(stream_id)
         return size
+
+    def _frame_data(self, stream: h2.stream.H2Stream, piece: bytes | memoryview,
+                    last: bool) -> None:
+        """One DATA frame that the windows and frame size allow, as h2's
+        send_data would make it, straight into our output buffer."""
+        conn = self._conn
+        conn.state_machine.process_input(h2.connection.ConnectionInputs.SEND_DATA)
+        stream.state_machine.process_input(h2.stream.StreamInputs.SEND_DATA)
+        if last:
+            stream.state_machine.process_input(h2.stream.StreamInputs.SEND_END_STREAM)
+        size = len(piece)
+        conn.outbound_flow_control_window -= size
+        stream.outbound_flow_control_window -= size
+        out = self._outbound
+        out += frame_header(size, FRAME_TYPE_DATA, FLAG_END_STREAM if last else 0,
+                            stream.stream_id)
+        out += piece
 
     def send_body(self, stream_id: int, data: bytes | memoryview, end_stream: bool = False) -> int:
         """Frame as much of `data` as the send windows allow; return bytes taken."""
@@ -1542,14 +1559,17 @@ class HTTP2Protocol:
         view = memoryview(data).cast("B") if not isinstance(data, bytes) else memoryview(data)
         total = len(view)
         taken = 0
-        frame_limit = self._conn.max_outbound_frame_size
+        conn = self._conn
+        stream = conn.streams[stream_id]
+        frame_limit = conn.max_outbound_frame_size
         # Credit below this is not worth a frame while more data waits (data
         # dribble, CVE-2019-9511): it is held back, or, if the client's whole
         # stream window is that small, sent but charged as a control frame.
         dribble = self.limits.dribble_frame_size
-        hold_back = dribble <= self._conn.remote_settings.initial_window_size
+        hold_back = dribble <= conn.remote_settings.initial_window_size
+        self._pull()   # what h2 queued before goes out before these frames
         while taken < total:
-            window = self._conn.local_flow_control_window(stream_id)
+            window = min(conn.outbound_flow_control_window, stream.outbound_flow_control_window)
             if window <= 0:
                 break
             want = min(frame_limit, total - taken)
@@ -1560,7 +1580,7 @@ class HTTP2Protocol:
                     self._control_overflow = "too many control frames (tiny flow-control window)"
             size = min(window, want)
             last = end_stream and taken + size == total
-            self._conn.send_data(stream_id, bytes(view[taken : taken + size]), end_stream=last)
+            self._frame_data(stream, view[taken : taken + size], last)
             taken += size
         if end_stream and taken == total:
             if total == 0:
