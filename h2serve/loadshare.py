@@ -13,12 +13,13 @@ import mmap
 import struct
 
 SLOTS = 256          # workers beyond this many (TTIN) simply do not take part
+BOOTING = -1         # a slot's value while its worker is forked but not yet serving
 _INT = struct.Struct("=i")
 
 
 class LoadTable:
     """One int per worker slot: 0 when the slot is free or its worker is not
-    accepting, else 1 + the connections it holds."""
+    accepting, BOOTING while its worker starts, else 1 + the connections it holds."""
 
     def __init__(self, slots: int = SLOTS) -> None:
         self.slots = slots
@@ -29,7 +30,13 @@ class LoadTable:
     # --- arbiter side ----------------------------------------------------------
 
     def take_slot(self) -> int | None:
-        return self._free.pop() if self._free else None
+        """A slot for a worker about to be forked; it reads BOOTING until the
+        worker publishes."""
+        if not self._free:
+            return None
+        slot = self._free.pop()
+        _INT.pack_into(self._map, slot * _INT.size, BOOTING)
+        return slot
 
     def free_slot(self, slot: int | None) -> None:
         if slot is not None:
@@ -46,6 +53,11 @@ class LoadTable:
         """Connections held by the least loaded other accepting worker, if any."""
         least = None
         for index, value in enumerate(self._all.unpack_from(self._map)):
-            if value and index != slot and (least is None or value - 1 < least):
+            if value > 0 and index != slot and (least is None or value - 1 < least):
                 least = value - 1
         return least
+
+    def others_booting(self, slot: int) -> bool:
+        """Whether another worker was forked and is not serving yet."""
+        values = self._all.unpack_from(self._map)
+        return any(value == BOOTING for index, value in enumerate(values) if index != slot)

@@ -34,6 +34,7 @@ log = logging.getLogger("h2serve.error")
 TICK_S = 0.25            # longest select() wait: deadline precision and heartbeat rate
 ACCEPT_YIELD_S = 0.005   # a busier worker leaves new connections to a less busy one this long
 MAX_YIELD_S = 0.02       # ... but takes them itself if nobody did by then
+SIBLING_BOOT_WAIT_S = 1.0  # a starting worker waits this long at most for siblings still booting
 ACCEPT_BATCH = 64        # connections accepted per listener per wake-up, alone on it
 BACKLOG_PASS_PAUSE_S = 0.01
 LINGER_S = 2.0           # a closing connection's unread input is drained this long
@@ -364,6 +365,18 @@ class Worker:
             self.load_table.publish(self.load_slot,
                                     None if self.draining else len(self.connections))
 
+    def _await_booting_siblings(self) -> None:
+        """Start accepting together with the workers forked at the same time
+        (bounded by SIBLING_BOOT_WAIT_S). Connections made the moment the
+        server comes up would otherwise all go to the first worker ready, and
+        HTTP/2 and keep-alive connections stay where they land."""
+        if self.load_table is None:
+            return
+        deadline = time.monotonic() + SIBLING_BOOT_WAIT_S
+        while (self.load_table.others_booting(self.load_slot)
+               and time.monotonic() < deadline):
+            time.sleep(0.002)
+
     def _yield_to_others(self) -> bool:
         """True when a less loaded worker should take the next connection."""
         least = self.load_table.least_loaded_other(self.load_slot)
@@ -482,8 +495,9 @@ class Worker:
         for lsock in self.listeners:
             lsock.setblocking(False)
         self.selector.register(self._wake_r, selectors.EVENT_READ, _WAKE)
-        self._resume_accepting()
         self._publish_load()
+        self._await_booting_siblings()
+        self._resume_accepting()
         select = self.selector.select
         while self.running:
             timeout = TICK_S

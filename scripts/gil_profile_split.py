@@ -17,6 +17,8 @@ import re
 import sys
 
 LIBRARIES = ("h2/", "hpack/", "hyperframe/")
+SENDING = ("send_complete", "send_response", "send_body", "send_whole_response",
+           "_frame_handoffs", "_finish")
 FRAME_FILE = re.compile(r"\((.*):\d+\)$")
 
 
@@ -36,13 +38,13 @@ def group(frames: list[str]) -> str:
         if "protocol/" in leaf:
             return "receive: our protocol"
         return "receive: driver, TLS reads, new streams"
+    # Responses are framed by the app's thread, or by the poller once handed over.
+    sending = any(name in frame for frame in frames for name in SENDING)
+    if sending and in_library:
+        return "send: h2, hpack, hyperframe"
+    if sending and ours:
+        return "send: our protocol and driver"
     if any("serve_request" in frame for frame in frames):
-        sending = any(name in frame for frame in frames
-                      for name in ("send_complete", "send_response", "send_body", "_finish"))
-        if in_library:
-            return "send: h2, hpack, hyperframe"
-        if sending and ours:
-            return "send: our protocol and driver"
         return "WSGI adapter and app"
     return "poller loop, method queue, pool hand-off, writes"
 
