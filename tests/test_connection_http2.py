@@ -125,6 +125,14 @@ class Rig:
                 ended = True
         return head, body, ended
 
+    def serve_one(self, body: bytes) -> bytes:
+        """A new request answered with body through the hand-off: the body the
+        client got (the connection still works)."""
+        stream_id = self.request()
+        self.driver.streams[stream_id].send_complete(200, "OK", TEXT, body, None)
+        self.pump(until=lambda: self.ended(stream_id))
+        return self.response(stream_id)[1]
+
     def ended(self, stream_id: int) -> bool:
         return any(isinstance(e, h2.events.StreamEnded) and e.stream_id == stream_id
                    for e in self.events)
@@ -190,10 +198,7 @@ def test_bad_response_field_raises_in_the_app_thread(rig):
     assert not r.driver.handoffs and not stream.handed_off
     stream.abort()   # what the WSGI adapter does after the error
     r.pump(until=lambda: any(isinstance(e, h2.events.StreamReset) for e in r.events))
-    again = r.request()
-    r.driver.streams[again].send_complete(200, "OK", TEXT, b"fine", None)
-    r.pump(until=lambda: r.ended(again))
-    assert r.response(again)[1] == b"fine"
+    assert r.serve_one(b"fine") == b"fine"
 
 
 def test_stream_reset_before_framing_sends_nothing_for_it(rig):
@@ -210,10 +215,7 @@ def test_stream_reset_before_framing_sends_nothing_for_it(rig):
     r.pump()
     assert r.response(stream_id) == ({}, b"", False)
     assert stream.done and stream_id not in r.driver.streams
-    again = r.request()
-    r.driver.streams[again].send_complete(200, "OK", TEXT, b"next", None)
-    r.pump(until=lambda: r.ended(again))
-    assert r.response(again)[1] == b"next"
+    assert r.serve_one(b"next") == b"next"
 
 
 def test_short_send_window_leaves_the_rest_to_a_pool_job(rig):
