@@ -246,6 +246,12 @@ def _check_bind(addresses: list[str]) -> None:
             raise ValueError(reason) from None
 
 
+def _check_statsd_address(address: str) -> None:
+    from h2serve.statsd import parse_address  # lazy: only when the setting is used
+
+    parse_address(address)
+
+
 def _check_ciphers(ciphers: str) -> None:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     try:
@@ -671,6 +677,36 @@ SETTINGS: tuple[Setting, ...] = (
         "`debug` also shows protocol errors caused by clients.",
         _to_log_level, default="info", choices=LOG_LEVELS, aliases=("loglevel",),
     ),
+    Setting(
+        "statsd_host", ("--statsd-host",), S_LOGGING, "address", "STATSD_ADDR",
+        "Send gunicorn's StatsD metrics (and h2serve's HTTP/2 ones, docs/metrics.md) to this "
+        "collector: `HOST:PORT` (UDP, port 8125 if left out), `[IPV6]:PORT` or `unix:PATH` "
+        "(a datagram socket). Sending never waits: a datagram that cannot go is dropped.",
+        _opt_str, validate=_check_statsd_address,
+    ),
+    Setting(
+        "statsd_prefix", ("--statsd-prefix",), S_LOGGING, "string", "STATSD_PREFIX",
+        "Put in front of every StatsD metric name; a `.` is added if it does not end with one.",
+        _to_str, default="",
+    ),
+    Setting(
+        "dogstatsd_tags", ("--dogstatsd-tags",), S_LOGGING, "string", "DOGSTATSD_TAGS",
+        "Datadog (dogstatsd) tags added to every StatsD line, comma-separated: `env:prod,app:web`.",
+        _to_str, default="",
+    ),
+    Setting(
+        "metrics_bind", ("--metrics-bind",), S_LOGGING, "address", "ADDRESS",
+        "Serve the metrics in Prometheus text format at `http://ADDRESS/metrics` (plain HTTP, "
+        "from the master process), summed over all workers, restarted ones included. Any "
+        "--bind form; keep it on loopback or a private network.",
+        _opt_str, validate=lambda value: _check_bind([value]),
+    ),
+    Setting(
+        "stuck_request_timeout", ("--stuck-request-timeout",), S_LOGGING, "float (seconds)", "SECONDS",
+        "Log a request still running after this long, once, with its request line, age, thread "
+        "and the thread's stack; nothing is stopped (0 disables). Default: --timeout.",
+        _optional(_to_float), validate=_at_least(0), default_doc="the value of --timeout",
+    ),
     # Process ----------------------------------------------------------------
     Setting(
         "pidfile", ("-p", "--pid"), S_PROCESS, "path", "FILE",
@@ -712,7 +748,6 @@ _SYSLOG = "there is no syslog handler; log to standard error and let journald or
 _LOGCONF = ("logs go through the standard loggers `h2serve.error` and `h2serve.access`; "
             "configure them from Python if the built-in handlers are not enough")
 _STRICT_HTTP = "HTTP/1.1 parsing is strict (RFC 9112) and cannot be relaxed"
-_STATSD = "there are no StatsD metrics; use the access log (`json` format) for request metrics"
 _PASTE = "PasteDeploy is not supported; name the WSGI callable as APP"
 
 GUNICORN_ONLY: dict[str, tuple[tuple[str, ...], str]] = {
@@ -755,9 +790,6 @@ GUNICORN_ONLY: dict[str, tuple[tuple[str, ...], str]] = {
     "logconfig": (("--log-config",), _LOGCONF),
     "logconfig_dict": ((), _LOGCONF),
     "logconfig_json": (("--log-config-json",), _LOGCONF),
-    "statsd_host": (("--statsd-host",), _STATSD),
-    "dogstatsd_tags": (("--dogstatsd-tags",), _STATSD),
-    "statsd_prefix": (("--statsd-prefix",), _STATSD),
     "default_proc_name": ((), "use proc_name"),
     "paste": (("--paste", "--paster"), _PASTE),
     "raw_paste_global_conf": (("--paste-global",), _PASTE),
@@ -1210,6 +1242,7 @@ NOT_IN_GUNICORN = frozenset({
     "body_min_rate", "body_prebuffer", "limit_request_head",
     "http2_max_requests_per_connection", "http2_reset_budget", "http2_max_control_frames",
     "http2_max_control_backlog", "http2_dribble_frame_size",
+    "metrics_bind", "stuck_request_timeout",
 })
 
 # Where a shared setting behaves differently from gunicorn's; absent means "the same".
@@ -1242,6 +1275,8 @@ GUNICORN_DIFFERENCES: dict[str, str] = {
     "proxy_allow_ips": f"Default `{SETTINGS_BY_NAME['proxy_allow_ips'].default}`; other peers are closed, not served.",
     "access_logformat": "Also `json`: one JSON object per request.",
     "error_logfile": "Reopened on USR1, as in gunicorn.",
+    "statsd_host": "Same names and line format; the lines of one request share one datagram. "
+                   "h2serve adds HTTP/2, connection and pool metrics (docs/metrics.md).",
 }
 
 

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 from urllib.parse import unquote_to_bytes
 
-from h2serve import SERVER_SOFTWARE
+from h2serve import SERVER_SOFTWARE, metrics
 from h2serve.protocol.events import Headers, RequestReceived
 from h2serve.protocol.http2 import parse_priority_field
 
@@ -415,6 +415,7 @@ def serve_request(app: Callable, exchange: Exchange, request: RequestReceived,
     started = time.perf_counter()
     environ = build_environ(base_environ, request, exchange.protocol, forwarded)
     responder = Responder(exchange, environ)
+    metrics.request_started(request, environ)
     environ["wsgi.input"] = InputStream(exchange)
     environ["wsgi.early_hints"] = responder.early_hints
     environ["h2serve.send_trailers"] = responder.set_trailers
@@ -443,6 +444,7 @@ def serve_request(app: Callable, exchange: Exchange, request: RequestReceived,
                 pass
         else:
             exchange.abort()
+    metrics.request_finished(exchange.protocol, responder.status_code, time.perf_counter() - started)
     if access_log is not None and access_log.enabled:
         try:
             access_log.log(environ, responder.status or str(responder.status_code),

@@ -52,7 +52,9 @@ worker_class = "gthread"
 preload_app = True
 raw_env = ["A=1"]
 secure_scheme_headers = {{"X-FORWARDED-PROTO": "https"}}
+tmp_upload_dir = "/tmp"
 statsd_host = "localhost:8125"
+statsd_prefix = "web"
 
 def post_fork(server, worker):
     pass
@@ -87,9 +89,10 @@ def test_gunicorn_config_file_is_read(tmp_path, dev_certs):
             cfg.limit_request_field_size) == (2048, 50, 4096)
     assert cfg.certfile == str(dev_certs.cert) and cfg.keyfile == str(dev_certs.key)
     assert cfg.http_protocols == "h2,h1" and cfg.http2_max_concurrent_streams == 64
+    assert (cfg.statsd_host, cfg.statsd_prefix) == ("localhost:8125", "web")
     warned = {re.search(r"gunicorn's '(\w+)'", w)[1] for w in cfg.warnings if "gunicorn's" in w}
     assert warned == {"worker_class", "preload_app", "raw_env", "secure_scheme_headers",
-                      "statsd_host", "post_fork", "when_ready"}
+                      "tmp_upload_dir", "post_fork", "when_ready"}
     assert len(cfg.warnings) == len(warned)          # helpers and imports stay silent
 
 
@@ -98,7 +101,7 @@ def test_gunicorn_config_file_is_read(tmp_path, dev_certs):
     (["--worker-class=gevent"], "--worker-class"),
     (["--preload"], "--preload"),
     (["-D"], "-D"),
-    (["--statsd-host", "localhost:8125"], "--statsd-host"),
+    (["--spew"], "--spew"),
 ])
 def test_gunicorn_only_flags_are_refused_with_the_reason(argv, flag):
     with pytest.raises(ConfigError, match=f"gunicorn's {re.escape(flag)} has no equivalent: "):

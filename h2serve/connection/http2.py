@@ -19,7 +19,7 @@ from collections import deque
 from threading import get_ident
 from typing import TYPE_CHECKING, Any
 
-from h2serve import SERVER_SOFTWARE
+from h2serve import SERVER_SOFTWARE, metrics
 from h2serve.connection.base import http_date
 from h2serve.protocol.events import (
     BodyEnded,
@@ -726,6 +726,7 @@ class HTTP2Driver:
                 return
             else:
                 self._flush_locked()  # HEADERS queued by send_complete must not wait for the window
+                metrics.count(metrics.H2_FLOW_CONTROL_STALLS)
                 self._wait_locked(deadline, "flow-control window", stream)
 
     def send_end(self, stream: H2Stream, trailers: Headers | None) -> None:
@@ -796,6 +797,7 @@ class HTTP2Driver:
             if taken < len(body):
                 # The client's window is short: a pool thread waits for it,
                 # with send_timeout, as the app's own write would have.
+                metrics.count(metrics.H2_FLOW_CONTROL_STALLS)
                 self.worker.pool.submit(self._send_rest, stream, memoryview(body)[taken:])
                 return False
         return self._finish_locked(stream)

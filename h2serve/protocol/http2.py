@@ -81,6 +81,8 @@ import h2.stream
 from hpack.exceptions import HPACKError, OversizedHeaderListError
 from hyperframe.frame import Frame, GoAwayFrame, HeadersFrame, RstStreamFrame, WindowUpdateFrame
 
+from h2serve import metrics
+
 from .events import (
     BodyEnded,
     BodyReceived,
@@ -333,8 +335,9 @@ class _ServerConnection(h2.connection.H2Connection):
 
     def _prepare_for_sending(self, frames: list) -> None:
         for frame in frames:
-            if isinstance(frame, RstStreamFrame) and frame.error_code:
-                self.errors_answered += 1
+            if isinstance(frame, RstStreamFrame):
+                metrics.count(metrics.H2_RESETS_SENT)
+                self.errors_answered += frame.error_code != 0
         super()._prepare_for_sending(frames)
 
     # -- helpers ----------------------------------------------------------
@@ -442,6 +445,7 @@ class _ServerConnection(h2.connection.H2Connection):
             if refuse_reason is not None:
                 stream = self._begin_new_stream(stream_id, h2.connection.AllowedStreamIDs.ODD)
                 frames = self._open_and_reset(stream, end_stream, ErrorCodes.REFUSED_STREAM)
+                metrics.count(metrics.H2_STREAMS_REFUSED)
                 return frames, events + [
                     _StreamRejected(stream_id, ErrorCodes.REFUSED_STREAM, refuse_reason)
                 ]
@@ -943,6 +947,7 @@ class HTTP2Protocol:
         elif frame_type in (FRAME_TYPE_PRIORITY, FRAME_TYPE_PRIORITY_UPDATE):
             cost, kind = 1, "PRIORITY"
         elif frame_type == FRAME_TYPE_RST_STREAM:
+            metrics.count(metrics.H2_RESETS_RECEIVED)
             stream = self._conn.streams.get(stream_id)
             if stream is None or stream.closed:
                 cost, kind = 1, "RST_STREAM on a closed stream"
@@ -1688,6 +1693,7 @@ class HTTP2Protocol:
         frame.error_code = error_code
         frame.additional_data = debug
         self._outbound += frame.serialize()
+        metrics.count(metrics.H2_GOAWAYS_SENT)
         self._goaway_sent = True
         self._conn.refuse_streams_above = last_stream_id
         if error_code != 0:
