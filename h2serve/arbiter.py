@@ -20,6 +20,7 @@ import tempfile
 import time
 from typing import Any
 
+from h2serve import metrics
 from h2serve.loadshare import LoadTable
 
 log = logging.getLogger("h2serve.error")
@@ -28,12 +29,15 @@ HANDLED_SIGNALS = ("HUP", "QUIT", "INT", "TERM", "TTIN", "TTOU", "USR1", "USR2",
 WORKER_BOOT_ERROR = 3
 RETIRING_MODE = 0o2       # see h2serve.worker.Heartbeat
 HALT_ON_BOOT_ERRORS = 5   # consecutive boot failures with no healthy worker: give up
+ABORT_GRACE_S = 0.3       # a hung worker gets this long to dump its stacks before SIGKILL
+STATSD_GAUGE_INTERVAL_S = 1.0
 
 
 class WorkerRecord:
     """What the master knows of one child: pid, heartbeat file, age."""
 
-    __slots__ = ("pid", "heartbeat", "age", "retiring", "generation", "load_slot", "_born_mode", "_booted")
+    __slots__ = ("pid", "heartbeat", "age", "retiring", "generation", "load_slot", "metrics_slot",
+                 "_born_mode", "_booted")
 
     def __init__(self, pid: int, heartbeat: Any, age: int, generation: int) -> None:
         self.pid = pid
@@ -41,6 +45,7 @@ class WorkerRecord:
         self.age = age
         self.retiring = False
         self.generation = generation
+        self.metrics_slot: int | None = None
         self._born_mode = self._mode()
         self._booted = False
 
@@ -90,6 +95,12 @@ class Arbiter:
         self._wake_r = self._wake_w = -1
         self.num_workers = cfg.workers
         self.source_watcher: SourceWatcher | None = None
+        # Every worker publishes its in-flight requests here (and its counters, with
+        # metrics_bind or statsd_host); see h2serve.metrics.
+        self.metrics_table = metrics.MetricsTable()
+        self.metrics_server: Any = None   # h2serve.prometheus.MetricsServer with metrics_bind
+        self.statsd: Any = None
+        self.statsd_due = 0.0
 
     # --- setup -----------------------------------------------------------------
 
@@ -120,6 +131,60 @@ class Arbiter:
             log.info("Listening at: %s://%s (%d)", scheme, describe(lsock), self.pid)
         if self.cfg.reuse_port:
             self.listeners = [reuse_port_holder(lsock) for lsock in self.listeners]
+        if self.cfg.metrics_bind:
+            from h2serve.prometheus import MetricsServer
+
+            sockets = create_listeners([self.cfg.metrics_bind], 16, reuse_port=False)
+            self.metrics_server = MetricsServer(sockets, self._render_metrics)
+            for lsock in sockets:
+                log.info("Metrics at: http://%s/metrics", describe(lsock))
+
+    def _start_metrics(self) -> None:
+        """The master's own sinks: its log lines count into the retained totals."""
+        cfg = self.cfg
+        self.statsd = None
+        if cfg.statsd_host:
+            from h2serve.statsd import StatsdClient
+
+            try:
+                self.statsd = StatsdClient(cfg.statsd_host, cfg.statsd_prefix, cfg.dogstatsd_tags)
+            except OSError as exc:
+                log.warning("statsd_host %s: %s; no StatsD metrics", cfg.statsd_host, exc)
+        retained = self.metrics_table.retained if cfg.metrics_bind else None
+        metrics.install(metrics.Recorder(retained, self.statsd)
+                        if retained is not None or self.statsd else None)
+        metrics.install_log_counter()
+
+    def _metrics_snapshot(self) -> metrics.Snapshot:
+        live = [w.metrics_slot for w in self.workers.values() if w.metrics_slot is not None]
+        snapshot = self.metrics_table.snapshot(live)
+        snapshot.workers = len(self.workers)
+        return snapshot
+
+    def _render_metrics(self) -> str:
+        from h2serve.prometheus import render
+
+        return render(self._metrics_snapshot())
+
+    def _send_statsd_gauges(self) -> None:
+        """Once a second: the workers' gauges, summed, and gunicorn.workers."""
+        now = time.monotonic()
+        if self.statsd is None or now < self.statsd_due:
+            return
+        self.statsd_due = now + STATSD_GAUGE_INTERVAL_S
+        snapshot = self._metrics_snapshot()
+        self.statsd.gauges([("gunicorn.workers", snapshot.workers)]
+                           + [(name, snapshot.gauge(i)) for i, (name, _) in enumerate(metrics.GAUGES)])
+
+    def _log_in_flight(self, record: WorkerRecord, why: str) -> None:
+        """Name the requests a worker was running, as its stuck watcher last published them."""
+        if record.metrics_slot is None:
+            return
+        from h2serve.stuck import log_in_flight, read_published
+
+        age, lines = read_published(self.metrics_table.read_text(record.metrics_slot), time.monotonic())
+        if age is not None:
+            log_in_flight(f"{why} (pid:{record.pid}) was running, {age:.1f} s ago", lines, logging.ERROR)
 
     def _install_signals(self) -> None:
         self._wake_r, self._wake_w = os.pipe()
@@ -166,6 +231,7 @@ class Arbiter:
         from h2serve.logs import setup_logging
 
         setup_logging(self.cfg)
+        self._start_metrics()
         if self.cfg.chdir:
             os.chdir(self.cfg.chdir)
         try:
@@ -199,6 +265,7 @@ class Arbiter:
                 self._retire_extra()
                 self._spawn_missing()
                 self._reload_on_source_change()
+                self._send_statsd_gauges()
                 self._sleep(1.0)
         except KeyboardInterrupt:
             self._stop(graceful=False)
@@ -207,12 +274,20 @@ class Arbiter:
             self._unlink_unix()
             if self.source_watcher is not None:
                 self.source_watcher.remove()
+            if self.metrics_server is not None:
+                self.metrics_server.close()
         return self.exit_code
 
     def _sleep(self, timeout: float) -> None:
+        server = self.metrics_server
         try:
-            ready, _, _ = select.select([self._wake_r], [], [], timeout)
-            if ready:
+            if server is None:
+                ready, writable = select.select([self._wake_r], [], [], timeout)[:2]
+            else:
+                ready, writable, _ = select.select([self._wake_r, *server.read_fds()],
+                                                   server.write_fds(), [], timeout)
+                server.handle(ready, writable)
+            if self._wake_r in ready:
                 while os.read(self._wake_r, 1024):
                     pass
         except (BlockingIOError, InterruptedError):
@@ -255,10 +330,12 @@ class Arbiter:
         self.worker_age += 1
         heartbeat = tempfile.TemporaryFile(prefix="h2serve-hb-")
         load_slot = self.load_table.take_slot() if self.load_table is not None else None
+        metrics_slot = self.metrics_table.take_slot()
         pid = os.fork()
         if pid:
             record = WorkerRecord(pid, heartbeat, self.worker_age, self.generation)
             record.load_slot = load_slot
+            record.metrics_slot = metrics_slot
             self.workers[pid] = record
             return
         # --- child -------------------------------------------------------------
@@ -270,7 +347,9 @@ class Arbiter:
             os.close(self._wake_w)
             for other in self.workers.values():
                 other.heartbeat.close()
-            code = self._worker_main(heartbeat, load_slot)
+            if self.metrics_server is not None:
+                self.metrics_server.close()
+            code = self._worker_main(heartbeat, load_slot, metrics_slot)
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else 1
         except BaseException:
@@ -283,7 +362,7 @@ class Arbiter:
             finally:
                 os._exit(code)
 
-    def _worker_main(self, heartbeat: Any, load_slot: int | None) -> int:
+    def _worker_main(self, heartbeat: Any, load_slot: int | None, metrics_slot: int | None) -> int:
         from h2serve.worker import Worker
 
         listeners = self.listeners
@@ -312,7 +391,8 @@ class Arbiter:
                 return WORKER_BOOT_ERROR
             self.source_watcher.report_imports(self.cfg.chdir, self.cfg.app_uri)
         worker = Worker(self.cfg, listeners, app=app, heartbeat_fd=heartbeat.fileno(), ppid=self.pid,
-                        load=(self.load_table, load_slot) if load_slot is not None else None)
+                        load=(self.load_table, load_slot) if load_slot is not None else None,
+                        metrics_slot=(self.metrics_table, metrics_slot) if metrics_slot is not None else None)
         return worker.run()
 
     def _reap(self) -> None:
@@ -329,6 +409,7 @@ class Arbiter:
             record.heartbeat.close()
             if self.load_table is not None:
                 self.load_table.free_slot(record.load_slot)
+            self.metrics_table.release_slot(record.metrics_slot)   # its counts are kept
             code = os.waitstatus_to_exitcode(status)
             if code == WORKER_BOOT_ERROR:
                 self.boot_failures += 1
@@ -354,6 +435,11 @@ class Arbiter:
             beat = record.last_beat()
             if beat and now - beat > timeout:
                 log.critical("WORKER TIMEOUT (pid:%d)", record.pid)
+                self._log_in_flight(record, "Timed-out worker")
+                log.error("Asking worker (pid:%d) for its threads' stacks (SIGABRT) before killing it",
+                          record.pid)
+                self._kill(record.pid, signal.SIGABRT)
+                time.sleep(ABORT_GRACE_S)
                 self._kill(record.pid, signal.SIGKILL)
 
     def _note_retiring(self) -> None:
@@ -392,6 +478,7 @@ class Arbiter:
         from h2serve.logs import setup_logging
 
         setup_logging(self.cfg)
+        self._start_metrics()
         self.num_workers = self.cfg.workers
         self.generation += 1
         for _ in range(self.num_workers):
@@ -431,6 +518,8 @@ class Arbiter:
             self._reap()
             self._sleep(0.05)
         if self.workers:
+            for record in list(self.workers.values()):
+                self._log_in_flight(record, "graceful_timeout passed: worker")
             self._kill_all(signal.SIGKILL)
             while self.workers:
                 self._reap()

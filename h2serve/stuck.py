@@ -48,6 +48,16 @@ def describe_in_flight(now: float, in_flight: list[tuple[int, tuple[float, Any, 
     return lines
 
 
+def read_published(text: str, now: float) -> tuple[float | None, list[str]]:
+    """What StuckWatcher published: (seconds since, request lines); (None, []) if nothing."""
+    stamp, _, rest = text.partition("\n")
+    try:
+        age = now - float(stamp)
+    except ValueError:
+        return None, []
+    return age, [line for line in rest.split("\n") if line]
+
+
 def log_in_flight(why: str, lines: list[str], level: int = logging.WARNING) -> None:
     """The requests cut off by a kill or a timeout, one log line each."""
     for line in lines:
@@ -86,7 +96,8 @@ class StuckWatcher:
         in_flight = list(metrics.IN_FLIGHT.items())
         names = {thread.ident: thread.name for thread in threading.enumerate()}
         if self.publish is not None:
-            self.publish("\n".join(describe_in_flight(now, in_flight, names)))
+            # first line: when, on the monotonic clock the arbiter shares
+            self.publish("\n".join([f"{now:.3f}", *describe_in_flight(now, in_flight, names)]))
         if self.limit <= 0:
             return
         stuck = [(ident, entry) for ident, entry in in_flight if now - entry[0] >= self.limit]

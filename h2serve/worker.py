@@ -23,9 +23,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from h2serve import metrics
 from h2serve.connection.base import Connection
 from h2serve.loadshare import LoadTable
 from h2serve.logs import AccessLog
+from h2serve.stuck import StuckWatcher, describe_in_flight, log_in_flight
 from h2serve.transport.listeners import stop_new_handshakes
 from h2serve.wsgi import ForwardedPolicy
 
@@ -38,6 +40,7 @@ SIBLING_BOOT_WAIT_S = 1.0  # a starting worker waits this long at most for sibli
 ACCEPT_BATCH = 64        # connections accepted per listener per wake-up, alone on it
 BACKLOG_PASS_PAUSE_S = 0.01
 LINGER_S = 2.0           # a closing connection's unread input is drained this long
+GAUGE_INTERVAL_S = 0.5   # how often the poller publishes the worker's gauges
 WORKER_BOOT_ERROR = 3
 
 _WAKE = object()
@@ -66,6 +69,10 @@ class ThreadPool:
 
     def submit(self, fn: Callable, *args: Any) -> None:
         self._jobs.put((fn, args))
+
+    def queued(self) -> int:
+        """Jobs waiting for a thread (approximate: stop markers count too)."""
+        return self._jobs.qsize()
 
     def submit_urgent(self, fn: Callable, *args: Any) -> None:
         self._urgent.append((fn, args))
@@ -142,7 +149,8 @@ class Worker:
 
     def __init__(self, cfg: Any, listeners: list[socket.socket], *, app: Callable | None = None,
                  ssl_context: ssl.SSLContext | None = None, heartbeat_fd: int | None = None,
-                 ppid: int | None = None, load: tuple[LoadTable, int] | None = None) -> None:
+                 ppid: int | None = None, load: tuple[LoadTable, int] | None = None,
+                 metrics_slot: tuple[metrics.MetricsTable, int] | None = None) -> None:
         self.cfg = cfg
         self.listeners = listeners
         self.app = app
@@ -183,6 +191,9 @@ class Worker:
         self.max_requests = self._max_requests()
         self.tls = ssl_context is not None
         self.poller_ident = threading.get_ident()  # serve_forever sets it to the poller's
+        self.metrics_table, self.metrics_slot = metrics_slot if metrics_slot is not None else (None, 0)
+        self.stuck_watcher: StuckWatcher | None = None
+        self.gauges_due = 0.0
 
     # --- setup -------------------------------------------------------------------
 
@@ -213,6 +224,48 @@ class Worker:
     def _reopen_logs(self) -> None:
         from h2serve.logs import reopen_logs
         reopen_logs()
+        _dump_stacks_on_abort()   # the old file descriptor is closed now
+
+    # --- metrics and stuck requests ------------------------------------------------
+
+    def _start_metrics(self) -> None:
+        """This worker's sinks (its table slot, StatsD), the log counter, the stuck watcher."""
+        cfg, table = self.cfg, self.metrics_table
+        statsd = None
+        if cfg.statsd_host:
+            from h2serve.statsd import StatsdClient
+
+            try:
+                statsd = StatsdClient(cfg.statsd_host, cfg.statsd_prefix, cfg.dogstatsd_tags)
+            except OSError as exc:
+                log.warning("statsd_host %s: %s; no StatsD metrics from this worker", cfg.statsd_host, exc)
+        numbers = table.numbers(self.metrics_slot) if table is not None and (
+            cfg.metrics_bind or cfg.statsd_host) else None
+        # (replaces what the arbiter installed for itself before fork)
+        metrics.install(metrics.Recorder(numbers, statsd) if numbers is not None or statsd else None)
+        metrics.install_log_counter()
+        limit = cfg.stuck_request_timeout if cfg.stuck_request_timeout is not None else cfg.timeout
+        publish = None
+        if table is not None:
+            slot = self.metrics_slot
+            publish = lambda text: table.publish_text(slot, text)  # noqa: E731
+        if limit or publish is not None:
+            self.stuck_watcher = StuckWatcher(limit, self.pool.size, publish)
+            self.stuck_watcher.start()
+        _dump_stacks_on_abort()
+
+    def _publish_gauges(self, now: float) -> None:
+        """Poller thread, twice a second: current values for the arbiter to sum."""
+        self.gauges_due = now + GAUGE_INTERVAL_S
+        recorder = metrics.recorder()
+        if recorder is None or recorder.numbers is None:
+            return
+        h2 = self.h2_connections
+        watcher = self.stuck_watcher
+        recorder.gauges((len(self.connections), len(h2),
+                         sum(len(conn.driver.streams) for conn in h2 if conn.driver is not None),
+                         self.pool.queued(), len(metrics.IN_FLIGHT),
+                         watcher.stuck_now if watcher is not None else 0))
 
     # --- the method queue ------------------------------------------------------
 
@@ -529,6 +582,8 @@ class Worker:
                 self.accept_retry_at = 0.0
                 self._resume_accepting()
             self.heartbeat.beat(now)
+            if now >= self.gauges_due:
+                self._publish_gauges(now)
             self._expire(now)
             if self.ppid != os.getppid():
                 log.info("parent changed, shutting down")
@@ -538,6 +593,13 @@ class Worker:
         self._close_everything()
 
     def _close_everything(self) -> None:
+        if metrics.IN_FLIGHT:
+            why = ("quick shutdown cut off a request" if self.fast_exit else
+                   f"graceful_timeout ({self.cfg.graceful_timeout:g} s) cut off a request")
+            log_in_flight(why, describe_in_flight(time.monotonic(), list(metrics.IN_FLIGHT.items()),
+                                                  {t.ident: t.name for t in threading.enumerate()}))
+        if self.stuck_watcher is not None:
+            self.stuck_watcher.stop()
         for conn in list(self.connections):
             self.release(conn)
         self.pool.stop(wait_s=0.0 if self.fast_exit else 1.0)
@@ -560,5 +622,24 @@ class Worker:
             print(f"h2serve: worker failed to boot: {exc}", file=sys.stderr)
             return WORKER_BOOT_ERROR
         log.info("Booting worker with pid: %d", os.getpid())
+        self._start_metrics()
         self.serve_forever()
         return 0
+
+
+def _dump_stacks_on_abort() -> None:
+    """SIGABRT (sent by the arbiter before it kills a worker that stopped answering)
+    writes every thread's stack to the error log, from C, even while some thread
+    holds the interpreter lock; then the worker goes on until the SIGKILL."""
+    import faulthandler
+
+    stream = None
+    for handler in logging.getLogger("h2serve.error").handlers:
+        candidate = getattr(handler, "stream", None)
+        if candidate is not None and hasattr(candidate, "fileno"):
+            stream = candidate
+            break
+    try:
+        faulthandler.register(signal.SIGABRT, file=stream or sys.stderr, all_threads=True, chain=False)
+    except (ValueError, OSError, AttributeError, RuntimeError):
+        pass
