@@ -436,9 +436,9 @@ class Arbiter:
             if beat and now - beat > timeout:
                 log.critical("WORKER TIMEOUT (pid:%d)", record.pid)
                 self._log_in_flight(record, "Timed-out worker")
-                log.error("Asking worker (pid:%d) for its threads' stacks (SIGABRT) before killing it",
+                log.error("Asking worker (pid:%d) for its threads' stacks (SIGUSR2) before killing it",
                           record.pid)
-                self._kill(record.pid, signal.SIGABRT)
+                self._kill(record.pid, signal.SIGUSR2)
                 time.sleep(ABORT_GRACE_S)
                 self._kill(record.pid, signal.SIGKILL)
 

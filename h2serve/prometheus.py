@@ -50,11 +50,11 @@ def render(snapshot: Snapshot) -> str:
         lines.append(f"# TYPE {name} {kind}")
 
     for index, (statsd_name, help_text) in enumerate(COUNTERS):
-        name = prometheus_name(statsd_name)
+        name = prometheus_name(statsd_name) + "_total"   # as prometheus_client writes counters
         family(name, "counter", help_text)
-        lines.append(f"{name}_total {snapshot.counter(index)}")
+        lines.append(f"{name} {snapshot.counter(index)}")
         if index == REQUESTS:
-            family("gunicorn_request_status", "counter", "Requests served, by response status code.")
+            family("gunicorn_request_status_total", "counter", "Requests served, by response status code.")
             for code, count in snapshot.statuses():
                 lines.append(f'gunicorn_request_status_total{{status="{code}"}} {count}')
     family("gunicorn_workers", "gauge", "Worker processes running.")

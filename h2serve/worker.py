@@ -224,7 +224,7 @@ class Worker:
     def _reopen_logs(self) -> None:
         from h2serve.logs import reopen_logs
         reopen_logs()
-        _dump_stacks_on_abort()   # the old file descriptor is closed now
+        _dump_stacks_on_usr2()   # the old file descriptor is closed now
 
     # --- metrics and stuck requests ------------------------------------------------
 
@@ -252,7 +252,7 @@ class Worker:
         if limit or publish is not None:
             self.stuck_watcher = StuckWatcher(limit, self.pool.size, publish)
             self.stuck_watcher.start()
-        _dump_stacks_on_abort()
+        _dump_stacks_on_usr2()
 
     def _publish_gauges(self, now: float) -> None:
         """Poller thread, twice a second: current values for the arbiter to sum."""
@@ -627,10 +627,10 @@ class Worker:
         return 0
 
 
-def _dump_stacks_on_abort() -> None:
-    """SIGABRT (sent by the arbiter before it kills a worker that stopped answering)
-    writes every thread's stack to the error log, from C, even while some thread
-    holds the interpreter lock; then the worker goes on until the SIGKILL."""
+def _dump_stacks_on_usr2() -> None:
+    """SIGUSR2 (sent by the arbiter before it kills a worker that stopped answering,
+    or by an operator) writes every thread's stack to the error log, from C, even
+    while some thread holds the interpreter lock; then the worker goes on."""
     import faulthandler
 
     stream = None
@@ -640,6 +640,6 @@ def _dump_stacks_on_abort() -> None:
             stream = candidate
             break
     try:
-        faulthandler.register(signal.SIGABRT, file=stream or sys.stderr, all_threads=True, chain=False)
+        faulthandler.register(signal.SIGUSR2, file=stream or sys.stderr, all_threads=True, chain=False)
     except (ValueError, OSError, AttributeError, RuntimeError):
         pass

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import signal
+import ctypes
 import time
 
 from tests.apps import router
@@ -14,15 +13,27 @@ def stuck_view_sleeping_here(seconds: float) -> None:
     time.sleep(seconds)
 
 
+def hold_the_interpreter(seconds: int) -> None:
+    """Sleep in C without releasing the interpreter lock: no thread of this
+    process runs Python meanwhile, the poller's heartbeat included."""
+    libc = ctypes.PyDLL(None)
+    left = seconds
+    while left > 0:   # a signal ends sleep(3) early; it returns what is left
+        left = libc.sleep(left)
+
+
 def app(environ, start_response):
-    """/nap?s=N sleeps in stuck_view_sleeping_here; /hang sleeps 1 s then stops its own
-    process (SIGSTOP), as a worker hung in C code looks to the arbiter; else tests.apps.router."""
+    """/nap?s=N sleeps in stuck_view_sleeping_here; /hold?s=N first naps 0.7 s (so the
+    watcher publishes the request) then holds the interpreter lock N seconds; any
+    other path goes to tests.apps.router."""
     path = environ.get("PATH_INFO", "/")
-    if path in ("/nap", "/hang"):
+    if path in ("/nap", "/hold"):
         query = dict(pair.partition("=")[::2] for pair in environ.get("QUERY_STRING", "").split("&") if pair)
-        stuck_view_sleeping_here(float(query.get("s", "1")))
-        if path == "/hang":
-            os.kill(os.getpid(), signal.SIGSTOP)
+        if path == "/hold":
+            stuck_view_sleeping_here(0.7)
+            hold_the_interpreter(int(query.get("s", "5")))
+        else:
+            stuck_view_sleeping_here(float(query.get("s", "1")))
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [b"woke up"]
     return router(environ, start_response)
