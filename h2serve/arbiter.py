@@ -142,6 +142,8 @@ class Arbiter:
     def _start_metrics(self) -> None:
         """The master's own sinks: its log lines count into the retained totals."""
         cfg = self.cfg
+        if self.statsd is not None:   # a reload: the new settings may name another collector
+            self.statsd.close()
         self.statsd = None
         if cfg.statsd_host:
             from h2serve.statsd import StatsdClient
