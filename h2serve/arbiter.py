@@ -277,6 +277,9 @@ class Arbiter:
             if self.source_watcher is not None:
                 self.source_watcher.remove()
             if self.metrics_server is not None:
+                from h2serve.transport.listeners import unlink_unix_listeners
+
+                unlink_unix_listeners(self.metrics_server.listeners)
                 self.metrics_server.close()
         return self.exit_code
 
