@@ -594,8 +594,12 @@ class Worker:
 
     def _close_everything(self) -> None:
         if metrics.IN_FLIGHT:
-            why = ("quick shutdown cut off a request" if self.fast_exit else
-                   f"graceful_timeout ({self.cfg.graceful_timeout:g} s) cut off a request")
+            if self.fast_exit:
+                why = "quick shutdown cut off a request"
+            elif self.draining and time.monotonic() >= self.drain_deadline:
+                why = f"graceful_timeout ({self.cfg.graceful_timeout:g} s) cut off a request"
+            else:
+                why = "worker exiting with a request still running (its client left)"
             log_in_flight(why, describe_in_flight(time.monotonic(), list(metrics.IN_FLIGHT.items()),
                                                   {t.ident: t.name for t in threading.enumerate()}))
         if self.stuck_watcher is not None:
