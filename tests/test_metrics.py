@@ -11,6 +11,7 @@ import ssl
 import subprocess
 import threading
 import time
+import urllib.error
 import urllib.request
 
 import httpx
@@ -20,6 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from h2serve import metrics
 from h2serve.statsd import normalize_prefix, parse_address
+from h2serve.stuck import escape
 from tests.conftest import require_tool
 from tests.h2client import CANCEL, REFUSED_STREAM, H2Client
 
@@ -215,6 +217,13 @@ def test_prometheus_scrape_sums_all_workers_and_keeps_recycled_workers_counts(h2
     assert _value(families, "gunicorn_workers", "gunicorn_workers") >= 2
     for name, _ in metrics.COUNTERS + metrics.GAUGES:
         assert name.replace(".", "_") in families, name
+    with pytest.raises(urllib.error.HTTPError) as not_found:
+        urllib.request.urlopen(f"http://{address}/other", timeout=5)
+    assert not_found.value.code == 404
+
+
+def test_request_lines_are_escaped_in_reports():
+    assert escape('GET /a"b\x01\\ HTTP/2\r\n\u00e9') == 'GET /a\\"b\\x01\\\\ HTTP/2\\r\\n\\xe9'
 
 
 # --- stuck requests ----------------------------------------------------------------------
