@@ -287,8 +287,8 @@ class Arbiter:
         server = self.metrics_server
         try:
             if server is None:
-                ready, writable = select.select([self._wake_r], [], [], timeout)[:2]
-            else:
+                ready = select.select([self._wake_r], [], [], timeout)[0]
+            else:   # --metrics-bind: scrapes are answered from this loop, without a thread
                 ready, writable, _ = select.select([self._wake_r, *server.read_fds()],
                                                    server.write_fds(), [], timeout)
                 server.handle(ready, writable)

@@ -61,7 +61,8 @@ GAUGES: tuple[tuple[str, str], ...] = (
     ("gunicorn.connections.open", "Client connections open (HTTP/1.1 and HTTP/2)."),
     ("gunicorn.http2.connections.open", "HTTP/2 connections open."),
     ("gunicorn.http2.streams.open", "HTTP/2 streams open (requests received, not yet finished)."),
-    ("gunicorn.pool.queue", "Jobs waiting in the workers' thread-pool queues."),
+    ("gunicorn.pool.queue", "Work waiting for a pool thread: jobs queued, and HTTP/2 streams held "
+     "back beyond their connection's share of the pool."),
     ("gunicorn.pool.busy", "Pool threads running an application call."),
     ("gunicorn.pool.stuck", "Pool threads running a request older than stuck_request_timeout."),
 )

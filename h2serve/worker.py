@@ -260,11 +260,14 @@ class Worker:
         recorder = metrics.recorder()
         if recorder is None or recorder.numbers is None:
             return
-        h2 = self.h2_connections
+        streams = waiting = 0
+        for conn in self.h2_connections:
+            if conn.driver is not None:
+                streams += len(conn.driver.streams)
+                waiting += len(conn.driver.ready)   # streams beyond the connection's pool share
         watcher = self.stuck_watcher
-        recorder.gauges((len(self.connections), len(h2),
-                         sum(len(conn.driver.streams) for conn in h2 if conn.driver is not None),
-                         self.pool.queued(), len(metrics.IN_FLIGHT),
+        recorder.gauges((len(self.connections), len(self.h2_connections), streams,
+                         self.pool.queued() + waiting, len(metrics.IN_FLIGHT),
                          watcher.stuck_now if watcher is not None else 0))
 
     # --- the method queue ------------------------------------------------------
