@@ -20,7 +20,7 @@ from hyperframe.frame import RstStreamFrame
 from prometheus_client.parser import text_string_to_metric_families
 
 from h2serve import metrics
-from h2serve.statsd import normalize_prefix, parse_address
+from h2serve.statsd import StatsdClient, normalize_prefix, parse_address
 from h2serve.stuck import escape
 from tests.conftest import require_tool
 from tests.h2client import CANCEL, REFUSED_STREAM, H2Client
@@ -46,6 +46,29 @@ def test_statsd_addresses_as_gunicorn_reads_them():
         with pytest.raises(ValueError):
             parse_address(bad)
     assert [normalize_prefix(p) for p in ("", "app", "app.", "app...")] == ["", "app.", "app.", "app."]
+
+
+def test_statsd_over_a_unix_socket_and_drops_when_nobody_listens(tmp_path):
+    path = str(tmp_path / "statsd.sock")
+    client = StatsdClient(f"unix:{path}", "app.", "")
+    client.request(201, 1.5)                      # nobody listens yet: dropped, no error
+    assert client.dropped == 1
+    receiver = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    receiver.bind(path)
+    receiver.settimeout(2)
+    try:
+        client.request(201, 1.5)
+        assert receiver.recv(65535).decode().split("\n") == [
+            "app.gunicorn.request.duration:1.5|ms", "app.gunicorn.requests:1|c|@1.0",
+            "app.gunicorn.request.status.201:1|c|@1.0"]
+        receiver.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1)
+        started = time.monotonic()
+        for _ in range(2000):                     # a full receive buffer never blocks the sender
+            client.counter("gunicorn.http2.resets.received")
+        assert time.monotonic() - started < 2 and client.dropped > 1
+    finally:
+        receiver.close()
+        client.close()
 
 
 def test_a_dead_workers_counts_are_kept_and_its_gauges_dropped():
