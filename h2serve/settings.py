@@ -427,7 +427,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "timeout", ("-t", "--timeout"), S_TIMEOUTS, "float (seconds)", "SECONDS",
         "A worker that has not reported to the master for this long is killed and replaced (0 disables). "
-        "The poller reports even while views run, so this catches hung processes, not slow requests.",
+        "The poller reports even while views run, so this catches hung processes, not slow requests "
+        "(--stuck-request-timeout reports those).",
         _to_float, default=30.0, validate=_at_least(0),
     ),
     Setting(
