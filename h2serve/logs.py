@@ -32,6 +32,39 @@ _LEVELS = {
 }
 
 
+# Client-supplied text (paths, header values, reasons) may hold terminal
+# control bytes: C0 controls, DEL and the C1 range (which UTF-8 terminals also
+# obey). They are written as \\xHH, as nginx does, so a log line can neither
+# move a terminal's cursor nor forge a second line.
+_CONTROLS = [*range(0x00, 0x20), *range(0x7F, 0xA0)]
+_ESCAPE_ALL = {code: f"\\x{code:02x}" for code in _CONTROLS}
+_ESCAPE_KEEP_LINES = {code: text for code, text in _ESCAPE_ALL.items() if code not in (0x09, 0x0A)}
+_HAS_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
+def escape_controls(text: str) -> str:
+    """``text`` with every control character written as ``\\xHH``."""
+    if _HAS_CONTROL.search(text) is None:
+        return text
+    return text.translate(_ESCAPE_ALL)
+
+
+class EscapingFormatter(logging.Formatter):
+    """The error log's formatter: string arguments (where client text goes)
+    are escaped whole; the formatted line keeps only its own newlines and
+    tabs (tracebacks and stack dumps are multi-line by design)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        if isinstance(record.args, tuple) and record.args:
+            record.args = tuple(
+                escape_controls(arg) if isinstance(arg, str) else arg for arg in record.args
+            )
+        text = super().format(record)
+        if _HAS_CONTROL.search(text) is None:
+            return text
+        return text.translate(_ESCAPE_KEEP_LINES)
+
+
 def _make_handler(target: str | None, default_stream: Any) -> logging.Handler:
     if target in (None, "-"):
         return logging.StreamHandler(default_stream)
@@ -53,7 +86,7 @@ def setup_logging(cfg: Any) -> None:
     cfg.access_logfile (stdout for "-"; no handler when unset). Safe to call again
     after a reload: old handlers are closed."""
     error_handler = _make_handler(cfg.error_logfile, sys.stderr)
-    error_handler.setFormatter(logging.Formatter(ERROR_FORMAT, ERROR_DATEFMT))
+    error_handler.setFormatter(EscapingFormatter(ERROR_FORMAT, ERROR_DATEFMT))
     _install(logging.getLogger(ERROR_LOGGER), error_handler, _LEVELS[cfg.log_level])
 
     access_handler = None
@@ -334,4 +367,7 @@ class AccessLog:
         except Exception:
             logging.getLogger(ERROR_LOGGER).exception("failed to format the access log line")
             return
+        if _HAS_CONTROL.search(line) is not None:
+            # JSON lines: json.dumps already wrote C0 and C1 as \\u00XX; DEL is left.
+            line = line.replace("\x7f", "\\u007f") if self._json else line.translate(_ESCAPE_ALL)
         self._logger.info(line)
