@@ -524,6 +524,29 @@ def test_error_response_to_head_request_has_no_body() -> None:
     assert out.endswith(b"Connection: close\r\n\r\n") and b"Content-Length: 26" in out
 
 
+@pytest.mark.parametrize(
+    ("limits", "data", "status"),
+    [
+        ({}, b"HEAD / HTTP/1.1\r\nHost : a\r\n\r\n", 400),  # refused in the head check
+        ({}, b"HEAD /\x1b HTTP/1.1\r\nHost: a\r\n\r\n", 400),  # refused target
+        ({"limit_request_field_size": 20}, b"HEAD / HTTP/1.1\r\nX-Long: " + b"v" * 30, 431),
+        ({"limit_request_fields": 2}, b"HEAD / HTTP/1.1\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n", 431),
+    ],
+)
+def test_head_refused_while_its_head_is_read_gets_no_body(limits, data, status) -> None:
+    """RFC 9110 9.3.2: an answer to HEAD has no content, an error answer included."""
+    proto = HTTP1Protocol(**limits)
+    [violation] = proto.receive(data)
+    assert violation.status == status
+    out = proto.error_response(violation.status, violation.reason)
+    assert out.startswith(b"HTTP/1.1 %d " % status) and out.endswith(b"\r\n\r\n")
+    assert b"Content-Length: 0" not in out  # framing headers as for a GET
+    # The same head as GET does get the explanatory body.
+    get = HTTP1Protocol(**limits)
+    [violation] = get.receive(b"GET" + data[4:])
+    assert not get.error_response(violation.status, violation.reason).endswith(b"\r\n\r\n")
+
+
 # ---------------------------------------------------------------- strictness
 
 TE_POST = b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"

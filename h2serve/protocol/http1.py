@@ -381,6 +381,10 @@ class HTTP1Protocol:
             self._read_body(events)
 
     def _violation(self, events: list[Event], status: int, reason: str) -> bool:
+        if self._state == _HEAD and not self._method and self._buf.startswith(b"HEAD ", self._head_start):
+            # A HEAD rejected while its head is read: the error answer has no
+            # body either (RFC 9110 9.3.2), so error_response must know.
+            self._method = "HEAD"
         events.append(ProtocolViolation(reason=reason, status=status))
         self._state = _CLOSED
         self._keep_alive = False
@@ -485,6 +489,8 @@ class HTTP1Protocol:
         if len(parts) != 3:
             return self._violation(events, 400, "invalid-request-line")
         method, target, version = parts
+        if method == "HEAD":
+            self._method = method  # for error_response, should this head be refused below
         if method not in _COMMON_METHODS and _TOKEN_STR_RE.fullmatch(method) is None:
             return self._violation(events, 400, "invalid-method")
         if version == "HTTP/1.1":
