@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -28,6 +29,14 @@ HOP_BY_HOP = frozenset({
     "proxy-authenticate", "proxy-authorization",
 })
 NO_BODY_STATUSES = frozenset({204, 304})
+
+# RFC 9110 5.1 and 5.5: a field name is a token; a field value (and, by RFC
+# 9112 4, a reason phrase) holds no control character but HTAB. The app's
+# mistakes are caught in start_response, before a byte is sent, so the client
+# gets a 500 rather than a cut connection or a reset stream.
+_FIELD_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_BAD_FIELD_TEXT = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_CHECKED_NAMES: set[str] = set()  # names already found valid (bounded below)
 _ERROR_BODY = b"Internal Server Error\n"
 
 
@@ -318,12 +327,19 @@ class Responder:
         code_text, _, reason = status.partition(" ")
         if len(code_text) != 3 or not code_text.isdigit():
             raise ValueError(f"malformed status {status!r}")
+        if _BAD_FIELD_TEXT.search(reason) is not None:
+            raise ValueError(f"invalid character in the reason phrase {reason!r}")
         clean: Headers = []
         for name, value in headers:
             if not isinstance(name, str) or not isinstance(value, str):
                 raise TypeError(f"header names and values must be str: {name!r}: {value!r}")
-            if "\r" in value or "\n" in value or "\r" in name or "\n" in name or ":" in name:
-                raise ValueError(f"invalid character in header {name!r}")
+            if name not in _CHECKED_NAMES:
+                if _FIELD_NAME.fullmatch(name) is None:
+                    raise ValueError(f"invalid header name {name!r}")
+                if len(_CHECKED_NAMES) < 4096:
+                    _CHECKED_NAMES.add(name)
+            if _BAD_FIELD_TEXT.search(value) is not None:
+                raise ValueError(f"invalid character in the value of header {name!r}")
             if name.lower() in HOP_BY_HOP:
                 continue  # PEP 3333 leaves connection management to the server
             clean.append((name, value))

@@ -194,3 +194,21 @@ def slow_empty(environ, start_response):
 
 
 ROUTES["slow_empty"] = slow_empty
+
+
+def bad_header(environ, start_response):
+    """An app bug: ?kind=name (a space in a header name), reason (CR LF in the
+    reason phrase) or value (a control byte in a value)."""
+    kind = _query(environ).get("kind", "name")
+    status, headers = "200 OK", [("Content-Type", "text/plain")]
+    if kind == "name":
+        headers.append(("X Bad", "1"))
+    elif kind == "reason":
+        status = "200 OK\r\nX-Injected: yes"
+    else:
+        headers.append(("X-Bad", "a\x01b"))
+    start_response(status, headers)
+    return [b"must not be sent"]
+
+
+ROUTES["bad_header"] = bad_header

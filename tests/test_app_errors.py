@@ -1,0 +1,31 @@
+"""An app that sets an invalid response header or reason phrase gets a 500 on
+both protocols, as long as nothing was sent yet (not a cut connection or a
+reset stream), and the mistake is logged once."""
+
+from __future__ import annotations
+
+import ssl
+
+import httpx
+import pytest
+
+
+@pytest.mark.parametrize("http2", [True, False], ids=["h2", "http1.1"])
+def test_invalid_response_fields_from_the_app_give_500(h2serve_server, http2) -> None:
+    server = h2serve_server("tests.apps:router")
+    context = ssl.create_default_context(cafile=server.cafile)
+    with httpx.Client(http2=http2, http1=not http2, verify=context, timeout=20) as client:
+        for kind in ("name", "reason", "value"):
+            response = client.get(f"{server.url}/bad_header?kind={kind}")
+            assert response.status_code == 500, kind
+            assert response.http_version == ("HTTP/2" if http2 else "HTTP/1.1")
+            assert b"must not be sent" not in response.content
+            assert "x-injected" not in response.headers
+            head = client.head(f"{server.url}/bad_header?kind={kind}")
+            assert head.status_code == 500 and head.content == b""
+        # The connection is still good for the next request.
+        assert client.get(f"{server.url}/hello").status_code == 200
+    log = server.log
+    assert log.count("Error handling request GET /bad_header?kind=name") == 1
+    assert "invalid header name 'X Bad'" in log
+    assert "invalid character in the reason phrase" in log
