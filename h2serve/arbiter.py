@@ -86,6 +86,7 @@ class Arbiter:
         self.signal_queue: list[int] = []
         self.worker_age = 0
         self.generation = 0
+        self.reload_pending = False  # a HUP came while a reload was under way
         self.boot_failures = 0
         self.exit_code = 0
         self.pid = os.getpid()
@@ -265,6 +266,7 @@ class Arbiter:
                 self._murder_hung()
                 self._note_retiring()
                 self._retire_extra()
+                self._run_pending_reload()
                 self._spawn_missing()
                 self._reload_on_source_change()
                 self._send_statsd_gauges()
@@ -310,7 +312,7 @@ class Arbiter:
             self._stop(graceful=False)
         elif signum == signal.SIGHUP:
             log.info("Handling signal: HUP (reloading)")
-            self._reload()
+            self._request_reload()
         elif signum == signal.SIGTTIN:
             self.num_workers += 1
             log.info("Handling signal: TTIN, workers: %d", self.num_workers)
@@ -472,6 +474,27 @@ class Arbiter:
             record.retiring = True
             self._kill(record.pid, signal.SIGTERM)
 
+    def _reload_under_way(self) -> bool:
+        """True while workers of the newest generation and of an older one both
+        live: the new ones are booting, or the old ones are still draining."""
+        generations = {w.generation for w in self.workers.values()}
+        return self.generation in generations and len(generations) > 1
+
+    def _request_reload(self) -> None:
+        """HUP and --reload. Reloads coalesce: one asked for while another is under
+        way runs once that one has finished (however many were asked for), so at
+        most two generations of workers live at once."""
+        if not self._reload_under_way():
+            self._reload()
+        elif not self.reload_pending:
+            self.reload_pending = True
+            log.info("A reload is under way: the next one starts when it has finished")
+
+    def _run_pending_reload(self) -> None:
+        if self.reload_pending and not self._reload_under_way():
+            self.reload_pending = False
+            self._reload()
+
     def _reload(self) -> None:
         """New workers with fresh settings, app and certificates; then the old ones go."""
         try:
@@ -497,7 +520,7 @@ class Arbiter:
         changed = self.source_watcher.changed_file()
         if changed:
             log.info("Reloading: %s changed", changed)
-            self._reload()
+            self._request_reload()
 
     def _kill(self, pid: int, sig: int) -> None:
         try:
