@@ -459,8 +459,18 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "send_timeout", ("--send-timeout",), S_TIMEOUTS, "float (seconds)", "SECONDS",
         "A response write that stays blocked this long (peer window closed or TCP buffer full) "
-        "aborts the stream, so a stalled client cannot hold an application thread forever.",
+        "aborts the stream, so a stalled client cannot hold an application thread forever. "
+        "With --send-min-rate it is the grace of a deadline over the whole response.",
         _to_float, default=30.0, validate=_above(0),
+    ),
+    Setting(
+        "send_min_rate", ("--send-min-rate",), S_TIMEOUTS, "int", "BYTES",
+        "Slowest an HTTP/2 response may be taken by its client, in bytes per second (0 = no "
+        "rate check: each blocked write waits up to --send-timeout). A response whose client "
+        "has not let it through by --send-timeout plus one second per this many bytes sent "
+        "is reset with RST_STREAM CANCEL, so a client that opens its window a byte at a time "
+        "cannot renew the deadline with every byte (the rule of --body-min-rate, for uploads).",
+        _to_int, default=1024, validate=_at_least(0),
     ),
     Setting(
         "body_min_rate", ("--body-min-rate",), S_TIMEOUTS, "int", "BYTES",
@@ -583,6 +593,18 @@ SETTINGS: tuple[Setting, ...] = (
         "--http2-max-control-frames, so a client that opens its window a few bytes at a time "
         "(data dribble, CVE-2019-9511) is cut off (0 = off).",
         _to_int, default=1024, validate=_between(0, 16384),
+    ),
+    Setting(
+        "http2_max_blocked_threads", ("--http2-max-blocked-threads",), S_PROTOCOLS, "int", "INT",
+        "Most pool threads one HTTP/2 connection may hold while they wait on its client (a "
+        "closed flow-control window, a socket that does not drain, a request body that does "
+        "not come); 0 = half of --threads, at least 1. While the client keeps a thread "
+        "waiting, or its window is closed, or it reads none of our output, its connection "
+        "starts no more than this many streams at once (the rest wait unstarted, holding "
+        "nothing), and a further thread that would wait is given half a second before its "
+        "stream is reset with CANCEL. A connection that stalls nothing still gets every "
+        "thread.",
+        _to_int, default=0, validate=_at_least(0),
     ),
     # Request limits ---------------------------------------------------------
     Setting(
@@ -1242,8 +1264,8 @@ NOT_IN_GUNICORN = frozenset({
     "plaintext", "client_data_timeout", "handshake_timeout", "send_timeout", "discard_body_limit",
     "body_min_rate", "body_prebuffer", "limit_request_head",
     "http2_max_requests_per_connection", "http2_reset_budget", "http2_max_control_frames",
-    "http2_max_control_backlog", "http2_dribble_frame_size",
-    "metrics_bind", "stuck_request_timeout",
+    "http2_max_control_backlog", "http2_dribble_frame_size", "send_min_rate",
+    "http2_max_blocked_threads", "metrics_bind", "stuck_request_timeout",
 })
 
 # Where a shared setting behaves differently from gunicorn's; absent means "the same".

@@ -172,6 +172,12 @@ class Worker:
 
         # Poller-owned state: touched only on the poller thread.
         self.connections: set[Connection] = set()
+        # Pool threads waiting on their HTTP/2 client, per peer address: one
+        # address holds at most http2_max_blocked_threads so, over all its
+        # connections (HTTP2Driver._wait_locked). Guarded by blocked_lock.
+        self.blocked_by_peer: dict[str, int] = {}
+        self.in_pool_by_peer: dict[str, int] = {}   # HTTP/2 streams in the pool, per address
+        self.blocked_lock = threading.Lock()
         self.waiting: dict[Connection, float] = {}   # conn -> deadline, waiting for readable
         self.h2_connections: set[Connection] = set()
         self.lingering: dict[Connection, float] = {}

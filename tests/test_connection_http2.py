@@ -218,7 +218,11 @@ def test_stream_reset_before_framing_sends_nothing_for_it(rig):
     assert r.serve_one(b"next") == b"next"
 
 
-def test_short_send_window_leaves_the_rest_to_a_pool_job(rig):
+def test_short_send_window_parks_the_rest_with_the_poller(rig):
+    """A handed-off response the client's window cuts short waits in the
+    connection (bounded by PARK_BUDGET), framed by the poller as the window
+    opens: no pool thread waits for the client (it did, outside the
+    connection's share of the pool, so 100 such streams took every thread)."""
     r = rig(client_settings={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 3})
     r.pump()
     stream_id = r.request()
@@ -226,15 +230,14 @@ def test_short_send_window_leaves_the_rest_to_a_pool_job(rig):
     r.driver.streams[stream_id].send_complete(200, "OK", TEXT, b"hello", None)
     r.pump(until=lambda: r.response(stream_id)[1] == b"hel")
     assert not r.ended(stream_id)
-    [(job, args)] = r.pool.jobs          # the rest waits for window in a pool thread
-    waiter = threading.Thread(target=job, args=args)
-    waiter.start()
+    assert r.pool.jobs == []              # nothing waits for the window in the pool
+    assert stream_id in r.driver.parked and r.driver.parked_bytes == 2
     r.client.increment_flow_control_window(10, stream_id)
     r._send_client()
     r.pump(until=lambda: r.ended(stream_id))
-    waiter.join(2)
     assert r.response(stream_id)[1] == b"hello"
-    assert stream_id not in r.driver.streams
+    assert stream_id not in r.driver.streams and not r.driver.parked
+    assert r.driver.parked_bytes == 0
 
 
 def test_hand_offs_wait_while_the_client_is_not_reading(rig):

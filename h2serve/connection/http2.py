@@ -55,6 +55,8 @@ READ_SLICE_S = 0.005              # poller time per turn for one connection's fr
 LOGGED_STREAM_ERRORS = 10         # stream-level protocol errors logged per connection
 STALL_CHECK_S = 0.1               # how often the preface and header-block deadlines are checked
 GOAWAY_GRACE_S = 1.0              # between the two GOAWAYs of a graceful close
+SQUEEZED_WAIT_S = 0.5             # a thread past its connection's share of waiting threads
+PARK_BUDGET = 256 * 1024          # handed-off body bytes one connection may keep waiting for a window
 MAX_STREAM_ID = 2**31 - 1
 _REQUEST_EVENTS = (RequestReceived, BodyReceived, BodyEnded)
 _WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
@@ -65,7 +67,8 @@ class H2Stream:
 
     __slots__ = ("driver", "stream_id", "request", "chunks", "carry", "carry_credit", "ended",
                  "trailers", "reset", "done", "protocol", "received", "waited", "wait_start",
-                 "last_data", "in_pool", "handed_off")
+                 "last_data", "in_pool", "handed_off", "sent", "send_waited", "squeezed_at",
+                 "rest", "parked_at")
 
     def __init__(self, driver: HTTP2Driver, request: RequestReceived) -> None:
         self.driver = driver
@@ -87,6 +90,14 @@ class H2Stream:
         self.waited = 0.0
         self.wait_start = 0.0
         self.last_data = 0.0
+        # Response pacing (send_min_rate): body bytes the client let through, and
+        # seconds spent waiting for it to (the whole response's, not one write's).
+        self.sent = 0
+        self.send_waited = 0.0
+        self.squeezed_at = 0.0    # when it began waiting past the connection's share
+        # A handed-off response the window cut short: the rest, framed by the poller.
+        self.rest: memoryview | None = None
+        self.parked_at = 0.0
 
     def read(self, size: int) -> bytes:
         return self.driver.read_body(self, size)
@@ -164,6 +175,15 @@ class HTTP2Driver:
         # the rest wait here, so other connections' requests are not queued behind them.
         self.ready: deque[H2Stream] = deque()
         self.in_pool = 0
+        # Pool threads of this connection now waiting on its client (window, socket,
+        # body), and the most it may hold so; see _share_locked.
+        self.blocked = 0
+        self.blocked_cap = cfg.http2_max_blocked_threads or max(1, worker.pool.size // 2)
+        peer = conn.peer
+        self.peer_key = str(peer[0]) if isinstance(peer, tuple) and peer else ""
+        # Handed-off responses waiting for window, framed by the poller as it opens.
+        self.parked: dict[int, H2Stream] = {}
+        self.parked_bytes = 0
         # Small complete responses whose app thread moved on: the poller frames
         # them (send_complete), so a pool thread never waits for the lock or
         # spends its time in h2 between one view and the next.
@@ -292,6 +312,11 @@ class HTTP2Driver:
             return
         if self.prebuffering:
             self._expire_prebuffering(now)
+        if self.parked:
+            self._expire_parked(now)
+        if self.ready and self.in_pool < self.worker.pool.size:
+            with self.lock:  # a share this connection's peer used elsewhere may be back
+                self._submit_ready_locked()
         if now >= self.next_stall_check:  # a stalled preface or header block (slowloris)
             self.next_stall_check = now + STALL_CHECK_S
             with self.lock:
@@ -409,13 +434,41 @@ class HTTP2Driver:
                 self.ready.extend(new_streams)
                 self._submit_ready_locked()
 
+    def _share_locked(self) -> int:
+        """How many of this connection's streams may be in the pool at once: every
+        thread while nothing stalls, else blocked_cap. A client that keeps a thread
+        waiting, closes its window or reads nothing so holds at most that share;
+        its further streams wait in `ready`, holding no thread."""
+        if (self.blocked or self.parked or self.proto.peer_window_closed()
+                or (self.wants_write and len(self.outbuf) > HIGH_WATER)):
+            # (the peer's streams in the pool on its other connections count too)
+            elsewhere = self.worker.in_pool_by_peer.get(self.peer_key, 0) - self.in_pool
+            return max(0, self.blocked_cap - elsewhere)
+        return self.worker.pool.size
+
     def _submit_ready_locked(self) -> None:
-        submit, share = self.worker.pool.submit, self.worker.pool.size
+        if not self.ready:
+            return
+        worker = self.worker
+        submit, share = worker.pool.submit, self._share_locked()
+        started = 0
         while self.ready and self.in_pool < share:
             stream = self.ready.popleft()
             stream.in_pool = True
             self.in_pool += 1
+            started += 1
             submit(self.run_stream, stream)
+        if started:
+            self._count_in_pool(started)
+
+    def _count_in_pool(self, change: int) -> None:
+        worker, key = self.worker, self.peer_key
+        with worker.blocked_lock:
+            left = worker.in_pool_by_peer.get(key, 0) + change
+            if left > 0:
+                worker.in_pool_by_peer[key] = left
+            else:
+                worker.in_pool_by_peer.pop(key, None)
 
     def _handle_events_locked(self, events: list[Any], new_streams: list[H2Stream]) -> None:
         wake = False
@@ -462,6 +515,8 @@ class HTTP2Driver:
                     wake = True
             elif kind is WindowUpdated:
                 wake = True
+                if self.parked:
+                    self._push_parked_locked()
             elif kind is PriorityUpdated:
                 stream = streams.get(event.stream_id)
                 if stream is not None and stream.request.priority is not None:
@@ -490,6 +545,7 @@ class HTTP2Driver:
             self.last_activity = time.monotonic()
         if wake:
             self.cond.notify_all()
+            self._submit_ready_locked()  # a window opened: the connection's share may be back
 
     def _start_prebuffered_locked(self, stream: H2Stream, new_streams: list[H2Stream]) -> None:
         del self.prebuffering[stream.stream_id]
@@ -622,6 +678,7 @@ class HTTP2Driver:
         if stream.in_pool:
             stream.in_pool = False
             self.in_pool -= 1
+            self._count_in_pool(-1)
             self._submit_ready_locked()
 
     def _response_sent_locked(self, stream: H2Stream) -> None:
@@ -640,13 +697,37 @@ class HTTP2Driver:
             self.proto.acknowledge(stream.stream_id, owed)
 
     def _wait_locked(self, deadline: float, what: str, stream: H2Stream) -> None:
-        remaining = deadline - time.monotonic()
+        """Pool thread: wait (for its client) until notified or the deadline; past
+        it, the stream is reset with CANCEL. A thread beyond the connection's
+        share of waiting threads (blocked_cap) gets SQUEEZED_WAIT_S at most."""
+        now = time.monotonic()
+        worker, key = self.worker, self.peer_key
+        if (self.blocked >= self.blocked_cap
+                or worker.blocked_by_peer.get(key, 0) >= self.blocked_cap):
+            if not stream.squeezed_at:
+                stream.squeezed_at = now
+            deadline = min(deadline, stream.squeezed_at + SQUEEZED_WAIT_S)
+        else:
+            stream.squeezed_at = 0.0
+        remaining = deadline - now
         if remaining <= 0:
             self.proto.reset_stream(stream.stream_id, CANCEL)
             self._flush_locked()
             stream.reset = True
             raise ClientDisconnected(f"timed out waiting for {what}")
-        self.cond.wait(remaining)
+        self.blocked += 1
+        with worker.blocked_lock:
+            worker.blocked_by_peer[key] = worker.blocked_by_peer.get(key, 0) + 1
+        try:
+            self.cond.wait(remaining)
+        finally:
+            self.blocked -= 1
+            with worker.blocked_lock:
+                left = worker.blocked_by_peer[key] - 1
+                if left:
+                    worker.blocked_by_peer[key] = left
+                else:
+                    del worker.blocked_by_peer[key]
 
     def _check_alive_locked(self, stream: H2Stream) -> None:
         if stream.reset or self.dead:
@@ -704,30 +785,47 @@ class HTTP2Driver:
         with self.lock:
             self._send_data_locked(stream, memoryview(data), end_stream)
 
+    def _send_deadline(self, stream: H2Stream, started: float, progress_at: float) -> float:
+        """When a write waiting since `started` gives up. With send_min_rate the
+        whole response may wait send_timeout plus a second per send_min_rate
+        bytes sent, so a client dribbling window credit cannot renew it."""
+        timeout, rate = self.cfg.send_timeout, self.cfg.send_min_rate
+        if rate:
+            return started + timeout + stream.sent / rate - stream.send_waited
+        return progress_at + timeout
+
     def _send_data_locked(self, stream: H2Stream, view: memoryview, end_stream: bool) -> None:
-        deadline = time.monotonic() + self.cfg.send_timeout
+        progress_at = time.monotonic()
         proto, sid = self.proto, stream.stream_id
         while True:
             self._check_alive_locked(stream)
             if len(self.outbuf) > HIGH_WATER:
-                self._wait_locked(deadline, "the client to read", stream)
+                self._wait_for_client_locked(stream, progress_at, "the client to read")
                 continue
             last = len(view) <= SEND_PIECE
             taken = proto.send_body(sid, view if last else view[:SEND_PIECE],
                                     end_stream=end_stream and last)
             if taken:
+                stream.sent += taken
                 view = view[taken:]
                 self._flush_locked()
                 if not view:
                     return
-                deadline = time.monotonic() + self.cfg.send_timeout
+                progress_at = time.monotonic()
             elif not view:
                 self._flush_locked()
                 return
             else:
                 self._flush_locked()  # HEADERS queued by send_complete must not wait for the window
                 metrics.count(metrics.H2_FLOW_CONTROL_STALLS)
-                self._wait_locked(deadline, "flow-control window", stream)
+                self._wait_for_client_locked(stream, progress_at, "flow-control window")
+
+    def _wait_for_client_locked(self, stream: H2Stream, progress_at: float, what: str) -> None:
+        started = time.monotonic()
+        try:
+            self._wait_locked(self._send_deadline(stream, started, progress_at), what, stream)
+        finally:
+            stream.send_waited += time.monotonic() - started
 
     def send_end(self, stream: H2Stream, trailers: Headers | None) -> None:
         with self.lock:
@@ -739,7 +837,8 @@ class HTTP2Driver:
 
     def send_complete(self, stream: H2Stream, status: int, headers: Headers, body: bytes,
                       trailers: Headers | None) -> None:
-        if trailers or len(body) > HANDOFF_MAX or len(self.handoffs) >= HANDOFF_BACKLOG:
+        if (trailers or len(body) > HANDOFF_MAX or len(self.handoffs) >= HANDOFF_BACKLOG
+                or self.parked_bytes + len(body) > PARK_BUDGET):
             # (a backlog means the client reads nothing: this thread then waits
             # at HIGH_WATER like any writer, and the bodies held stay bounded)
             self._send_complete_now(stream, status, headers, body, trailers)
@@ -794,21 +893,61 @@ class HTTP2Driver:
         self._release_slot_locked(stream)
         if not stream.reset:
             taken = self.proto.send_whole_response(stream.stream_id, head, body)
+            stream.sent += taken
             if taken < len(body):
-                # The client's window is short: a pool thread waits for it,
-                # with send_timeout, as the app's own write would have.
+                # The client's window is short: the rest waits here, framed by the
+                # poller as WINDOW_UPDATEs come (no thread waits for them).
                 metrics.count(metrics.H2_FLOW_CONTROL_STALLS)
-                self.worker.pool.submit(self._send_rest, stream, memoryview(body)[taken:])
+                stream.rest = memoryview(body)[taken:]
+                stream.parked_at = time.monotonic()
+                self.parked[stream.stream_id] = stream
+                self.parked_bytes += len(stream.rest)
                 return False
         return self._finish_locked(stream)
 
-    def _send_rest(self, stream: H2Stream, rest: memoryview) -> None:
-        try:
-            with self.lock:
-                self._send_data_locked(stream, rest, end_stream=True)
-        except ClientDisconnected:
-            pass
-        self._finish(stream)
+    def _push_parked_locked(self) -> None:
+        """Poller: frame what the windows now let through of the parked responses."""
+        close_now = False
+        for stream in list(self.parked.values()):
+            rest = stream.rest
+            if not stream.reset and not self.dead:
+                taken = self.proto.send_body(stream.stream_id, rest, end_stream=True)
+                if taken < len(rest):
+                    stream.sent += taken
+                    stream.rest = rest[taken:]
+                    self.parked_bytes -= taken
+                    continue
+            self._unpark_locked(stream)
+            close_now = self._finish_locked(stream) or close_now
+        if close_now:
+            self.worker.call_soon(self.close_gracefully)
+
+    def _unpark_locked(self, stream: H2Stream) -> None:
+        del self.parked[stream.stream_id]
+        if stream.rest is not None:
+            self.parked_bytes -= len(stream.rest)
+            stream.rest.release()
+            stream.rest = None
+
+    def _expire_parked(self, now: float) -> None:
+        """Poller: reset (CANCEL) parked responses whose client let too little of
+        them through (the send_min_rate rule, counted from when they parked)."""
+        with self.lock:
+            expired = [stream for stream in self.parked.values()
+                       if stream.reset
+                       or now >= self._send_deadline(stream, stream.parked_at, stream.parked_at)]
+            close_now = False
+            for stream in expired:
+                self._unpark_locked(stream)
+                if not stream.reset and not self.dead:
+                    self.proto.reset_stream(stream.stream_id, CANCEL)
+                    stream.reset = True
+                close_now = self._finish_locked(stream) or close_now
+            if expired:
+                self._flush_locked()
+                self._submit_ready_locked()
+        if close_now:
+            self.close_gracefully()
 
     def _send_complete_now(self, stream: H2Stream, status: int, headers: Headers, body: bytes,
                            trailers: Headers | None) -> None:

@@ -1714,6 +1714,13 @@ class HTTP2Protocol:
             return 0
         return max(0, self._conn.local_flow_control_window(stream_id))
 
+    def peer_window_closed(self) -> bool:
+        """True while the client lets no response DATA through: its connection
+        window is spent, or it gives every stream a window of zero."""
+        conn = self._conn
+        return (conn.outbound_flow_control_window <= 0
+                or conn.remote_settings.initial_window_size == 0)
+
     def is_stream_open(self, stream_id: int) -> bool:
         """True while we may still send on the stream."""
         return self._sendable(stream_id)

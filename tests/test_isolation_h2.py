@@ -1,0 +1,95 @@
+"""A client that stalls its own HTTP/2 streams (closed window, dribbled window)
+holds at most its share of a worker's pool threads, for a bounded time, and
+gets RST_STREAM CANCEL; a well-behaved client on a fresh connection is served
+meanwhile as fast as before (within 2x its baseline + 100 ms).
+
+Each attack runs against one worker x 4 threads and against two workers with
+attack connections on both."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from hyperframe.frame import RstStreamFrame, SettingsFrame
+
+from tests.attack_harness import RSS_GROWTH_LIMIT, Bystander, wait_rss_settles, workers_rss
+from tests.h2client import CANCEL, H2Client
+
+SEND_TIMEOUT = "2"
+ATTACK_S = 6.0          # > send timeout: every stalled stream must have been cancelled by then
+
+
+def _attackers(server, count: int) -> list[H2Client]:
+    clients = []
+    for _ in range(count):
+        client = H2Client(server.host, server.port, cafile=server.cafile, auto_window=False,
+                          settings={SettingsFrame.INITIAL_WINDOW_SIZE: 0}, timeout=10)
+        clients.append(client.connect())
+    return clients
+
+
+def _cancelled(client: H2Client) -> set[int]:
+    return {f.stream_id for f in client.frames
+            if isinstance(f, RstStreamFrame) and f.error_code == CANCEL}
+
+
+def _run_attack(server, attackers: list[H2Client], path: str, streams: int,
+                dribble: bool) -> tuple[Bystander, int, int, list[set[int]]]:
+    bystander = Bystander(server)
+    bystander.measure_baseline()
+    rss_before = workers_rss(server)
+    opened: list[list[int]] = []
+    for client in attackers:
+        opened.append([client.request(path) for _ in range(streams)])
+    bystander.start()
+    peak = rss_before
+    end = time.monotonic() + ATTACK_S
+    next_dribble = time.monotonic() + 0.5
+    while time.monotonic() < end:
+        for client in attackers:
+            while client.read_frame(timeout=0.02) is not None:
+                pass
+        if dribble and time.monotonic() >= next_dribble:
+            next_dribble += 0.5
+            for client, ids in zip(attackers, opened, strict=True):
+                for stream_id in ids:   # one byte of credit per stream and connection
+                    client.send_window_update(stream_id, 1)
+                client.send_window_update(0, len(ids))
+        peak = max(peak, workers_rss(server))
+    bystander.stop()
+    cancelled = [_cancelled(client) for client in attackers]
+    for client in attackers:
+        client.close()
+    rss_after = wait_rss_settles(server, rss_before)
+    return bystander, peak - rss_before, rss_after - rss_before, cancelled
+
+
+ATTACKS = {
+    # SETTINGS_INITIAL_WINDOW_SIZE 0, then streams asking for 1 MiB bodies.
+    "closed-window-1MiB": ("/big?size=1048576", 50, False),
+    # The same, with one byte of window credit per stream every half second.
+    "dribbled-window": ("/big?size=1048576", 50, True),
+    # Window 0, many small responses (the poller frames those handed over).
+    "closed-window-small": ("/hello", 90, False),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize("attack", list(ATTACKS))
+def test_stalled_streams_do_not_take_the_pool(h2serve_server, attack, workers) -> None:
+    path, streams, dribble = ATTACKS[attack]
+    server = h2serve_server("tests.apps:router", "--send-timeout", SEND_TIMEOUT,
+                            workers=workers, threads=4)
+    attackers = _attackers(server, 2 * workers)   # connections on every worker
+    bystander, growth, left, cancelled = _run_attack(server, attackers, path, streams, dribble)
+    print(f"{attack} workers={workers}: bystander max {max(bystander.samples) * 1000:.0f} ms "
+          f"(baseline {bystander.baseline * 1000:.1f} ms), RSS +{growth / 2**20:.1f} MiB, "
+          f"after +{left / 2**20:.1f} MiB")
+    bystander.check()
+    assert growth < RSS_GROWTH_LIMIT, f"workers grew {growth / 2**20:.1f} MiB"
+    assert left < RSS_GROWTH_LIMIT, f"workers kept {left / 2**20:.1f} MiB"
+    # The attacker hears it: the streams it stalled are cancelled (those that
+    # never got a thread wait unstarted, holding nothing).
+    assert any(cancelled), "the attacker got no RST_STREAM CANCEL"
