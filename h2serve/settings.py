@@ -540,6 +540,16 @@ SETTINGS: tuple[Setting, ...] = (
         _to_int, default=262144, validate=_between(1, MAX_31_BIT),
     ),
     Setting(
+        "http2_connection_window_size", ("--http2-connection-window-size",), S_PROTOCOLS, "int",
+        "INT",
+        "Bytes of request body a client may send on one connection, over all its streams, "
+        "before the application reads them (the connection's flow-control window). It bounds "
+        "what one connection can make the worker hold in unread bodies, whatever its stream "
+        "count; Go's net/http allows 1 MiB per connection too. 0 = the streams' windows "
+        "added up (at most 16 MiB).",
+        _to_int, default=1048576, validate=_between(0, MAX_31_BIT),
+    ),
+    Setting(
         "http2_max_frame_size", ("--http2-max-frame-size",), S_PROTOCOLS, "int", "INT",
         "Largest HTTP/2 frame payload we accept. Rarely worth changing.",
         _to_int, default=16384, validate=_between(16384, 16777215),
@@ -1265,7 +1275,7 @@ NOT_IN_GUNICORN = frozenset({
     "body_min_rate", "body_prebuffer", "limit_request_head",
     "http2_max_requests_per_connection", "http2_reset_budget", "http2_max_control_frames",
     "http2_max_control_backlog", "http2_dribble_frame_size", "send_min_rate",
-    "http2_max_blocked_threads", "metrics_bind", "stuck_request_timeout",
+    "http2_max_blocked_threads", "http2_connection_window_size", "metrics_bind", "stuck_request_timeout",
 })
 
 # Where a shared setting behaves differently from gunicorn's; absent means "the same".

@@ -93,3 +93,37 @@ def test_stalled_streams_do_not_take_the_pool(h2serve_server, attack, workers) -
     # The attacker hears it: the streams it stalled are cancelled (those that
     # never got a thread wait unstarted, holding nothing).
     assert any(cancelled), "the attacker got no RST_STREAM CANCEL"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("workers", [1, 2])
+def test_unread_bodies_are_bounded_per_connection(h2serve_server, workers) -> None:
+    """4 connections x 64 POST streams whose bodies the app does not read yet:
+    the connection window, not the sum of stream windows, bounds what a
+    connection makes the worker hold (16 MiB per connection before)."""
+    server = h2serve_server("tests.apps:router", workers=workers, threads=4)
+    rss_before = workers_rss(server)
+    clients = []
+    sent = 0
+    for _ in range(4):
+        client = H2Client(server.host, server.port, cafile=server.cafile, timeout=10).connect()
+        client.collect(0.2)   # the server's connection WINDOW_UPDATE
+        clients.append(client)
+        for _ in range(64):
+            stream_id = client.request("/read_later?delay=5", method="POST",
+                                       headers=[("content-length", str(50 * 2**20))],
+                                       end_stream=False)
+            room = min(client.connection_send_window, client.stream_send_windows[stream_id])
+            if room > 0:
+                client.send_data(stream_id, b"x" * room)
+                sent += room
+    time.sleep(1.5)
+    growth = workers_rss(server) - rss_before
+    for client in clients:
+        client.close()
+    left = wait_rss_settles(server, rss_before) - rss_before
+    print(f"unread bodies workers={workers}: {sent / 2**20:.1f} MiB accepted, "
+          f"RSS +{growth / 2**20:.1f} MiB, after +{left / 2**20:.1f} MiB")
+    assert sent <= 4 * 2**20 + 4 * 65535      # one connection window (1 MiB) each
+    assert growth < RSS_GROWTH_LIMIT, f"workers grew {growth / 2**20:.1f} MiB"
+    assert left < RSS_GROWTH_LIMIT, f"workers kept {left / 2**20:.1f} MiB"

@@ -156,6 +156,7 @@ class HTTP2Driver:
         self.proto = HTTP2Protocol(HTTP2Limits(
             max_concurrent_streams=cfg.http2_max_concurrent_streams,
             initial_window_size=cfg.http2_initial_window_size,
+            connection_window_size=cfg.http2_connection_window_size,
             max_frame_size=cfg.http2_max_frame_size,
             max_header_list_size=cfg.http2_max_header_list_size,
             limit_request_fields=cfg.limit_request_fields,

@@ -155,6 +155,10 @@ class HTTP2Limits:
 
     max_concurrent_streams: int = 100
     initial_window_size: int = 65535          # our receive window per stream
+    # Our receive window for the whole connection: request body bytes the client
+    # may send before the application reads them, over all its streams together
+    # (0: the streams' windows added up, at most MAX_CONNECTION_WINDOW).
+    connection_window_size: int = 0
     max_frame_size: int = 16384
     max_header_list_size: int = 65536
     limit_request_fields: int = 100
@@ -694,10 +698,8 @@ class HTTP2Protocol:
         # ENABLE_CONNECT_PROTOCOL stays at its default 0 and is not advertised.
         del self._conn.local_settings[SettingCodes.ENABLE_CONNECT_PROTOCOL]
         self._conn.max_inbound_frame_size = limits.max_frame_size
-        self._connection_window = min(
-            MAX_CONNECTION_WINDOW,
-            max(65535, limits.initial_window_size * max(1, limits.max_concurrent_streams)),
-        )
+        self._connection_window = max(65535, limits.connection_window_size or min(
+            MAX_CONNECTION_WINDOW, limits.initial_window_size * max(1, limits.max_concurrent_streams)))
         self._outbound = bytearray()
         self._inbound = bytearray()
         self._preface_seen = 0        # bytes of the client preface matched so far
