@@ -121,6 +121,8 @@ _BASE64URL_RE = re.compile(rb"[A-Za-z0-9_\-]*={0,2}")
 _H2_PREFACE_LINE = b"PRI * HTTP/2.0\r\n"
 
 # Methods that skip the token check (they are tokens).
+# A well-formed HEAD request line: only then is a refused request known to be a HEAD.
+_HEAD_REQUEST_LINE = re.compile(rb"HEAD [^\s]+ HTTP/1\.[01]\r\n")
 _COMMON_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"})
 
 # Request fields that steer parsing, framing or connection handling.
@@ -381,7 +383,8 @@ class HTTP1Protocol:
             self._read_body(events)
 
     def _violation(self, events: list[Event], status: int, reason: str) -> bool:
-        if self._state == _HEAD and not self._method and self._buf.startswith(b"HEAD ", self._head_start):
+        if (self._state == _HEAD and not self._method
+                and _HEAD_REQUEST_LINE.match(self._buf, self._head_start) is not None):
             # A HEAD rejected while its head is read: the error answer has no
             # body either (RFC 9110 9.3.2), so error_response must know.
             self._method = "HEAD"
@@ -489,7 +492,7 @@ class HTTP1Protocol:
         if len(parts) != 3:
             return self._violation(events, 400, "invalid-request-line")
         method, target, version = parts
-        if method == "HEAD":
+        if method == "HEAD" and version in ("HTTP/1.1", "HTTP/1.0"):
             self._method = method  # for error_response, should this head be refused below
         if method not in _COMMON_METHODS and _TOKEN_STR_RE.fullmatch(method) is None:
             return self._violation(events, 400, "invalid-method")
