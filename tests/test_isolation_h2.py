@@ -127,3 +127,37 @@ def test_unread_bodies_are_bounded_per_connection(h2serve_server, workers) -> No
     assert sent <= 4 * 2**20 + 4 * 65535      # one connection window (1 MiB) each
     assert growth < RSS_GROWTH_LIMIT, f"workers grew {growth / 2**20:.1f} MiB"
     assert left < RSS_GROWTH_LIMIT, f"workers kept {left / 2**20:.1f} MiB"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("workers", [1, 2])
+def test_priority_updates_for_unopened_streams_keep_little(h2serve_server, workers) -> None:
+    """40 connections x 99 PRIORITY_UPDATE frames of 16 KB for streams never
+    opened: what is kept per stream is the parsed result (+61 MiB before)."""
+    server = h2serve_server("tests.apps:router", workers=workers, threads=4)
+    bystander = Bystander(server)
+    bystander.measure_baseline()
+    rss_before = workers_rss(server)
+    value = "u=1, " + "a=1, " * 3270     # just under one 16 KB frame
+    clients = []
+    bystander.start()
+    for _ in range(40):
+        client = H2Client(server.host, server.port, cafile=server.cafile, timeout=10).connect()
+        clients.append(client)
+        for index in range(99):
+            client.send_priority_update(1001 + 2 * index, value)
+    time.sleep(1.0)
+    bystander.stop()
+    growth = workers_rss(server) - rss_before
+    alive = 0
+    for client in clients:
+        client.request("/hello")
+        alive += client.read_frame(timeout=5) is not None
+        client.close()
+    left = wait_rss_settles(server, rss_before) - rss_before
+    print(f"priority hoard workers={workers}: bystander max {max(bystander.samples) * 1000:.0f} ms, "
+          f"RSS +{growth / 2**20:.1f} MiB, after +{left / 2**20:.1f} MiB")
+    bystander.check()
+    assert growth < RSS_GROWTH_LIMIT, f"workers grew {growth / 2**20:.1f} MiB"
+    assert left < RSS_GROWTH_LIMIT, f"workers kept {left / 2**20:.1f} MiB"
+    assert alive == len(clients)   # allowed frames: the connections still serve

@@ -1709,3 +1709,13 @@ def test_receive_stops_at_its_deadline_and_keeps_the_rest():
     half = PingFrame(0, opaque_data=b"12345678").serialize()[:10]
     raw.server.receive(half)
     assert not raw.server.has_backlog       # an incomplete frame is not work left to do
+
+
+def test_oversized_priority_field_is_ignored_whole() -> None:
+    """A 16 KB Priority value (PRIORITY_UPDATE hoarding) parses as the default
+    without walking it, and what is kept for unopened streams is the result."""
+    from h2serve.protocol.http2 import MAX_PRIORITY_FIELD, parse_priority_field
+
+    assert parse_priority_field("u=1, i") == {"urgency": 1, "incremental": True}
+    padded = "u=1, " + "a=1, " * (MAX_PRIORITY_FIELD // 5)
+    assert parse_priority_field(padded) == {"urgency": 3, "incremental": False}

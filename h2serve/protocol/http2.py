@@ -148,6 +148,10 @@ _SF_KEY = re.compile(r"^[a-z*][a-z0-9_\-.*]*$")
 _SF_INTEGER = re.compile(r"^-?[0-9]{1,15}$")
 
 DEFAULT_URGENCY = 3
+# Longest Priority field value parsed: real ones are a few bytes ("u=1, i"); a
+# longer one is ignored whole, so a 16 KB PRIORITY_UPDATE costs no more CPU
+# or memory than a short one.
+MAX_PRIORITY_FIELD = 1024
 
 @dataclass
 class HTTP2Limits:
@@ -270,7 +274,7 @@ def parse_priority_field(value: str | None) -> dict:
     members and unknown keys are ignored one by one (RFC 9218 section 4).
     """
     priority = {"urgency": DEFAULT_URGENCY, "incremental": False}
-    if not value or not value.strip(" \t"):
+    if not value or len(value) > MAX_PRIORITY_FIELD or not value.strip(" \t"):
         return priority
     members = _split_top_level(value, ",")
     if members is None:
@@ -707,7 +711,7 @@ class HTTP2Protocol:
         self._streams: dict[int, _StreamRecord] = {}
         # Streams the app is done with while the client is still sending, oldest first.
         self._draining: dict[int, _StreamRecord] = {}
-        self._pending_priority: dict[int, str] = {}
+        self._pending_priority: dict[int, tuple[int, bool]] = {}  # stream -> (urgency, incremental)
         self._connection_owed = 0
         self._terminated = False
         self._goaway_sent = False
@@ -1165,10 +1169,13 @@ class HTTP2Protocol:
             return
 
         pending = self._pending_priority.pop(stream_id, None)
-        field_value = pending if pending is not None else ", ".join(priority_values)
+        if pending is not None:   # a PRIORITY_UPDATE before the request replaces its field
+            parsed = {"urgency": pending[0], "incremental": pending[1]}
+        else:
+            parsed = parse_priority_field(", ".join(priority_values))
         update = event.priority_updated
         priority = self._priority_dict(
-            parse_priority_field(field_value),
+            parsed,
             update.weight if update is not None else None,
             update.depends_on if update is not None else None,
         )
@@ -1331,9 +1338,11 @@ class HTTP2Protocol:
             record.priority = dict(record.priority, **parsed)
             out.append(PriorityUpdated(stream_id, dict(record.priority)))
         elif stream_id > self._conn.highest_inbound_stream_id:
-            # Not opened yet: keep the latest signal for when it is (bounded).
+            # Not opened yet: keep the latest signal for when it is, parsed (a
+            # 16 KB value costs what a small one does) and for a bounded count.
+            parsed = parse_priority_field(event.field_value)
             self._pending_priority.pop(stream_id, None)
-            self._pending_priority[stream_id] = event.field_value
+            self._pending_priority[stream_id] = (parsed["urgency"], parsed["incremental"])
             while len(self._pending_priority) > max(1, self.limits.max_concurrent_streams):
                 self._pending_priority.pop(next(iter(self._pending_priority)))
         # else: a closed stream; nothing to reprioritise.
