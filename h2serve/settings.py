@@ -403,8 +403,11 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "worker_connections", ("--worker-connections",), S_WORKERS, "int", "INT",
-        "Most open client connections one worker keeps; past it, new connections wait in the backlog. "
-        "Idle connections cost no thread, so this can be far above --threads.",
+        "Most open client connections one worker keeps. Past it, a new client takes the place "
+        "of the connection idle longest (one that sent nothing yet, a keep-alive connection "
+        "between requests, an HTTP/2 connection without a stream), which is closed, as nginx "
+        "reuses idle connections; only when every connection is busy do new ones wait in the "
+        "backlog. Idle connections cost no thread, so this can be far above --threads.",
         _to_int, default=1000, validate=_at_least(1),
     ),
     Setting(
@@ -1285,7 +1288,9 @@ GUNICORN_DIFFERENCES: dict[str, str] = {
     "bind": f"Default `{SETTINGS_BY_NAME['bind'].default[0]}`; `$PORT` is not read.",
     "threads": f"Default {SETTINGS_BY_NAME['threads'].default} (gunicorn: 1). Threads run requests and HTTP/2 streams only; "
                "idle and slow connections wait in the poller without one.",
-    "worker_connections": "Counts every open connection of a worker, idle keep-alive ones included.",
+    "worker_connections": "Counts every open connection of a worker, idle keep-alive ones "
+                          "included; at the cap the connection idle longest makes room for a "
+                          "new one (gunicorn stops accepting).",
     "reload": "Polls the application's imported modules under --chdir once a second, then "
               "restarts the workers as HUP does (new workers first).",
     "timeout": "Accepts fractions. The heartbeat comes from the poller thread, so a slow view "

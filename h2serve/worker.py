@@ -38,6 +38,7 @@ ACCEPT_YIELD_S = 0.005   # a busier worker leaves new connections to a less busy
 MAX_YIELD_S = 0.02       # ... but takes them itself if nobody did by then
 SIBLING_BOOT_WAIT_S = 1.0  # a starting worker waits this long at most for siblings still booting
 ACCEPT_BATCH = 64        # connections accepted per listener per wake-up, alone on it
+EVICT_TRIES = 8          # idle connections tried per accept at worker_connections
 BACKLOG_PASS_PAUSE_S = 0.01
 LINGER_S = 2.0           # a closing connection's unread input is drained this long
 GAUGE_INTERVAL_S = 0.5   # how often the poller publishes the worker's gauges
@@ -172,6 +173,7 @@ class Worker:
 
         # Poller-owned state: touched only on the poller thread.
         self.connections: set[Connection] = set()
+        self.eviction_logged_at = -60.0
         # Pool threads waiting on their HTTP/2 client, per peer address: one
         # address holds at most http2_max_blocked_threads so, over all its
         # connections (HTTP2Driver._wait_locked). Guarded by blocked_lock.
@@ -422,6 +424,41 @@ class Worker:
 
     # --- accept ------------------------------------------------------------------
 
+    def _evict_idle(self) -> bool:
+        """At worker_connections, make room for a new client by closing the
+        connection that has been idle longest, as nginx reuses idle keep-alive
+        connections: one that sent nothing yet or waits between requests
+        (oldest wait first), else an HTTP/2 connection without a stream. Only
+        when every connection is busy does accepting pause. True if room was made."""
+        waits, idle = self._idle_candidates()
+        for conn in waits:
+            self._close_idle(conn)
+            if conn.closed:
+                self._note_eviction()
+                return True
+        if idle:
+            oldest = min(idle, key=lambda c: c.driver.last_activity)
+            oldest.driver.close_idle()
+            self.release(oldest)
+            self._note_eviction()
+            return True
+        return False
+
+    def _idle_candidates(self) -> tuple[list[Connection], list[Connection]]:
+        """Connections that may be closed to make room: the oldest few waiting
+        idle in the poller, and the HTTP/2 connections without a stream."""
+        idle_waits = (c for c in self.waiting if c.idle_keepalive or c.stage != "h1")
+        waits = list(itertools.islice(idle_waits, EVICT_TRIES))
+        idle = [c for c in self.h2_connections if c.driver is not None and c.driver.is_idle()]
+        return waits, idle
+
+    def _note_eviction(self) -> None:
+        now = time.monotonic()
+        if now >= self.eviction_logged_at + 60:
+            self.eviction_logged_at = now
+            log.warning("worker_connections (%d) reached: closing the connections idle "
+                        "longest to make room for new clients", self.cfg.worker_connections)
+
     def _publish_load(self) -> None:
         if self.load_table is not None:
             self.load_table.publish(self.load_slot,
@@ -456,7 +493,8 @@ class Worker:
 
     def _accept(self, lsock: socket.socket, limit: int = 0) -> None:
         for _ in range(limit or self.accept_batch):
-            if len(self.connections) >= self.cfg.worker_connections:
+            full = len(self.connections) >= self.cfg.worker_connections
+            if full and not any(self._idle_candidates()):
                 self._pause_accepting()
                 return
             if self.load_table is not None and not limit and self._yield_to_others():
@@ -471,6 +509,8 @@ class Worker:
             sock.setblocking(False)
             if sock.family in (socket.AF_INET, socket.AF_INET6):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if full:
+                self._evict_idle()   # before the newcomer joins, so it is never the one
             conn = Connection(self, sock, peer)
             self.connections.add(conn)
             self.yield_since = 0.0

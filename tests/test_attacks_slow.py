@@ -800,10 +800,10 @@ def test_h1_body_dribble_into_a_reading_app_gets_408(h2serve_server, how):
 
 
 def test_connection_flood_shares_worker_connections_and_clears_at_the_deadline(h2serve_server):
-    """worker_connections caps what one worker holds; past it, accept pauses and
-    new connections (legit ones too: they share the cap) wait in the kernel
-    backlog. Silent connections expire at client_data_timeout, so a legit client
-    is served within about that. Memory stays flat."""
+    """worker_connections caps what one worker holds; past it, a new client takes
+    the place of the silent connection idle longest, so a legit client does not
+    wait for the flood to expire (it waited client_data_timeout before). The
+    rest expire at client_data_timeout. Memory stays flat."""
     cap = 30
     server = h2serve_server(APP, "--worker-connections", str(cap), "--client-data-timeout", "1",
                             threads=2)
@@ -816,8 +816,8 @@ def test_connection_flood_shares_worker_connections_and_clears_at_the_deadline(h
         for _ in range(cap):
             flood.append(socket.create_connection((server.host, server.port), timeout=IO_TIMEOUT))
         time.sleep(0.2)
-        first = legit.once()          # waits for the flood's connections to expire
-        during = legit.run(8)         # the cap is free again
+        first = legit.once()          # an idle flood connection makes room at once
+        during = legit.run(8)
         evicted = 0
         for sock in flood:
             sock.settimeout(0.5)
@@ -832,7 +832,7 @@ def test_connection_flood_shares_worker_connections_and_clears_at_the_deadline(h
     report(f"connection flood of {cap} (= worker_connections)", baseline, during, growth,
            f"first legit request during the flood took {first:.2f} s; {evicted} flood "
            "connections closed by the server")
-    assert 0.5 <= first <= 2.5, first
+    assert first <= 2 * max(baseline) + 0.1, first
     assert evicted == cap
     assert_legit_normal(baseline, during)
     assert_clean_log(server)

@@ -259,6 +259,20 @@ class HTTP2Driver:
                 return
         self.worker.linger(self.conn)
 
+    def is_idle(self) -> bool:
+        """Poller: no stream open or waiting, so closing loses no request."""
+        return not self.streams and not self.ready and not self.handoffs
+
+    def close_idle(self) -> None:
+        """Poller: a GOAWAY (NO_ERROR) for an idle connection about to be closed
+        to make room; what the socket takes now is all it gets."""
+        with self.lock:
+            if self.dead:
+                return
+            self.proto.goaway(NO_ERROR, last_stream_id=self.proto.last_stream_id)
+            self._flush_locked()
+            self.dead = True
+
     def mark_dead(self) -> None:
         with self.cond:
             self.dead = True
