@@ -38,6 +38,8 @@ ACCEPT_YIELD_S = 0.005   # a busier worker leaves new connections to a less busy
 MAX_YIELD_S = 0.02       # ... but takes them itself if nobody did by then
 SIBLING_BOOT_WAIT_S = 1.0  # a starting worker waits this long at most for siblings still booting
 ACCEPT_BATCH = 64        # connections accepted per listener per wake-up, alone on it
+ACCEPT_BATCH_SHARED = 64  # ... and sharing it with other workers (each accept load-checked)
+LOAD_SLACK_DIVISOR = 16  # a worker takes a connection while it holds <= least + least/16
 EVICT_TRIES = 8          # idle connections tried per accept at worker_connections
 BACKLOG_PASS_PAUSE_S = 0.01
 LINGER_S = 2.0           # a closing connection's unread input is drained this long
@@ -191,7 +193,9 @@ class Worker:
 
         # Workers sharing one listener are all woken for each connection; taking one
         # per wake-up lets the others win some, so connections spread over workers.
-        self.accept_batch = 1 if cfg.workers > 1 and not cfg.reuse_port else ACCEPT_BATCH
+        # Alone on a listener, a worker takes a batch per wake-up; sharing it, each
+        # accept of the batch first asks the load table whether to step back.
+        self.accept_batch = ACCEPT_BATCH_SHARED if cfg.workers > 1 and not cfg.reuse_port else ACCEPT_BATCH
         self.load_table, self.load_slot = load if load is not None else (None, 0)
         self.yield_since = 0.0         # when this worker began leaving connections to others
         self.accept_retry_at = 0.0     # listeners paused for a yield come back then
@@ -479,7 +483,9 @@ class Worker:
     def _yield_to_others(self) -> bool:
         """True when a less loaded worker should take the next connection."""
         least = self.load_table.least_loaded_other(self.load_slot)
-        if least is None or len(self.connections) <= least:
+        # A few percent of slack: exact turns under a surge of a thousand
+        # connections cost every accept a pause, and clients waited seconds.
+        if least is None or len(self.connections) <= least + least // LOAD_SLACK_DIVISOR:
             self.yield_since = 0.0
             return False
         now = time.monotonic()
