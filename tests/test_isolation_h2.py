@@ -14,7 +14,7 @@ import pytest
 from hyperframe.frame import RstStreamFrame, SettingsFrame
 
 from tests.attack_harness import RSS_GROWTH_LIMIT, Bystander, wait_rss_settles, workers_rss
-from tests.h2client import CANCEL, H2Client
+from tests.h2client import CANCEL, ConnectionClosed, H2Client
 
 SEND_TIMEOUT = "2"
 ATTACK_S = 6.0          # > send timeout: every stalled stream must have been cancelled by then
@@ -161,3 +161,58 @@ def test_priority_updates_for_unopened_streams_keep_little(h2serve_server, worke
     assert growth < RSS_GROWTH_LIMIT, f"workers grew {growth / 2**20:.1f} MiB"
     assert left < RSS_GROWTH_LIMIT, f"workers kept {left / 2**20:.1f} MiB"
     assert alive == len(clients)   # allowed frames: the connections still serve
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize("trickle", [False, True], ids=["stop", "trickle"])
+def test_stalled_request_bodies_do_not_take_the_pool(h2serve_server, workers, trickle) -> None:
+    """POST streams declaring 50 MiB that send 64 KiB and stop (or then trickle
+    a byte every half second): at most http2_max_blocked_threads of them hold a
+    thread at once; they are cancelled at the body deadline."""
+    # (the minimum rate raised so that the 64 KiB sent first earns 2 s of waiting,
+    # not 131 s: the trickle is then cancelled within the test's 5 s)
+    server = h2serve_server("tests.apps:router", "--client-data-timeout", "2",
+                            "--body-min-rate", "32768", workers=workers, threads=4)
+    bystander = Bystander(server)
+    bystander.measure_baseline()
+    rss_before = workers_rss(server)
+    clients = [H2Client(server.host, server.port, cafile=server.cafile, timeout=10).connect()
+               for _ in range(4 * workers)]
+    opened = []
+    for client in clients:
+        client.collect(0.1)
+        for _ in range(15):   # 15 x 64 KiB: within the 1 MiB connection window
+            stream_id = client.request("/echo", method="POST", end_stream=False,
+                                       headers=[("content-length", str(50 * 2**20))])
+            client.send_data(stream_id, b"x" * 65536)
+            opened.append((client, stream_id))
+    bystander.start()
+    end = time.monotonic() + 5.0
+    next_byte = time.monotonic() + 0.5
+    closed: set[int] = set()
+    while time.monotonic() < end:
+        for client in clients:
+            try:
+                while id(client) not in closed and client.read_frame(timeout=0.02) is not None:
+                    pass
+            except ConnectionClosed:   # cut off after its streams were cancelled
+                closed.add(id(client))
+        if trickle and time.monotonic() >= next_byte:
+            next_byte += 0.5
+            for client, stream_id in opened:
+                if id(client) not in closed and stream_id not in client.ended_streams:
+                    client.send_data(stream_id, b"x")
+    bystander.stop()
+    growth = workers_rss(server) - rss_before
+    cancelled = set().union(*(_cancelled(client) for client in clients))
+    for client in clients:
+        client.close()
+    left = wait_rss_settles(server, rss_before) - rss_before
+    print(f"stalled bodies ({'trickle' if trickle else 'stop'}) workers={workers}: bystander max "
+          f"{max(bystander.samples, default=0) * 1000:.0f} ms (baseline "
+          f"{bystander.baseline * 1000:.1f} ms), {len(cancelled)} cancelled, "
+          f"RSS +{growth / 2**20:.1f} MiB")
+    bystander.check()
+    assert cancelled, "the attacker got no RST_STREAM CANCEL"
+    assert growth < RSS_GROWTH_LIMIT and left < RSS_GROWTH_LIMIT

@@ -467,7 +467,18 @@ class HTTP2Driver:
         worker = self.worker
         submit, share = worker.pool.submit, self._share_locked()
         started = 0
+        # A stream whose body is still arriving may leave its thread waiting on the
+        # client: at most blocked_cap of them are in the pool at once, counting the
+        # streams the same address has in the pool on its other connections.
+        arriving = -1   # counted when first needed
         while self.ready and self.in_pool < share:
+            if not self.ready[0].ended:
+                if arriving < 0:   # (with the address's streams in the pool elsewhere)
+                    arriving = sum(1 for s in self.streams.values() if s.in_pool and not s.ended)
+                    arriving += self.worker.in_pool_by_peer.get(self.peer_key, 0) - self.in_pool
+                if arriving >= self.blocked_cap:
+                    break
+                arriving += 1
             stream = self.ready.popleft()
             stream.in_pool = True
             self.in_pool += 1
