@@ -428,6 +428,16 @@ class Worker:
 
     # --- accept ------------------------------------------------------------------
 
+    def count_for_peer(self, table: dict[str, int], peer: str, change: int) -> None:
+        """Any thread: add `change` to a per-address count (blocked_by_peer,
+        in_pool_by_peer); an address whose count reaches 0 is forgotten."""
+        with self.blocked_lock:
+            left = table.get(peer, 0) + change
+            if left > 0:
+                table[peer] = left
+            else:
+                table.pop(peer, None)
+
     def _evict_idle(self) -> bool:
         """At worker_connections, make room for a new client by closing the
         connection that has been idle longest, as nginx reuses idle keep-alive

@@ -485,16 +485,7 @@ class HTTP2Driver:
             started += 1
             submit(self.run_stream, stream)
         if started:
-            self._count_in_pool(started)
-
-    def _count_in_pool(self, change: int) -> None:
-        worker, key = self.worker, self.peer_key
-        with worker.blocked_lock:
-            left = worker.in_pool_by_peer.get(key, 0) + change
-            if left > 0:
-                worker.in_pool_by_peer[key] = left
-            else:
-                worker.in_pool_by_peer.pop(key, None)
+            worker.count_for_peer(worker.in_pool_by_peer, self.peer_key, started)
 
     def _handle_events_locked(self, events: list[Any], new_streams: list[H2Stream]) -> None:
         wake = False
@@ -704,7 +695,7 @@ class HTTP2Driver:
         if stream.in_pool:
             stream.in_pool = False
             self.in_pool -= 1
-            self._count_in_pool(-1)
+            self.worker.count_for_peer(self.worker.in_pool_by_peer, self.peer_key, -1)
             self._submit_ready_locked()
 
     def _response_sent_locked(self, stream: H2Stream) -> None:
@@ -742,18 +733,12 @@ class HTTP2Driver:
             stream.reset = True
             raise ClientDisconnected(f"timed out waiting for {what}")
         self.blocked += 1
-        with worker.blocked_lock:
-            worker.blocked_by_peer[key] = worker.blocked_by_peer.get(key, 0) + 1
+        worker.count_for_peer(worker.blocked_by_peer, key, 1)
         try:
             self.cond.wait(remaining)
         finally:
             self.blocked -= 1
-            with worker.blocked_lock:
-                left = worker.blocked_by_peer[key] - 1
-                if left:
-                    worker.blocked_by_peer[key] = left
-                else:
-                    del worker.blocked_by_peer[key]
+            worker.count_for_peer(worker.blocked_by_peer, key, -1)
 
     def _check_alive_locked(self, stream: H2Stream) -> None:
         if stream.reset or self.dead:
