@@ -367,7 +367,8 @@ class AccessLog:
         except Exception:
             logging.getLogger(ERROR_LOGGER).exception("failed to format the access log line")
             return
-        if _HAS_CONTROL.search(line) is not None:
-            # JSON lines: json.dumps already wrote C0 and C1 as \\u00XX; DEL is left.
-            line = line.replace("\x7f", "\\u007f") if self._json else line.translate(_ESCAPE_ALL)
+        if self._json:   # json.dumps already wrote C0 and C1 as \\u00XX; DEL is left
+            line = line.replace("\x7f", "\\u007f")
+        else:
+            line = escape_controls(line)
         self._logger.info(line)

@@ -438,13 +438,13 @@ class Worker:
             else:
                 table.pop(peer, None)
 
-    def _evict_idle(self) -> bool:
+    def _evict_idle(self, candidates: tuple[list[Connection], list[Connection]]) -> bool:
         """At worker_connections, make room for a new client by closing the
         connection that has been idle longest, as nginx reuses idle keep-alive
         connections: one that sent nothing yet or waits between requests
         (oldest wait first), else an HTTP/2 connection without a stream. Only
         when every connection is busy does accepting pause. True if room was made."""
-        waits, idle = self._idle_candidates()
+        waits, idle = candidates
         for conn in waits:
             self._close_idle(conn)
             if conn.closed:
@@ -509,10 +509,12 @@ class Worker:
 
     def _accept(self, lsock: socket.socket, limit: int = 0) -> None:
         for _ in range(limit or self.accept_batch):
-            full = len(self.connections) >= self.cfg.worker_connections
-            if full and not any(self._idle_candidates()):
-                self._pause_accepting()
-                return
+            candidates = None
+            if len(self.connections) >= self.cfg.worker_connections:
+                candidates = self._idle_candidates()
+                if not any(candidates):
+                    self._pause_accepting()
+                    return
             if self.load_table is not None and not limit and self._yield_to_others():
                 return
             try:
@@ -525,8 +527,8 @@ class Worker:
             sock.setblocking(False)
             if sock.family in (socket.AF_INET, socket.AF_INET6):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if full:
-                self._evict_idle()   # before the newcomer joins, so it is never the one
+            if candidates is not None:
+                self._evict_idle(candidates)   # before the newcomer joins, so never it
             conn = Connection(self, sock, peer)
             self.connections.add(conn)
             self.yield_since = 0.0

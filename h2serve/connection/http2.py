@@ -456,10 +456,12 @@ class HTTP2Driver:
         its further streams wait in `ready`, holding no thread."""
         if (self.blocked or self.parked or self.proto.peer_window_closed()
                 or (self.wants_write and len(self.outbuf) > HIGH_WATER)):
-            # (the peer's streams in the pool on its other connections count too)
-            elsewhere = self.worker.in_pool_by_peer.get(self.peer_key, 0) - self.in_pool
-            return max(0, self.blocked_cap - elsewhere)
+            return max(0, self.blocked_cap - self._in_pool_elsewhere())
         return self.worker.pool.size
+
+    def _in_pool_elsewhere(self) -> int:
+        """Streams this connection's address has in the pool on its other connections."""
+        return self.worker.in_pool_by_peer.get(self.peer_key, 0) - self.in_pool
 
     def _submit_ready_locked(self) -> None:
         if not self.ready:
@@ -473,9 +475,9 @@ class HTTP2Driver:
         arriving = -1   # counted when first needed
         while self.ready and self.in_pool < share:
             if not self.ready[0].ended:
-                if arriving < 0:   # (with the address's streams in the pool elsewhere)
-                    arriving = sum(1 for s in self.streams.values() if s.in_pool and not s.ended)
-                    arriving += self.worker.in_pool_by_peer.get(self.peer_key, 0) - self.in_pool
+                if arriving < 0:
+                    arriving = self._in_pool_elsewhere() + sum(
+                        1 for s in self.streams.values() if s.in_pool and not s.ended)
                 if arriving >= self.blocked_cap:
                     break
                 arriving += 1
