@@ -28,7 +28,7 @@ from h2serve.connection.base import Connection
 from h2serve.loadshare import LoadTable
 from h2serve.logs import AccessLog
 from h2serve.stuck import StuckWatcher, describe_in_flight, log_in_flight
-from h2serve.transport.listeners import stop_new_handshakes
+from h2serve.transport.listeners import accept_queue_length, stop_new_handshakes
 from h2serve.wsgi import ForwardedPolicy
 
 log = logging.getLogger("h2serve.error")
@@ -37,9 +37,9 @@ TICK_S = 0.25            # longest select() wait: deadline precision and heartbe
 ACCEPT_YIELD_S = 0.005   # a busier worker leaves new connections to a less busy one this long
 MAX_YIELD_S = 0.02       # ... but takes them itself if nobody did by then
 SIBLING_BOOT_WAIT_S = 1.0  # a starting worker waits this long at most for siblings still booting
-ACCEPT_BATCH = 64        # connections accepted per listener per wake-up, alone on it
-ACCEPT_BATCH_SHARED = 64  # ... and sharing it with other workers (each accept load-checked)
+ACCEPT_BATCH = 64        # connections accepted per listener per wake-up at least
 LOAD_SLACK_DIVISOR = 16  # a worker takes a connection while it holds <= least + least/16
+SURGE_QUEUE = 32         # with more than this waiting to be accepted, no worker yields
 EVICT_TRIES = 8          # idle connections tried per accept at worker_connections
 BACKLOG_PASS_PAUSE_S = 0.01
 LINGER_S = 2.0           # a closing connection's unread input is drained this long
@@ -191,11 +191,9 @@ class Worker:
         self.drain_deadline = 0.0
         self.fast_exit = False
 
-        # Workers sharing one listener are all woken for each connection; taking one
-        # per wake-up lets the others win some, so connections spread over workers.
-        # Alone on a listener, a worker takes a batch per wake-up; sharing it, each
-        # accept of the batch first asks the load table whether to step back.
-        self.accept_batch = ACCEPT_BATCH_SHARED if cfg.workers > 1 and not cfg.reuse_port else ACCEPT_BATCH
+        # Workers sharing one listener are all woken for each connection. Each
+        # accept first asks the load table whether a less busy worker should take
+        # it instead (see _accept), so connections spread over workers.
         self.load_table, self.load_slot = load if load is not None else (None, 0)
         self.yield_since = 0.0         # when this worker began leaving connections to others
         self.accept_retry_at = 0.0     # listeners paused for a yield come back then
@@ -508,14 +506,25 @@ class Worker:
         return True
 
     def _accept(self, lsock: socket.socket, limit: int = 0) -> None:
-        for _ in range(limit or self.accept_batch):
+        # Under a surge a poller turn lasts a few hundred ms, so what is not
+        # accepted now waits that long: take the whole queue (alone on the
+        # listener) or an even part of it. Workers sharing a listener keep their
+        # connection counts even by yielding, but a yield also lasts until the
+        # next turn, so none yields while the queue is deep; the busier one's
+        # longer turns still make it take less.
+        waiting = accept_queue_length(lsock) if not limit else 0
+        shared = self.load_table is not None and not limit
+        balance = shared and waiting <= SURGE_QUEUE
+        if shared:
+            waiting //= self.cfg.workers
+        for _ in range(limit or max(ACCEPT_BATCH, waiting)):
             candidates = None
             if len(self.connections) >= self.cfg.worker_connections:
                 candidates = self._idle_candidates()
                 if not any(candidates):
                     self._pause_accepting()
                     return
-            if self.load_table is not None and not limit and self._yield_to_others():
+            if balance and self._yield_to_others():
                 return
             try:
                 sock, peer = lsock.accept()

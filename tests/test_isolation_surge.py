@@ -1,7 +1,8 @@
 """A surge of 1,000 connections on a listener shared by two workers: every
 connection is accepted, handshaken and served, connect times under 2 s (before,
 each worker took one connection per poller turn and some clients were never
-served while the load lasted)."""
+served while the load lasted; later, workers yielding to each other left some
+connections in the accept queue for seconds)."""
 
 from __future__ import annotations
 
@@ -32,11 +33,16 @@ def _connect_ms(text: str) -> tuple[float, float, float]:
 def test_thousand_connection_surge_is_served(h2serve_server, workers) -> None:
     h2load = require_tool("h2load")
     server = h2serve_server("tests.apps:hello", workers=workers, threads=4)
-    # Timed, as ../shared/bench's h2-1k row: h2load waits on every connection it
-    # opened, so one never served keeps it running past its duration.
-    timed = subprocess.run([h2load, "-c", "1000", "-m", "10", "-D", "3", "--warm-up-time", "1",
-                            server.url], capture_output=True, text=True, timeout=30)
-    assert timed.returncode == 0 and " 0 failed" in timed.stdout, timed.stdout + timed.stderr
+    # Timed, as ../shared/bench's h2-1k row. A client whose connection is
+    # accepted after the run's end never stops (h2load keeps sending on it), so a
+    # late accept shows as a run that does not end: twice, as before the accept
+    # queue was read (workers yielding to each other for a whole poller turn
+    # each) about one run in five outlived 30 s.
+    for _ in range(2):
+        timed = subprocess.run([h2load, "-c", "1000", "-m", "10", "-D", "3",
+                                "--warm-up-time", "1", server.url],
+                               capture_output=True, text=True, timeout=30)
+        assert timed.returncode == 0 and " 0 failed" in timed.stdout, timed.stdout + timed.stderr
     # Counted, for the connect times (a timed run does not report them).
     result = subprocess.run([h2load, "-c", "1000", "-m", "10", "-n", "20000", server.url],
                             capture_output=True, text=True, timeout=120)

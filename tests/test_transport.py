@@ -12,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from h2serve.transport import devcert, listeners, tls
-from h2serve.transport.listeners import BindAddress, parse_bind
+from h2serve.transport.listeners import BindAddress, accept_queue_length, parse_bind
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 IO_TIMEOUT = 10.0
@@ -960,4 +961,23 @@ def test_stop_new_handshakes_drops_syns_but_keeps_queued_connections():
             queued.sendall(b"still served")
             assert accepted.recv(64) == b"still served"
     finally:
+        listener.close()
+
+
+def test_accept_queue_length_counts_connections_waiting_for_accept() -> None:
+    listener = socket.create_server(("127.0.0.1", 0), backlog=16)
+    clients = []
+    try:
+        assert accept_queue_length(listener) == 0
+        clients = [socket.create_connection(listener.getsockname()[:2]) for _ in range(5)]
+        deadline = time.monotonic() + 5
+        while accept_queue_length(listener) < 5 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        expected = 5 if sys.platform == "linux" else 0
+        assert accept_queue_length(listener) == expected
+        listener.accept()[0].close()
+        assert accept_queue_length(listener) == max(0, expected - 1)
+    finally:
+        for client in clients:
+            client.close()
         listener.close()

@@ -469,3 +469,23 @@ def unlink_unix_listeners(socks: Iterable[socket.socket]) -> None:
                 os.unlink(path)
         except FileNotFoundError:
             pass
+
+
+# struct tcp_info (linux/tcp.h): eight one-byte fields, then u32 fields of which
+# the fifth (byte offset 24) is tcpi_unacked. For a listening socket Linux puts
+# there how many established connections wait in its accept queue.
+_TCPI_UNACKED_OFFSET = 24
+
+
+def accept_queue_length(sock: socket.socket) -> int:
+    """Connections the kernel has completed that wait for accept() on sock; 0
+    where the platform does not say (not Linux, not TCP). One getsockopt call."""
+    if sys.platform != "linux" or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return 0
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 32)
+    except OSError:
+        return 0
+    if len(info) < _TCPI_UNACKED_OFFSET + 4:
+        return 0
+    return struct.unpack_from("=I", info, _TCPI_UNACKED_OFFSET)[0]
