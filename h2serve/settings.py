@@ -468,11 +468,12 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "send_min_rate", ("--send-min-rate",), S_TIMEOUTS, "int", "BYTES",
-        "Slowest an HTTP/2 response may be taken by its client, in bytes per second (0 = no "
-        "rate check: each blocked write waits up to --send-timeout). A response whose client "
-        "has not let it through by --send-timeout plus one second per this many bytes sent "
-        "is reset with RST_STREAM CANCEL, so a client that opens its window a byte at a time "
-        "cannot renew the deadline with every byte (the rule of --body-min-rate, for uploads).",
+        "Slowest a response may be taken by its client, in bytes per second (0 = no rate "
+        "check: each blocked write waits up to --send-timeout). A response whose client has "
+        "not let it through by --send-timeout plus one second per this many bytes sent is cut "
+        "(HTTP/2: RST_STREAM CANCEL; HTTP/1.1: the connection closes), so a client that opens "
+        "its window or reads its socket a byte at a time cannot renew the deadline with every "
+        "byte (the rule of --body-min-rate, for uploads).",
         _to_int, default=1024, validate=_at_least(0),
     ),
     Setting(
@@ -608,15 +609,16 @@ SETTINGS: tuple[Setting, ...] = (
         _to_int, default=1024, validate=_between(0, 16384),
     ),
     Setting(
-        "http2_max_blocked_threads", ("--http2-max-blocked-threads",), S_PROTOCOLS, "int", "INT",
-        "Most pool threads one HTTP/2 connection may hold while they wait on its client (a "
-        "closed flow-control window, a socket that does not drain, a request body that does "
-        "not come); 0 = half of --threads, at least 1. While the client keeps a thread "
-        "waiting, or its window is closed, or it reads none of our output, its connection "
-        "starts no more than this many streams at once (the rest wait unstarted, holding "
-        "nothing), and a further thread that would wait is given half a second before its "
-        "stream is reset with CANCEL. A connection that stalls nothing still gets every "
-        "thread.",
+        "max_blocked_threads", ("--max-blocked-threads",), S_PROTOCOLS, "int", "INT",
+        "Most pool threads one client address (and one HTTP/2 connection) may hold while they "
+        "wait on that client: a closed flow-control window, a socket that does not drain, a "
+        "request body that does not come; 0 = half of --threads, at least 1. Requests whose "
+        "body is still arriving start no more than this many at once per address (HTTP/1.1 "
+        "connections and HTTP/2 streams beyond it wait unstarted, holding no thread); an "
+        "HTTP/2 connection whose client stalls starts no more streams than this; a further "
+        "thread that would wait on the same client gets half a second (then RST_STREAM CANCEL, "
+        "or on HTTP/1.1 a 408 or a close). Clients that stall nothing still get every thread. "
+        "Behind a proxy every client shares its address: raise it there.",
         _to_int, default=0, validate=_at_least(0),
     ),
     # Request limits ---------------------------------------------------------
@@ -1278,7 +1280,7 @@ NOT_IN_GUNICORN = frozenset({
     "body_min_rate", "body_prebuffer", "limit_request_head",
     "http2_max_requests_per_connection", "http2_reset_budget", "http2_max_control_frames",
     "http2_max_control_backlog", "http2_dribble_frame_size", "send_min_rate",
-    "http2_max_blocked_threads", "http2_connection_window_size", "metrics_bind", "stuck_request_timeout",
+    "max_blocked_threads", "http2_connection_window_size", "metrics_bind", "stuck_request_timeout",
 })
 
 # Where a shared setting behaves differently from gunicorn's; absent means "the same".

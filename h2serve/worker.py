@@ -40,6 +40,7 @@ SIBLING_BOOT_WAIT_S = 1.0  # a starting worker waits this long at most for sibli
 ACCEPT_BATCH = 64        # connections accepted per listener per wake-up at least
 LOAD_SLACK_DIVISOR = 16  # a worker takes a connection while it holds <= least + least/16
 SURGE_QUEUE = 32         # with more than this waiting to be accepted, no worker yields
+SQUEEZED_OUT_S = 10.0    # an address that had a response cut past its share is watched this long
 EVICT_TRIES = 8          # idle connections tried per accept at worker_connections
 BACKLOG_PASS_PAUSE_S = 0.01
 LINGER_S = 2.0           # a closing connection's unread input is drained this long
@@ -165,6 +166,8 @@ class Worker:
         self.proxy_policy = ForwardedPolicy(list(cfg.proxy_allow_ips))
         self.multiprocess = cfg.workers > 1
         self.pool = ThreadPool(cfg.threads)
+        # Most threads one client address may keep waiting on it (max_blocked_threads).
+        self.blocked_cap = cfg.max_blocked_threads or max(1, cfg.threads // 2)
 
         self.selector = selectors.DefaultSelector()
         self._calls: queue.SimpleQueue = queue.SimpleQueue()
@@ -176,13 +179,21 @@ class Worker:
         # Poller-owned state: touched only on the poller thread.
         self.connections: set[Connection] = set()
         self.eviction_logged_at = -60.0
-        # Pool threads waiting on their HTTP/2 client, per peer address: one
-        # address holds at most http2_max_blocked_threads so, over all its
-        # connections (HTTP2Driver._wait_locked). Guarded by blocked_lock.
+        # Per client address, guarded by blocked_lock: pool threads now waiting on
+        # that client (at most blocked_cap wait long: HTTP2Driver._wait_locked,
+        # HTTP1Driver._client_timeout), its HTTP/2 streams in the pool, and its
+        # HTTP/1.1 requests running with a body still arriving (at most blocked_cap).
         self.blocked_by_peer: dict[str, int] = {}
-        self.in_pool_by_peer: dict[str, int] = {}   # HTTP/2 streams in the pool, per address
+        self.in_pool_by_peer: dict[str, int] = {}
+        self.arriving_by_peer: dict[str, int] = {}
         self.blocked_lock = threading.Lock()
+        # When an address last had an HTTP/1.1 response cut for waiting past its
+        # share (set by pool threads, pruned by the poller): see over_share.
+        self.squeezed_out: dict[str, float] = {}
         self.waiting: dict[Connection, float] = {}   # conn -> deadline, waiting for readable
+        # HTTP/1.1 connections whose next request waits for its address's share of
+        # arriving bodies: conn -> deadline. Not read meanwhile; retried each tick.
+        self.share_waiting: dict[Connection, float] = {}
         self.h2_connections: set[Connection] = set()
         self.lingering: dict[Connection, float] = {}
         self.accepting = False
@@ -335,6 +346,37 @@ class Worker:
         if self._watch(conn):
             self.waiting[conn] = deadline
 
+    def await_share(self, conn: Connection, deadline: float) -> None:
+        """Park an HTTP/1.1 connection whose request may not start yet (its address
+        has blocked_cap requests with bodies arriving); _retry_shares starts it."""
+        if not conn.closed:
+            self.share_waiting[conn] = deadline
+
+    def _retry_shares(self, now: float) -> None:
+        for conn, deadline in list(self.share_waiting.items()):
+            if now >= deadline:
+                del self.share_waiting[conn]
+                self.pool.submit_urgent(conn.driver.reject_unstarted)
+            elif (self.arriving_by_peer.get(conn.peer_key, 0) < self.blocked_cap
+                  and not self.over_share(conn.peer_key)):
+                del self.share_waiting[conn]
+                self.pool.submit(conn.on_readable)
+
+    def over_share(self, peer: str) -> bool:
+        """Any thread: peer keeps blocked_cap threads waiting on it and recently
+        had a response cut for waiting past that share: start nothing more of it."""
+        return (self.blocked_by_peer.get(peer, 0) >= self.blocked_cap
+                and time.monotonic() - self.squeezed_out.get(peer, -SQUEEZED_OUT_S) < SQUEEZED_OUT_S)
+
+    def take_share(self, table: dict[str, int], peer: str) -> bool:
+        """Any thread: count one more for peer in table unless it is at blocked_cap."""
+        with self.blocked_lock:
+            taken = table.get(peer, 0)
+            if taken >= self.blocked_cap:
+                return False
+            table[peer] = taken + 1
+            return True
+
     def attach_h2(self, conn: Connection) -> None:
         """An HTTP/2 connection stays registered; its reads run on the poller."""
         if conn.closed or not self._watch(conn):
@@ -381,6 +423,7 @@ class Worker:
         conn.closed = True
         self._unregister(conn)
         self.waiting.pop(conn, None)
+        self.share_waiting.pop(conn, None)
         self.h2_connections.discard(conn)
         self.lingering.pop(conn, None)
         conn.close_socket()
@@ -607,6 +650,12 @@ class Worker:
             self.release(conn)
         for conn in list(self.h2_connections):
             conn.driver.on_tick(now)
+        if self.share_waiting:
+            self._retry_shares(now)
+        if self.squeezed_out:
+            for peer, at in list(self.squeezed_out.items()):
+                if now - at >= SQUEEZED_OUT_S:
+                    self.squeezed_out.pop(peer, None)
 
     def _on_linger_readable(self, conn: Connection) -> None:
         try:

@@ -168,7 +168,7 @@ def test_priority_updates_for_unopened_streams_keep_little(h2serve_server, worke
 @pytest.mark.parametrize("trickle", [False, True], ids=["stop", "trickle"])
 def test_stalled_request_bodies_do_not_take_the_pool(h2serve_server, workers, trickle) -> None:
     """POST streams declaring 50 MiB that send 64 KiB and stop (or then trickle
-    a byte every half second): at most http2_max_blocked_threads of them hold a
+    a byte every half second): at most max_blocked_threads of them hold a
     thread at once; they are cancelled at the body deadline."""
     # (the minimum rate raised so that the 64 KiB sent first earns 2 s of waiting,
     # not 131 s: the trickle is then cancelled within the test's 5 s)

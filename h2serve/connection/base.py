@@ -23,6 +23,9 @@ log = logging.getLogger("h2serve.error")
 
 H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 _WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
+# A pool thread that must wait on its client while that client's address
+# already keeps max_blocked_threads threads waiting gets this long, no more.
+SQUEEZED_WAIT_S = 0.5
 PROXY_PEEK_BYTES = 536    # a v1 line or a v2 header with a few TLVs, in one look
 
 _date_cache: list[Any] = [0, ""]
@@ -76,7 +79,7 @@ class Connection:
 
     __slots__ = (
         "worker", "sock", "peer", "peer_label", "closed", "lingering", "driver", "stage",
-        "deadline", "idle_keepalive", "wait_reason", "alpn", "buffered", "__weakref__",
+        "peer_key", "deadline", "idle_keepalive", "wait_reason", "alpn", "buffered", "__weakref__",
     )
 
     def __init__(self, worker: Worker, sock: socket.socket, peer: Any) -> None:
@@ -84,6 +87,8 @@ class Connection:
         self.sock = sock
         self.peer = peer
         self.peer_label = describe_peer(peer)
+        # The client address, as the per-address counts of the worker key it.
+        self.peer_key = str(peer[0]) if isinstance(peer, tuple) and peer else ""
         self.closed = False
         self.lingering = False
         self.driver: Any = None

@@ -16,7 +16,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from h2serve import SERVER_SOFTWARE
-from h2serve.connection.base import http_date, recv_nowait
+from h2serve.connection.base import SQUEEZED_WAIT_S, http_date, recv_nowait
 from h2serve.protocol.events import (
     BodyEnded,
     BodyReceived,
@@ -41,6 +41,10 @@ log = logging.getLogger("h2serve.error")
 # SSL write of a whole 50 MB body would otherwise have to finish within it), and
 # a big body goes out from the app's own buffer instead of a copy joined to the head.
 SEND_PIECE = 256 * 1024
+# A response write past the address's share of waiting threads gets this long:
+# unlike an HTTP/2 stream, each further HTTP/1.1 connection of the same client
+# brings another request to run, so each squeezed wait costs the pool again.
+SQUEEZED_SEND_S = 0.05
 
 
 class HTTP1Driver:
@@ -67,6 +71,12 @@ class HTTP1Driver:
         self.body_wait_start = 0.0
         self.body_last_data = 0.0
         self.body_complete = False
+        self.holds_share = False   # counted in the worker's arriving_by_peer
+        self.unstarted_by = 0.0    # a request waiting unstarted is refused then
+        # The response in progress: bytes sent and seconds spent blocked sending
+        # them (send_min_rate is a rule over the whole response).
+        self.sent = 0
+        self.send_waited = 0.0
         self._timeout: float | None = -1.0
         tls = isinstance(conn.sock, ssl.SSLSocket)
         self.base_environ = connection_environ(
@@ -83,21 +93,52 @@ class HTTP1Driver:
             self.conn.sock.settimeout(timeout)
             self._timeout = timeout
 
+    def _client_timeout(self, limit: float, squeezed: float = SQUEEZED_WAIT_S) -> float:
+        """Pool thread: how long the coming wait on the client may last. Past
+        blocked_cap threads waiting on the same address, `squeezed` at most."""
+        worker = self.conn.worker
+        if worker.blocked_by_peer.get(self.conn.peer_key, 0) >= worker.blocked_cap:
+            return min(limit, squeezed)
+        return limit
+
     def sendall(self, data: bytes) -> None:
-        """Blocks while the peer reads; a piece that waits send_timeout aborts."""
-        self._set_timeout(self.cfg.send_timeout)
-        sock = self.conn.sock
+        """Blocks while the peer reads. Each piece may wait send_timeout at most,
+        and with send_min_rate the whole response send_timeout plus a second per
+        send_min_rate bytes sent; past either the connection is cut."""
         try:
             if len(data) <= SEND_PIECE:
-                sock.sendall(data)
+                self._send_piece(data)
                 return
             with memoryview(data) as view:
                 for start in range(0, len(view), SEND_PIECE):
-                    sock.sendall(view[start:start + SEND_PIECE])
+                    self._send_piece(view[start:start + SEND_PIECE])
         except (OSError, ValueError) as exc:
             # The response is cut short: the connection must not carry another.
             self.proto.close_after_response()
             raise ClientDisconnected(str(exc)) from exc
+
+    def _send_piece(self, piece: bytes | memoryview) -> None:
+        cfg, conn = self.cfg, self.conn
+        limit = cfg.send_timeout
+        if cfg.send_min_rate:
+            limit = min(limit, cfg.send_timeout + self.sent / cfg.send_min_rate - self.send_waited)
+            if limit <= 0:
+                raise TimeoutError("the client took the response slower than send_min_rate")
+        timeout = self._client_timeout(limit, SQUEEZED_SEND_S)
+        self._set_timeout(timeout)
+        count, table, key = conn.worker.count_for_peer, conn.worker.blocked_by_peer, conn.peer_key
+        count(table, key, 1)
+        started = time.monotonic()
+        try:
+            conn.sock.sendall(piece)
+        except TimeoutError:
+            if timeout < limit:
+                conn.worker.squeezed_out[key] = time.monotonic()
+            raise
+        finally:
+            count(table, key, -1)
+            self.send_waited += time.monotonic() - started
+        self.sent += len(piece)
 
     def send_parts(self, *parts: bytes) -> None:
         """Send parts in order: joined when small, one by one when big (no copy)."""
@@ -120,15 +161,19 @@ class HTTP1Driver:
                           + exchange.received / cfg.body_min_rate - exchange.waited)
         if timeout <= 0:
             raise exchange.too_slow()
-        self._set_timeout(timeout)
+        self._set_timeout(self._client_timeout(timeout))
+        conn = self.conn
+        count, table, key = conn.worker.count_for_peer, conn.worker.blocked_by_peer, conn.peer_key
+        count(table, key, 1)
         started = time.monotonic()
         try:
-            data = self.conn.sock.recv(65536)
+            data = conn.sock.recv(65536)
         except TimeoutError:
             raise exchange.too_slow() from None
         except (OSError, ValueError) as exc:
             raise ClientDisconnected(f"reading the request body: {exc}") from exc
         finally:
+            count(table, key, -1)
             exchange.waited += time.monotonic() - started
         exchange.received += len(data)
         return data
@@ -141,9 +186,15 @@ class HTTP1Driver:
         try:
             while True:
                 request = self._next_request()
-                if request is None:
+                if request is None or not self._may_start(request):
                     return
-                if not self._handle(request):
+                try:
+                    keep_open = self._handle(request)
+                finally:
+                    if self.holds_share:
+                        self.holds_share = False
+                        worker.count_for_peer(worker.arriving_by_peer, self.conn.peer_key, -1)
+                if not keep_open:
                     return
         except Exception:
             log.exception("HTTP/1.1 connection %s failed", self.conn.peer_label)
@@ -196,6 +247,47 @@ class HTTP1Driver:
                 worker.call_soon(worker.release, conn)  # EOF the protocol had nothing to say about
                 return None
             self.events.extend(events)
+
+    def _may_start(self, request: RequestReceived) -> bool:
+        """Whether the app may run request now. At most blocked_cap requests of
+        one address run with a body still arriving; and once the address had a
+        response cut for waiting past its share, its further requests wait while
+        it keeps blocked_cap threads waiting (a client that reads nothing on many
+        connections). Waiting is unstarted, in the poller, holding no thread.
+        False when this one waits so."""
+        conn, worker = self.conn, self.conn.worker
+        arriving = not (request.end_stream or self.proto.request_body_complete)
+        if not worker.over_share(conn.peer_key) and (
+                not arriving or worker.take_share(worker.arriving_by_peer, conn.peer_key)):
+            self.holds_share = arriving
+            self.unstarted_by = 0.0
+            return True
+        if arriving and not self.body_wait_start:   # not prebuffered: its wait starts now
+            self.body_received = 0
+            self.body_wait_start = self.body_last_data = time.monotonic()
+        if not self.unstarted_by:
+            self.unstarted_by = (self._body_deadline() if arriving
+                                 else time.monotonic() + self.cfg.client_data_timeout)
+        self.pending, self.body_complete = request, True
+        conn.idle_keepalive = False
+        conn.deadline = self.unstarted_by
+        conn.wait_reason = "waited for its address's share of the pool"
+        worker.call_soon(worker.await_share, conn, conn.deadline)
+        return False
+
+    def reject_unstarted(self) -> None:
+        """Pool thread: a request that waited unstarted (await_share) until its
+        deadline: 408 when its body was due, else 503; the connection closes."""
+        request, self.pending = self.pending, None
+        if request is not None and not request.end_stream:
+            violation = ProtocolViolation(
+                reason="request body not started in time: its address kept "
+                       "max_blocked_threads threads waiting", status=408)
+        else:
+            violation = ProtocolViolation(
+                reason="request not started in time: its address kept "
+                       "max_blocked_threads threads waiting", status=503)
+        self._reject(violation)
 
     # --- body_prebuffer: the body arrives while the app holds no thread ------------
 
@@ -276,6 +368,7 @@ class HTTP1Driver:
         if worker.draining:
             self.proto.close_after_response()
         exchange = HTTP1Exchange(self, request)
+        self.sent, self.send_waited = 0, 0.0
         if self.body_wait_start:   # the body was prebuffered: its pacing so far counts
             exchange.received = self.body_received
             exchange.waited = time.monotonic() - self.body_wait_start

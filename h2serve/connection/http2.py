@@ -20,7 +20,7 @@ from threading import get_ident
 from typing import TYPE_CHECKING, Any
 
 from h2serve import SERVER_SOFTWARE, metrics
-from h2serve.connection.base import http_date
+from h2serve.connection.base import SQUEEZED_WAIT_S, http_date
 from h2serve.protocol.events import (
     BodyEnded,
     BodyReceived,
@@ -55,7 +55,6 @@ READ_SLICE_S = 0.005              # poller time per turn for one connection's fr
 LOGGED_STREAM_ERRORS = 10         # stream-level protocol errors logged per connection
 STALL_CHECK_S = 0.1               # how often the preface and header-block deadlines are checked
 GOAWAY_GRACE_S = 1.0              # between the two GOAWAYs of a graceful close
-SQUEEZED_WAIT_S = 0.5             # a thread past its connection's share of waiting threads
 PARK_BUDGET = 256 * 1024          # handed-off body bytes one connection may keep waiting for a window
 MAX_STREAM_ID = 2**31 - 1
 _REQUEST_EVENTS = (RequestReceived, BodyReceived, BodyEnded)
@@ -179,9 +178,8 @@ class HTTP2Driver:
         # Pool threads of this connection now waiting on its client (window, socket,
         # body), and the most it may hold so; see _share_locked.
         self.blocked = 0
-        self.blocked_cap = cfg.http2_max_blocked_threads or max(1, worker.pool.size // 2)
-        peer = conn.peer
-        self.peer_key = str(peer[0]) if isinstance(peer, tuple) and peer else ""
+        self.blocked_cap = worker.blocked_cap
+        self.peer_key = conn.peer_key
         # Handed-off responses waiting for window, framed by the poller as it opens.
         self.parked: dict[int, H2Stream] = {}
         self.parked_bytes = 0
