@@ -616,8 +616,9 @@ SETTINGS: tuple[Setting, ...] = (
         "body is still arriving start no more than this many at once per address (HTTP/1.1 "
         "connections and HTTP/2 streams beyond it wait unstarted, holding no thread); an "
         "HTTP/2 connection whose client stalls starts no more streams than this; a further "
-        "thread that would wait on the same client gets half a second (then RST_STREAM CANCEL, "
-        "or on HTTP/1.1 a 408 or a close). Clients that stall nothing still get every thread. "
+        "thread that would wait on the same client gets half a second without progress (then "
+        "RST_STREAM CANCEL, or on HTTP/1.1 a 408 or a close) and lends its slot to a spare "
+        "thread meanwhile. Clients that stall nothing still get every thread. "
         "Behind a proxy every client shares its address: raise it there.",
         _to_int, default=0, validate=_at_least(0),
     ),

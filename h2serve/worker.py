@@ -9,6 +9,7 @@ poller's state needs a lock.
 from __future__ import annotations
 
 import collections
+import contextlib
 import itertools
 import logging
 import os
@@ -20,7 +21,7 @@ import ssl
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from h2serve import metrics
@@ -66,6 +67,13 @@ class ThreadPool:
         self._threads = [threading.Thread(target=self._loop, name=f"{name}-{i}", daemon=True)
                          for i in range(size)]
         self.size = size
+        self.name = name
+        # Slots lent by threads in a short bounded wait (lend_slot), and the spare
+        # threads running jobs meanwhile; guarded by _spare_lock.
+        self._spare_lock = threading.Lock()
+        self._lent = 0
+        self._spares = 0
+        self._stopping = False
 
     def start(self) -> None:
         for thread in self._threads:
@@ -82,7 +90,7 @@ class ThreadPool:
         self._urgent.append((fn, args))
         self._jobs.put(_URGENT)   # wakes a thread even when nothing else is queued
 
-    def _loop(self) -> None:
+    def _loop(self, spare: bool = False) -> None:
         get, urgent = self._jobs.get, self._urgent
         while True:
             job = get()
@@ -95,6 +103,35 @@ class ThreadPool:
                 return
             if job is not _URGENT:   # (an urgent marker's job has run by now)
                 self._run(*job)
+            if spare and self._spare_done():
+                return
+
+    def _spare_done(self) -> bool:
+        with self._spare_lock:
+            if self._spares > self._lent:
+                self._spares -= 1
+                return True
+            return False
+
+    @contextlib.contextmanager
+    def lend_slot(self) -> Iterator[None]:
+        """Pool thread: for a short bounded wait on a stalled client, lend this
+        thread's slot to a spare thread, so the wait costs other clients no thread.
+        Spares are at most as many as the threads lending (so at most size), and
+        each leaves after its job once the slot it borrowed is back."""
+        with self._spare_lock:
+            self._lent += 1
+            start = not self._stopping and self._spares < self._lent
+            if start:
+                self._spares += 1
+        if start:
+            threading.Thread(target=self._loop, args=(True,), daemon=True,
+                             name=f"{self.name}-spare").start()
+        try:
+            yield
+        finally:
+            with self._spare_lock:
+                self._lent -= 1
 
     @staticmethod
     def _run(fn: Callable, args: tuple) -> None:
@@ -104,7 +141,10 @@ class ThreadPool:
             log.exception("unhandled error in a pool thread")
 
     def stop(self, wait_s: float = 0.0) -> None:
-        for _ in self._threads:
+        with self._spare_lock:
+            self._stopping = True
+            spares = self._spares
+        for _ in range(len(self._threads) + spares):
             self._jobs.put(None)
         deadline = time.monotonic() + wait_s
         for thread in self._threads:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from hyperframe.frame import RstStreamFrame, SettingsFrame
+from hyperframe.frame import DataFrame, RstStreamFrame, SettingsFrame
 
 from tests.attack_harness import RSS_GROWTH_LIMIT, Bystander, wait_rss_settles, workers_rss
 from tests.h2client import CANCEL, ConnectionClosed, H2Client
@@ -216,3 +216,82 @@ def test_stalled_request_bodies_do_not_take_the_pool(h2serve_server, workers, tr
     bystander.check()
     assert cancelled, "the attacker got no RST_STREAM CANCEL"
     assert growth < RSS_GROWTH_LIMIT and left < RSS_GROWTH_LIMIT
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("workers", [1, 2])
+def test_client_that_never_reads_its_socket_holds_little(h2serve_server, workers) -> None:
+    """50 streams asking for 10 MiB each with every window wide open, and the
+    client never reads its socket: the connection's output stops at its bound,
+    at most max_blocked_threads threads wait on it, the rest of its streams wait
+    unstarted, and the connection is closed once its socket took nothing for
+    send_timeout."""
+    server = h2serve_server("tests.apps:router", "--send-timeout", SEND_TIMEOUT,
+                            workers=workers, threads=4)
+    bystander = Bystander(server)
+    bystander.measure_baseline()
+    rss_before = workers_rss(server)
+    attackers = []
+    for _ in range(2 * workers):   # connections on every worker
+        client = H2Client(server.host, server.port, cafile=server.cafile, timeout=10,
+                          settings={SettingsFrame.INITIAL_WINDOW_SIZE: 2**31 - 1}).connect()
+        client.send_window_update(0, 2**31 - 1 - 65535)
+        for _ in range(50):
+            client.request("/big?size=10485760")
+        attackers.append(client)
+    started = time.monotonic()
+    bystander.start()
+    peak = rss_before
+    while time.monotonic() < started + ATTACK_S:   # the attackers read nothing meanwhile
+        peak = max(peak, workers_rss(server))
+        time.sleep(0.05)
+    bystander.stop()
+    closed = 0
+    for client in attackers:   # now read: what was queued, then the close
+        try:
+            while client.read_frame(timeout=2) is not None:
+                pass
+        except (ConnectionClosed, OSError):   # a TLS EOF or a reset is a close too
+            closed += 1
+        client.close()
+    left = wait_rss_settles(server, rss_before) - rss_before
+    print(f"never-reading workers={workers}: bystander max "
+          f"{max(bystander.samples, default=0) * 1000:.0f} ms (baseline "
+          f"{bystander.baseline * 1000:.1f} ms), {closed} of {len(attackers)} closed, "
+          f"RSS +{(peak - rss_before) / 2**20:.1f} MiB, after +{left / 2**20:.1f} MiB")
+    bystander.check()
+    assert closed == len(attackers), "a connection that read nothing was not closed"
+    assert peak - rss_before < RSS_GROWTH_LIMIT, f"workers grew {(peak - rss_before) / 2**20:.1f} MiB"
+    assert left < RSS_GROWTH_LIMIT, f"workers kept {left / 2**20:.1f} MiB"
+
+
+@pytest.mark.slow
+def test_slow_but_live_client_keeps_more_streams_than_its_share(h2serve_server) -> None:
+    """The other side of the squeeze: 4 downloads of 4 MiB on one connection
+    (twice max_blocked_threads) read at about 4 MB/s. Their threads wait on the
+    socket, two of them past the share, but the socket keeps taking bytes, so
+    none is cancelled (before, a thread past the share was cut half a second
+    after its first wait however fast the client read)."""
+    server = h2serve_server("tests.apps:router", workers=1, threads=4)
+    client = H2Client(server.host, server.port, cafile=server.cafile, timeout=10,
+                      settings={SettingsFrame.INITIAL_WINDOW_SIZE: 8 * 2**20}).connect()
+    client.send_window_update(0, 32 * 2**20)
+    size = 4 * 2**20
+    streams = [client.request(f"/big?size={size}") for _ in range(4)]
+    started = time.monotonic()
+    received = 0
+    while not all(s in client.ended_streams for s in streams):
+        assert time.monotonic() - started < 30, "the downloads did not finish"
+        frame = client.read_frame(timeout=5)
+        assert frame is not None, "the server sent nothing for 5 s"
+        if isinstance(frame, DataFrame):
+            received += len(frame.data)
+        ahead = received / 4e6 - (time.monotonic() - started)
+        if ahead > 0:
+            time.sleep(ahead)
+    took = time.monotonic() - started
+    client.close()
+    print(f"4 x 4 MiB at about 4 MB/s: {received / 2**20:.1f} MiB in {took:.1f} s, "
+          f"{len(_cancelled(client))} cancelled")
+    assert not _cancelled(client), "a live client's stream was cancelled"
+    assert received == 4 * size

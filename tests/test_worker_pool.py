@@ -26,6 +26,36 @@ def test_urgent_jobs_run_before_queued_ones():
     assert order == ["handshake", "app0", "app1", "app2"]
 
 
+def test_a_thread_in_a_squeezed_wait_lends_its_slot():
+    """One thread: a job waiting with lend_slot does not keep the next job
+    waiting; once the slot is back, the spare thread leaves after its job."""
+    pool = ThreadPool(1)
+    pool.start()
+    release = threading.Event()
+    ran = threading.Event()
+
+    def squeezed_wait() -> None:
+        with pool.lend_slot():
+            release.wait(5)
+
+    try:
+        pool.submit(squeezed_wait)
+        pool.submit(ran.set)
+        assert ran.wait(2), "the job behind a lending thread did not run"
+        release.set()
+        done = threading.Event()
+        pool.submit(done.set)
+        assert done.wait(2)
+        deadline = time.monotonic() + 2
+        while any(t.name.endswith("-spare") for t in threading.enumerate()):
+            pool.submit(lambda: None)   # a spare leaves after the job it is given
+            assert time.monotonic() < deadline, "the spare thread stayed"
+            time.sleep(0.01)
+    finally:
+        release.set()
+        pool.stop(wait_s=2)
+
+
 def test_handshake_is_not_queued_behind_slow_views(h2serve_server):
     server = h2serve_server("tests.apps:router", threads=1)
     busy = H2Client(server.host, server.port, tls=True, cafile=server.cafile).connect()

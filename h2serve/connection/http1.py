@@ -41,10 +41,10 @@ log = logging.getLogger("h2serve.error")
 # SSL write of a whole 50 MB body would otherwise have to finish within it), and
 # a big body goes out from the app's own buffer instead of a copy joined to the head.
 SEND_PIECE = 256 * 1024
-# A response write past the address's share of waiting threads gets this long:
-# unlike an HTTP/2 stream, each further HTTP/1.1 connection of the same client
-# brings another request to run, so each squeezed wait costs the pool again.
-SQUEEZED_SEND_S = 0.05
+# A response write past the address's share of waiting threads goes out in
+# pieces this small, each within SQUEEZED_WAIT_S: a slow but live client keeps
+# its response, a stalled one is cut within half a second.
+SQUEEZED_PIECE = 16 * 1024
 
 
 class HTTP1Driver:
@@ -93,13 +93,32 @@ class HTTP1Driver:
             self.conn.sock.settimeout(timeout)
             self._timeout = timeout
 
-    def _client_timeout(self, limit: float, squeezed: float = SQUEEZED_WAIT_S) -> float:
-        """Pool thread: how long the coming wait on the client may last. Past
-        blocked_cap threads waiting on the same address, `squeezed` at most."""
+    def _squeezed(self) -> bool:
+        """Pool thread: the client's address already keeps blocked_cap threads
+        waiting on it, so a further wait lasts SQUEEZED_WAIT_S at most and lends
+        its pool slot (ThreadPool.lend_slot) meanwhile."""
         worker = self.conn.worker
-        if worker.blocked_by_peer.get(self.conn.peer_key, 0) >= worker.blocked_cap:
-            return min(limit, squeezed)
-        return limit
+        return worker.blocked_by_peer.get(self.conn.peer_key, 0) >= worker.blocked_cap
+
+    def _wait_on_client(self, op: Any, arg: Any, timeout: float) -> Any:
+        """op(arg) on the socket, counted as a thread waiting on this client."""
+        conn = self.conn
+        worker, key = conn.worker, conn.peer_key
+        squeezed = self._squeezed()
+        self._set_timeout(min(timeout, SQUEEZED_WAIT_S) if squeezed else timeout)
+        worker.count_for_peer(worker.blocked_by_peer, key, 1)
+        try:
+            if not squeezed:
+                return op(arg)
+            with worker.pool.lend_slot():
+                try:
+                    return op(arg)
+                except TimeoutError:
+                    if timeout > SQUEEZED_WAIT_S:
+                        worker.squeezed_out[key] = time.monotonic()
+                    raise
+        finally:
+            worker.count_for_peer(worker.blocked_by_peer, key, -1)
 
     def sendall(self, data: bytes) -> None:
         """Blocks while the peer reads. Each piece may wait send_timeout at most,
@@ -124,19 +143,16 @@ class HTTP1Driver:
             limit = min(limit, cfg.send_timeout + self.sent / cfg.send_min_rate - self.send_waited)
             if limit <= 0:
                 raise TimeoutError("the client took the response slower than send_min_rate")
-        timeout = self._client_timeout(limit, SQUEEZED_SEND_S)
-        self._set_timeout(timeout)
-        count, table, key = conn.worker.count_for_peer, conn.worker.blocked_by_peer, conn.peer_key
-        count(table, key, 1)
         started = time.monotonic()
         try:
-            conn.sock.sendall(piece)
-        except TimeoutError:
-            if timeout < limit:
-                conn.worker.squeezed_out[key] = time.monotonic()
-            raise
+            if len(piece) <= SQUEEZED_PIECE or not self._squeezed():
+                self._wait_on_client(conn.sock.sendall, piece, limit)
+            else:
+                with memoryview(piece) as view:
+                    for start in range(0, len(view), SQUEEZED_PIECE):
+                        self._wait_on_client(conn.sock.sendall,
+                                             view[start:start + SQUEEZED_PIECE], limit)
         finally:
-            count(table, key, -1)
             self.send_waited += time.monotonic() - started
         self.sent += len(piece)
 
@@ -161,19 +177,14 @@ class HTTP1Driver:
                           + exchange.received / cfg.body_min_rate - exchange.waited)
         if timeout <= 0:
             raise exchange.too_slow()
-        self._set_timeout(self._client_timeout(timeout))
-        conn = self.conn
-        count, table, key = conn.worker.count_for_peer, conn.worker.blocked_by_peer, conn.peer_key
-        count(table, key, 1)
         started = time.monotonic()
         try:
-            data = conn.sock.recv(65536)
+            data = self._wait_on_client(self.conn.sock.recv, 65536, timeout)
         except TimeoutError:
             raise exchange.too_slow() from None
         except (OSError, ValueError) as exc:
             raise ClientDisconnected(f"reading the request body: {exc}") from exc
         finally:
-            count(table, key, -1)
             exchange.waited += time.monotonic() - started
         exchange.received += len(data)
         return data

@@ -67,7 +67,7 @@ class H2Stream:
     __slots__ = ("driver", "stream_id", "request", "chunks", "carry", "carry_credit", "ended",
                  "trailers", "reset", "done", "protocol", "received", "waited", "wait_start",
                  "last_data", "in_pool", "handed_off", "sent", "send_waited", "squeezed_at",
-                 "rest", "parked_at")
+                 "squeezed_total", "rest", "parked_at")
 
     def __init__(self, driver: HTTP2Driver, request: RequestReceived) -> None:
         self.driver = driver
@@ -94,6 +94,7 @@ class H2Stream:
         self.sent = 0
         self.send_waited = 0.0
         self.squeezed_at = 0.0    # when it began waiting past the connection's share
+        self.squeezed_total = 0   # the connection's sent_total then
         # A handed-off response the window cut short: the rest, framed by the poller.
         self.rest: memoryview | None = None
         self.parked_at = 0.0
@@ -716,13 +717,16 @@ class HTTP2Driver:
     def _wait_locked(self, deadline: float, what: str, stream: H2Stream) -> None:
         """Pool thread: wait (for its client) until notified or the deadline; past
         it, the stream is reset with CANCEL. A thread beyond the connection's
-        share of waiting threads (blocked_cap) gets SQUEEZED_WAIT_S at most."""
+        share of waiting threads (blocked_cap) gets SQUEEZED_WAIT_S at most
+        without progress (its clock restarts whenever the socket takes bytes:
+        a slow but live client is not stalled), and lends its pool slot meanwhile."""
         now = time.monotonic()
         worker, key = self.worker, self.peer_key
-        if (self.blocked >= self.blocked_cap
-                or worker.blocked_by_peer.get(key, 0) >= self.blocked_cap):
-            if not stream.squeezed_at:
-                stream.squeezed_at = now
+        squeezed = (self.blocked >= self.blocked_cap
+                    or worker.blocked_by_peer.get(key, 0) >= self.blocked_cap)
+        if squeezed:
+            if not stream.squeezed_at or self.sent_total != stream.squeezed_total:
+                stream.squeezed_at, stream.squeezed_total = now, self.sent_total
             deadline = min(deadline, stream.squeezed_at + SQUEEZED_WAIT_S)
         else:
             stream.squeezed_at = 0.0
@@ -735,7 +739,11 @@ class HTTP2Driver:
         self.blocked += 1
         worker.count_for_peer(worker.blocked_by_peer, key, 1)
         try:
-            self.cond.wait(remaining)
+            if squeezed:
+                with worker.pool.lend_slot():
+                    self.cond.wait(remaining)
+            else:
+                self.cond.wait(remaining)
         finally:
             self.blocked -= 1
             worker.count_for_peer(worker.blocked_by_peer, key, -1)
