@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from h2serve import metrics
+from h2serve.allocator import give_back_memory
 from h2serve.connection.base import Connection
 from h2serve.loadshare import LoadTable
 from h2serve.logs import AccessLog
@@ -45,6 +46,9 @@ SQUEEZED_OUT_S = 10.0    # an address that had a response cut past its share is 
 EVICT_TRIES = 8          # idle connections tried per accept at worker_connections
 BACKLOG_PASS_PAUSE_S = 0.01
 LINGER_S = 2.0           # a closing connection's unread input is drained this long
+TRIM_DROP = 256          # connections gone since the peak before memory is given back
+TRIM_INTERVAL_S = 10.0   # ... at most this often
+TRIM_SETTLE_S = 0.5      # ... once the count has not changed for this long
 GAUGE_INTERVAL_S = 0.5   # how often the poller publishes the worker's gauges
 WORKER_BOOT_ERROR = 3
 
@@ -219,6 +223,9 @@ class Worker:
         # Poller-owned state: touched only on the poller thread.
         self.connections: set[Connection] = set()
         self.eviction_logged_at = -60.0
+        self.connections_peak = 0      # most connections since memory was last given back
+        self.trim_due = 0.0
+        self.connections_seen, self.connections_seen_at = 0, 0.0
         # Per client address, guarded by blocked_lock: pool threads now waiting on
         # that client (at most blocked_cap wait long: HTTP2Driver._wait_locked,
         # HTTP1Driver._client_timeout), its HTTP/2 streams in the pool, and its
@@ -692,10 +699,25 @@ class Worker:
             conn.driver.on_tick(now)
         if self.share_waiting:
             self._retry_shares(now)
+        self._maybe_give_back_memory(now)
         if self.squeezed_out:
             for peer, at in list(self.squeezed_out.items()):
                 if now - at >= SQUEEZED_OUT_S:
                     self.squeezed_out.pop(peer, None)
+
+    def _maybe_give_back_memory(self, now: float) -> None:
+        """Poller: once a crowd of connections has left, free what they held, so
+        that a flood does not leave the worker at its peak size."""
+        count = len(self.connections)
+        if count != self.connections_seen:   # wait until the crowd has finished leaving
+            self.connections_seen, self.connections_seen_at = count, now
+        if count > self.connections_peak:
+            self.connections_peak = count
+        elif (self.connections_peak - count >= TRIM_DROP and now >= self.trim_due
+              and now - self.connections_seen_at >= TRIM_SETTLE_S):
+            self.connections_peak = count
+            self.trim_due = now + TRIM_INTERVAL_S
+            give_back_memory()
 
     def _on_linger_readable(self, conn: Connection) -> None:
         try:

@@ -37,6 +37,16 @@ def workers_rss(server) -> int:
     return sum(rss_bytes(pid) for pid in server.worker_pids())
 
 
+def each_worker_rss(server) -> dict[int, int]:
+    """RSS of each live worker, by pid."""
+    return {pid: rss_bytes(pid) for pid in server.worker_pids()}
+
+
+def most_grown(before: dict[int, int], now: dict[int, int]) -> int:
+    """The largest growth of one worker between two each_worker_rss readings."""
+    return max((now.get(pid, 0) - rss for pid, rss in before.items()), default=0)
+
+
 @dataclass
 class Bystander:
     """A client that opens a fresh HTTP/2 connection for each request."""
