@@ -10,9 +10,10 @@ import httpx
 import pytest
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 @pytest.mark.parametrize("http2", [True, False], ids=["h2", "http1.1"])
-def test_invalid_response_fields_from_the_app_give_500(h2serve_server, http2) -> None:
-    server = h2serve_server("tests.apps:router")
+def test_invalid_response_fields_from_the_app_give_500(h2serve_server, http2, workers) -> None:
+    server = h2serve_server("tests.apps:router", workers=workers)
     context = ssl.create_default_context(cafile=server.cafile)
     with httpx.Client(http2=http2, http1=not http2, verify=context, timeout=20) as client:
         for kind in ("name", "reason", "value"):

@@ -33,13 +33,14 @@ def _h1_get(server, raw_request: bytes) -> bytes:
         return reply
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 @pytest.mark.parametrize("fmt", ["text", "json"])
-def test_client_control_bytes_are_escaped_in_both_logs(h2serve_server, tmp_path, fmt) -> None:
+def test_client_control_bytes_are_escaped_in_both_logs(h2serve_server, tmp_path, fmt, workers) -> None:
     access = tmp_path / "access.log"
     extra = ["--access-logfile", str(access)]  # the error log is the server's stderr
     if fmt == "json":
         extra += ["--access-logformat", "json"]
-    server = h2serve_server("tests.apps:router", *extra)
+    server = h2serve_server("tests.apps:router", *extra, workers=workers)
 
     with H2Client(server.host, server.port, cafile=server.cafile) as client:
         client.connect()

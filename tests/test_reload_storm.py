@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 
 def _children(pid: int) -> set[int]:
@@ -19,8 +20,8 @@ def _children(pid: int) -> set[int]:
     return {int(part) for part in text.split()}
 
 
-def test_ten_hups_in_five_seconds_leave_at_most_two_generations(h2serve_server) -> None:
-    workers = 2
+@pytest.mark.parametrize("workers", [1, 2])
+def test_ten_hups_in_five_seconds_leave_at_most_two_generations(h2serve_server, workers) -> None:
     server = h2serve_server("tests.apps:router", workers=workers, threads=2)
     master = server.proc.pid
     context = ssl.create_default_context(cafile=server.cafile)
