@@ -332,7 +332,7 @@ class Worker:
         for conn in self.h2_connections:
             if conn.driver is not None:
                 streams += len(conn.driver.streams)
-                waiting += len(conn.driver.ready)   # streams beyond the connection's pool share
+                waiting += len(conn.driver.sched.ready)   # streams beyond the connection's pool share
         watcher = self.stuck_watcher
         recorder.gauges((len(self.connections), len(self.h2_connections), streams,
                          self.pool.queued() + waiting, len(metrics.IN_FLIGHT),

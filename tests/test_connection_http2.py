@@ -173,7 +173,7 @@ def test_app_thread_hands_a_small_response_over_without_the_connection_lock(rig)
     head, body, _ = r.response(stream_id)
     assert head[":status"] == "200" and head["content-type"] == "text/plain"
     assert body == b"hello"
-    assert stream.done and stream_id not in r.driver.streams and r.driver.in_pool == 0
+    assert stream.done and stream_id not in r.driver.streams and r.driver.sched.in_pool == 0
 
 
 def test_pool_slot_goes_to_the_next_stream_at_hand_off(rig):

@@ -5,7 +5,8 @@ runs on a pool thread as soon as its HEADERS arrive. One lock per connection
 serialises the protocol object and the socket (an SSL object must not be used
 by two threads at once); it is only ever held for non-blocking work. App
 threads wait on the lock's condition for body bytes, send window, or room in
-the output buffer, each with a deadline.
+the output buffer, each with a deadline. Which streams run on the pool and how
+long a thread may wait on its client is h2_scheduling.StreamScheduler's policy.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from threading import get_ident
 from typing import TYPE_CHECKING, Any
 
 from h2serve import SERVER_SOFTWARE, metrics
-from h2serve.connection.base import SQUEEZED_WAIT_S, http_date
+from h2serve.connection.base import http_date
+from h2serve.connection.h2_scheduling import StreamScheduler
 from h2serve.protocol.events import (
     BodyEnded,
     BodyReceived,
@@ -172,15 +174,8 @@ class HTTP2Driver:
         # Streams whose app waits for body_prebuffer bytes (or the end of the body)
         # before it takes a pool thread; the poller enforces their body deadlines.
         self.prebuffering: dict[int, H2Stream] = {}
-        # At most pool-size streams of one connection wait in the shared pool queue;
-        # the rest wait here, so other connections' requests are not queued behind them.
-        self.ready: deque[H2Stream] = deque()
-        self.in_pool = 0
-        # Pool threads of this connection now waiting on its client (window, socket,
-        # body), and the most it may hold so; see _share_locked.
-        self.blocked = 0
-        self.blocked_cap = worker.blocked_cap
-        self.peer_key = conn.peer_key
+        # Its streams on the pool: which run, which wait, which are squeezed.
+        self.sched = StreamScheduler(worker, conn.peer_key)
         # Handed-off responses waiting for window, framed by the poller as it opens.
         self.parked: dict[int, H2Stream] = {}
         self.parked_bytes = 0
@@ -260,7 +255,7 @@ class HTTP2Driver:
 
     def is_idle(self) -> bool:
         """Poller: no stream open or waiting, so closing loses no request."""
-        return not self.streams and not self.ready and not self.handoffs
+        return not self.streams and not self.sched.ready and not self.handoffs
 
     def close_idle(self) -> None:
         """Poller: a GOAWAY (NO_ERROR) for an idle connection about to be closed
@@ -328,7 +323,7 @@ class HTTP2Driver:
             self._expire_prebuffering(now)
         if self.parked:
             self._expire_parked(now)
-        if self.ready and self.in_pool < self.worker.pool.size:
+        if self.sched.ready and self.sched.in_pool < self.worker.pool.size:
             with self.lock:  # a share this connection's peer used elsewhere may be back
                 self._submit_ready_locked()
         if now >= self.next_stall_check:  # a stalled preface or header block (slowloris)
@@ -445,48 +440,22 @@ class HTTP2Driver:
     def _dispatch(self, new_streams: list[H2Stream]) -> None:
         if new_streams:
             with self.lock:
-                self.ready.extend(new_streams)
+                self.sched.ready.extend(new_streams)
                 self._submit_ready_locked()
 
-    def _share_locked(self) -> int:
-        """How many of this connection's streams may be in the pool at once: every
-        thread while nothing stalls, else blocked_cap. A client that keeps a thread
-        waiting, closes its window or reads nothing so holds at most that share;
-        its further streams wait in `ready`, holding no thread."""
-        if (self.blocked or self.parked or self.proto.peer_window_closed()
-                or (self.wants_write and len(self.outbuf) > HIGH_WATER)):
-            return max(0, self.blocked_cap - self._in_pool_elsewhere())
-        return self.worker.pool.size
-
-    def _in_pool_elsewhere(self) -> int:
-        """Streams this connection's address has in the pool on its other connections."""
-        return self.worker.in_pool_by_peer.get(self.peer_key, 0) - self.in_pool
+    def _stalled_locked(self) -> bool:
+        """The client holds back this connection: its window is closed, or it
+        reads none of our output (a thread waiting on it counts in the scheduler)."""
+        return bool(self.parked or self.proto.peer_window_closed()
+                    or (self.wants_write and len(self.outbuf) > HIGH_WATER))
 
     def _submit_ready_locked(self) -> None:
-        if not self.ready:
-            return
-        worker = self.worker
-        submit, share = worker.pool.submit, self._share_locked()
-        started = 0
-        # A stream whose body is still arriving may leave its thread waiting on the
-        # client: at most blocked_cap of them are in the pool at once, counting the
-        # streams the same address has in the pool on its other connections.
-        arriving = -1   # counted when first needed
-        while self.ready and self.in_pool < share:
-            if not self.ready[0].ended:
-                if arriving < 0:
-                    arriving = self._in_pool_elsewhere() + sum(
-                        1 for s in self.streams.values() if s.in_pool and not s.ended)
-                if arriving >= self.blocked_cap:
-                    break
-                arriving += 1
-            stream = self.ready.popleft()
-            stream.in_pool = True
-            self.in_pool += 1
-            started += 1
-            submit(self.run_stream, stream)
-        if started:
-            worker.count_for_peer(worker.in_pool_by_peer, self.peer_key, started)
+        sched = self.sched
+        if sched.ready:
+            sched.submit_ready(
+                self._stalled_locked(),
+                lambda: sum(1 for s in self.streams.values() if s.in_pool and not s.ended),
+                self.run_stream)
 
     def _handle_events_locked(self, events: list[Any], new_streams: list[H2Stream]) -> None:
         wake = False
@@ -693,10 +662,7 @@ class HTTP2Driver:
     def _release_slot_locked(self, stream: H2Stream) -> None:
         """The stream's app is done: its place in the pool goes to this
         connection's next stream."""
-        if stream.in_pool:
-            stream.in_pool = False
-            self.in_pool -= 1
-            self.worker.count_for_peer(self.worker.in_pool_by_peer, self.peer_key, -1)
+        if self.sched.release(stream):
             self._submit_ready_locked()
 
     def _response_sent_locked(self, stream: H2Stream) -> None:
@@ -716,37 +682,19 @@ class HTTP2Driver:
 
     def _wait_locked(self, deadline: float, what: str, stream: H2Stream) -> None:
         """Pool thread: wait (for its client) until notified or the deadline; past
-        it, the stream is reset with CANCEL. A thread beyond the connection's
-        share of waiting threads (blocked_cap) gets SQUEEZED_WAIT_S at most
-        without progress (its clock restarts whenever the socket takes bytes:
-        a slow but live client is not stalled), and lends its pool slot meanwhile."""
-        now = time.monotonic()
-        worker, key = self.worker, self.peer_key
-        squeezed = (self.blocked >= self.blocked_cap
-                    or worker.blocked_by_peer.get(key, 0) >= self.blocked_cap)
-        if squeezed:
-            if not stream.squeezed_at or self.sent_total != stream.squeezed_total:
-                stream.squeezed_at, stream.squeezed_total = now, self.sent_total
-            deadline = min(deadline, stream.squeezed_at + SQUEEZED_WAIT_S)
-        else:
-            stream.squeezed_at = 0.0
-        remaining = deadline - now
+        it, the stream is reset with CANCEL. A thread past its share of waiting
+        threads is squeezed (StreamScheduler.squeeze): a short deadline without
+        progress, its pool slot lent meanwhile."""
+        deadline, squeezed = self.sched.squeeze(stream, deadline, time.monotonic(),
+                                                self.sent_total)
+        remaining = deadline - time.monotonic()
         if remaining <= 0:
             self.proto.reset_stream(stream.stream_id, CANCEL)
             self._flush_locked()
             stream.reset = True
             raise ClientDisconnected(f"timed out waiting for {what}")
-        self.blocked += 1
-        worker.count_for_peer(worker.blocked_by_peer, key, 1)
-        try:
-            if squeezed:
-                with worker.pool.lend_slot():
-                    self.cond.wait(remaining)
-            else:
-                self.cond.wait(remaining)
-        finally:
-            self.blocked -= 1
-            worker.count_for_peer(worker.blocked_by_peer, key, -1)
+        with self.sched.waiting(squeezed):
+            self.cond.wait(remaining)
 
     def _check_alive_locked(self, stream: H2Stream) -> None:
         if stream.reset or self.dead:
