@@ -73,6 +73,8 @@ def _serve(args: list[str]) -> int:
         cfg = Config.from_sources(args, os.environ)
     except ConfigError as exc:
         return _error(str(exc))
+    for note in cfg.notes:
+        print(f"h2serve: {note}", file=sys.stderr)
     for warning in cfg.warnings:
         print(f"h2serve: warning: {warning}", file=sys.stderr)
 

@@ -5,8 +5,10 @@ Python config file, the ``H2SERVE_CMD_ARGS`` environment variable,
 ``--print-config`` and docs/settings.md are all derived from that table, so
 they cannot drift apart.
 
-Priority, lowest first: defaults < config file < H2SERVE_CMD_ARGS < command
-line. Regenerate the docs with ``python -m h2serve.settings > docs/settings.md``;
+Priority, lowest first: defaults < config file < GUNICORN_CMD_ARGS <
+H2SERVE_CMD_ARGS < command line. With no --config, ./h2serve.conf.py and then
+./gunicorn.conf.py are read if present; with no bind from any source, $PORT
+gives 0.0.0.0:$PORT (both as gunicorn does). Regenerate the docs with ``python -m h2serve.settings > docs/settings.md``;
 ``python -m h2serve.settings gunicorn`` prints the tables of docs/gunicorn.md.
 """
 
@@ -28,6 +30,9 @@ from typing import Any
 from h2serve import __version__
 
 ENV_CMD_ARGS = "H2SERVE_CMD_ARGS"
+GUNICORN_ENV_CMD_ARGS = "GUNICORN_CMD_ARGS"
+# Read from the current directory, first found, when no --config is given.
+DISCOVERED_CONFIG_FILES = ("h2serve.conf.py", "gunicorn.conf.py")
 
 APP_HELP = "the WSGI application, as module:callable or module:factory()"
 
@@ -353,7 +358,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "config", ("-c", "--config"), S_CONFIG, "path", "FILE",
         "A Python file whose top-level names set settings (for example `workers = 4`). "
-        "Use it to keep a deployment's settings under version control; the command line still wins.",
+        "Use it to keep a deployment's settings under version control; the command line still wins. "
+        "Without it, `./h2serve.conf.py` and then `./gunicorn.conf.py` are read if present "
+        "(the one read is named at start).",
         _opt_str, validate=_check_file, cli_only=True, is_path=True,
     ),
     Setting(
@@ -929,6 +936,19 @@ def _gunicorn_flag_hint(args: list[str]) -> str:
 # Merging the sources.
 
 
+def _parse_env_args(parser: argparse.ArgumentParser, environ: Mapping[str, str],
+                    variable: str) -> dict[str, Any]:
+    """The settings given as command-line arguments in one environment variable."""
+    text = environ.get(variable, "")
+    if not text.strip():
+        return {}
+    try:
+        args = shlex.split(text)
+    except ValueError as exc:
+        raise ConfigError(f"{variable}: {exc}") from None
+    return _parse_args(parser, args, f"{variable}: ")
+
+
 class _Merger:
     """Applies sources in priority order, checking each value as it arrives."""
 
@@ -937,6 +957,8 @@ class _Merger:
         self.cwd = cwd
         self.values: dict[str, Any] = {}
         self.warnings: list[str] = []
+        self.notes: list[str] = []      # what the sources did that a user may not expect
+        self.explicit: set[str] = set()  # settings some source gave (not defaults)
 
     def resolve_path(self, setting: Setting, raw: Any) -> Any:
         if setting.is_path and isinstance(raw, str) and raw != "-" and raw:
@@ -944,6 +966,7 @@ class _Merger:
         return raw
 
     def set(self, setting: Setting, raw: Any, where: str) -> None:
+        self.explicit.add(setting.name)
         try:
             self.values[setting.name] = setting.parse(self.resolve_path(setting, raw))
         except ValueError as exc:
@@ -1040,6 +1063,7 @@ class Config:
         for name, value in merger.values.items():
             setattr(self, name, value)
         self.warnings: list[str] = list(merger.warnings)
+        self.notes: list[str] = list(merger.notes)
         self._argv = list(argv)
         self._environ = dict(environ)
         self._cwd = cwd
@@ -1056,34 +1080,42 @@ class Config:
     def from_sources(
         cls, argv: list[str], environ: Mapping[str, str], *, cwd: str | None = None
     ) -> Config:
-        """Merge defaults < config file < $H2SERVE_CMD_ARGS < argv.
+        """Merge defaults < config file < $GUNICORN_CMD_ARGS < $H2SERVE_CMD_ARGS < argv.
 
-        Relative paths are resolved against ``cwd`` (the current directory by
-        default). Raises ConfigError with a one-line message.
+        With no config file named, ./h2serve.conf.py then ./gunicorn.conf.py is
+        read (said in ``notes``); with no bind from any source, $PORT gives
+        0.0.0.0:$PORT. Relative paths are resolved against ``cwd`` (the current
+        directory by default). Raises ConfigError with a one-line message.
         """
         cwd = cwd or os.getcwd()
         parser = build_parser()
         from_cli = _parse_args(parser, list(argv), "")
-        from_env: dict[str, Any] = {}
-        env_text = environ.get(ENV_CMD_ARGS, "")
-        if env_text.strip():
-            try:
-                env_args = shlex.split(env_text)
-            except ValueError as exc:
-                raise ConfigError(f"{ENV_CMD_ARGS}: {exc}") from None
-            from_env = _parse_args(parser, env_args, f"{ENV_CMD_ARGS}: ")
+        from_gunicorn_env = _parse_env_args(parser, environ, GUNICORN_ENV_CMD_ARGS)
+        from_env = _parse_env_args(parser, environ, ENV_CMD_ARGS)
 
         merger = _Merger(environ, cwd)
         merger.apply_defaults()
         config_setting = SETTINGS_BY_NAME["config"]
-        if "config" in from_cli:
-            merger.set(config_setting, from_cli["config"], config_setting.label)
-        elif "config" in from_env:
-            merger.set(config_setting, from_env["config"], f"{ENV_CMD_ARGS}: {config_setting.label}")
+        for source, where in ((from_cli, ""), (from_env, f"{ENV_CMD_ARGS}: "),
+                              (from_gunicorn_env, f"{GUNICORN_ENV_CMD_ARGS}: ")):
+            if "config" in source:
+                merger.set(config_setting, source["config"], f"{where}{config_setting.label}")
+                break
+        else:
+            for name in DISCOVERED_CONFIG_FILES:
+                if os.path.isfile(os.path.join(cwd, name)):
+                    merger.set(config_setting, name, f"./{name}")
+                    merger.notes.append(f"reading ./{name} (found in {cwd}; no --config given)")
+                    break
         if merger.values["config"]:
             merger.apply_config_file(merger.values["config"])
+        merger.apply_parsed(from_gunicorn_env, f"{GUNICORN_ENV_CMD_ARGS}: ")
         merger.apply_parsed(from_env, f"{ENV_CMD_ARGS}: ")
         merger.apply_parsed(from_cli, "")
+        port = environ.get("PORT", "").strip()
+        if port and "bind" not in merger.explicit:
+            merger.set(SETTINGS_BY_NAME["bind"], [f"0.0.0.0:{port}"], "environment variable PORT")
+            merger.notes.append(f"binding 0.0.0.0:{port} from $PORT (no bind given)")
         merger.cross_check()
 
         cfg = cls.__new__(cls)
@@ -1224,9 +1256,12 @@ def render_markdown() -> str:
         "<!-- Generated by `python -m h2serve.settings > docs/settings.md`; do not edit. -->",
         "",
         "Each setting can be given on the command line, in a Python config file "
-        "(`-c FILE`, using the setting's name as a variable) or as extra command-line "
-        f"arguments in the `{ENV_CMD_ARGS}` environment variable. Priority, lowest first: "
-        f"defaults, config file, `{ENV_CMD_ARGS}`, command line.",
+        "(`-c FILE`, using the setting's name as a variable; without `-c`, "
+        "`./h2serve.conf.py` and then `./gunicorn.conf.py` are read if present) or as extra "
+        f"command-line arguments in the `{ENV_CMD_ARGS}` or `{GUNICORN_ENV_CMD_ARGS}` "
+        "environment variables. Priority, lowest first: "
+        f"defaults, config file, `{GUNICORN_ENV_CMD_ARGS}`, `{ENV_CMD_ARGS}`, command line. "
+        "With no bind from any source, `$PORT` gives `0.0.0.0:$PORT`, as in gunicorn.",
         "",
         "## Contents",
         "",
@@ -1286,9 +1321,11 @@ NOT_IN_GUNICORN = frozenset({
 
 # Where a shared setting behaves differently from gunicorn's; absent means "the same".
 GUNICORN_DIFFERENCES: dict[str, str] = {
-    "config": "A Python file, as in gunicorn; gunicorn's names are read (see below). "
-              "`./gunicorn.conf.py` is not picked up by itself and `python:module` is not supported.",
-    "bind": f"Default `{SETTINGS_BY_NAME['bind'].default[0]}`; `$PORT` is not read.",
+    "config": "A Python file, as in gunicorn; gunicorn's names are read (see below). Without "
+              "`-c`, `./h2serve.conf.py` and then `./gunicorn.conf.py` are read if present (gunicorn "
+              "reads the latter); `python:module` is not supported.",
+    "bind": f"Default `{SETTINGS_BY_NAME['bind'].default[0]}`; with no bind from any source, "
+            "`$PORT` gives `0.0.0.0:$PORT` as in gunicorn.",
     "threads": f"Default {SETTINGS_BY_NAME['threads'].default} (gunicorn: 1). Threads run requests and HTTP/2 streams only; "
                "idle and slow connections wait in the poller without one.",
     "worker_connections": "Counts every open connection of a worker, idle keep-alive ones "

@@ -223,6 +223,9 @@ class Worker:
         # Poller-owned state: touched only on the poller thread.
         self.connections: set[Connection] = set()
         self.eviction_logged_at = -60.0
+        # Plain HTTP on a TLS listener: refused since the last warning, and when that was.
+        self.plain_http_refused = 0
+        self.plain_http_warned_at = -3600.0
         self.connections_peak = 0      # most connections since memory was last given back
         self.trim_due = 0.0
         self.connections_seen, self.connections_seen_at = 0, 0.0

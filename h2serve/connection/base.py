@@ -15,6 +15,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from h2serve.transport.proxy_protocol import ProxyHeader, ProxyProtocolError, parse_proxy_header
+from h2serve.transport.tls import looks_like_plain_http, plain_http_refusal
 
 if TYPE_CHECKING:
     from h2serve.worker import Worker
@@ -26,6 +27,7 @@ _WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSL
 # A pool thread that must wait on its client while that client's address
 # already keeps max_blocked_threads threads waiting gets this long, no more.
 SQUEEZED_WAIT_S = 0.5
+PLAIN_HTTP_WARN_S = 60.0  # at most one warning about plain HTTP on a TLS port per worker so often
 PROXY_PEEK_BYTES = 536    # a v1 line or a v2 header with a few TLVs, in one look
 
 _date_cache: list[Any] = [0, ""]
@@ -154,6 +156,8 @@ class Connection:
         if worker.cfg.proxy_protocol and self.stage != "proxied" and not self._read_proxy_header():
             return
         if worker.ssl_context is not None:
+            if self._refused_plain_http():
+                return
             self.deadline = time.monotonic() + worker.cfg.handshake_timeout
             self.sock = worker.ssl_context.wrap_socket(
                 self.sock, server_side=True, do_handshake_on_connect=False)
@@ -174,6 +178,32 @@ class Connection:
             return
         prior_knowledge = self.buffered.startswith(H2_PREFACE)
         self._start_protocol("h2" if prior_knowledge and worker.cfg.h2_enabled else "http/1.1")
+
+    def _refused_plain_http(self) -> bool:
+        """A TLS listener got plain HTTP (a proxy or a health check using http://):
+        a readable 400 and a close, and a warning naming --plaintext, at most one
+        per PLAIN_HTTP_WARN_S per worker. True when refused."""
+        try:
+            first = self.sock.recv(8, socket.MSG_PEEK)
+        except OSError:
+            return False   # the handshake will see what happened
+        if not looks_like_plain_http(first):
+            return False
+        worker = self.worker
+        try:
+            self.sock.send(plain_http_refusal(first))
+        except OSError:
+            pass
+        now = time.monotonic()
+        worker.plain_http_refused += 1
+        if now >= worker.plain_http_warned_at + PLAIN_HTTP_WARN_S:
+            log.warning("%d plain HTTP request(s) on a TLS listener, the last from %s, answered "
+                        "400: use https:// in the client, or serve plain HTTP with --plaintext "
+                        "(behind a proxy that terminates TLS)",
+                        worker.plain_http_refused, self.peer_label)
+            worker.plain_http_warned_at, worker.plain_http_refused = now, 0
+        worker.call_soon(worker.linger, self)
+        return True
 
     def _read_proxy_header(self) -> bool:
         """--proxy-protocol: take the PROXY header, and not one byte more, off the socket

@@ -15,8 +15,30 @@ __all__ = [
     "build_server_context",
     "cipher_is_h2_blocklisted",
     "inadequate_for_h2",
+    "looks_like_plain_http",
     "peer_certificate_environ",
+    "plain_http_refusal",
 ]
+
+# What a client that speaks plain HTTP to a TLS port gets (as nginx answers
+# 400 there): something a person reading curl's output understands.
+_PLAIN_HTTP_BODY = (b"This port speaks HTTPS: the request was sent as plain HTTP.\n"
+                    b"Use an https:// URL (or serve plain HTTP with --plaintext).\n")
+_PLAIN_HTTP_HEAD = (b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\n"
+                    b"Connection: close\r\nContent-Length: %d\r\n\r\n" % len(_PLAIN_HTTP_BODY))
+
+
+def plain_http_refusal(first: bytes) -> bytes:
+    """The 400 for a plain HTTP request that began with `first` (no body for HEAD)."""
+    return _PLAIN_HTTP_HEAD if first.startswith(b"HEAD ") else _PLAIN_HTTP_HEAD + _PLAIN_HTTP_BODY
+
+
+def looks_like_plain_http(first: bytes) -> bool:
+    """The first bytes a client sent to a TLS listener are an HTTP request (an
+    uppercase method token), not a TLS record (0x16) or an SSLv2 hello (0x80+)."""
+    head = first[:8]
+    token = head.split(b" ", 1)[0]
+    return bool(head) and 65 <= head[0] <= 90 and token.isalpha() and token.isupper()
 
 # TLS 1.2 suites allowed by RFC 9113 Appendix A: ephemeral ECDH key exchange
 # with an AEAD cipher. TLS 1.3 suites are configured separately by OpenSSL
