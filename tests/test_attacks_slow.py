@@ -852,7 +852,8 @@ def test_garbage_tls_handshakes_close_cleanly_and_hold_no_thread(h2serve_server)
     """100 connections send bytes that are not a TLS handshake (random, plain
     HTTP, a record header claiming 64 KiB, an alert, an SSLv2 hello). Each is
     closed promptly (well before handshake_timeout), with a TLS alert at most
-    and never an HTTP response; the only pool thread still serves the legit client."""
+    and never an HTTP response, except plain HTTP, which gets a readable 400
+    (tests/test_plain_http_on_tls.py); the only pool thread still serves the legit client."""
     server = h2serve_server(APP, "--handshake-timeout", "3", threads=1)
     worker = server.worker_pids()[0]
     legit = Legit(server, http2=True)
@@ -861,7 +862,7 @@ def test_garbage_tls_handshakes_close_cleanly_and_hold_no_thread(h2serve_server)
     rng = random.Random(9517)
     kinds = list(GARBAGE)
     closed_after: list[float] = []
-    replies: list[bytes] = []
+    replies: list[tuple[str, bytes]] = []
     during: list[float] = []
     for index in range(100):
         kind = kinds[index % len(kinds)]
@@ -878,7 +879,7 @@ def test_garbage_tls_handshakes_close_cleanly_and_hold_no_thread(h2serve_server)
                 data, closed = read_until_eof(sock, 2.5)
             assert closed, f"{kind}: still open after {time.monotonic() - started:.1f} s"
             closed_after.append(time.monotonic() - started)
-            replies.append(data)
+            replies.append((kind, data))
         finally:
             sock.close()
         if index % 12 == 0:
@@ -886,7 +887,10 @@ def test_garbage_tls_handshakes_close_cleanly_and_hold_no_thread(h2serve_server)
     growth = rss.stop()
     report("garbage handshakes x 100", baseline, during, growth,
            f"closed after {min(closed_after):.3f}..{max(closed_after):.3f} s")
-    for data in replies:
+    for kind, data in replies:
+        if kind == "plain-http":
+            assert data.startswith(b"HTTP/1.1 400 "), data[:40]
+            continue
         assert b"HTTP/" not in data
         assert data == b"" or data[0] == 0x15, data[:20]   # nothing, or a TLS alert record
     assert max(closed_after) < 1.0, max(closed_after)

@@ -6,6 +6,7 @@ below H2SERVE_CMD_ARGS; with no bind from any source, $PORT means
 from __future__ import annotations
 
 import os
+import ssl
 import subprocess
 import sys
 import textwrap
@@ -83,14 +84,14 @@ def test_a_discovered_gunicorn_conf_py_serves(tmp_path, dev_certs) -> None:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     environ = {**os.environ, "PYTHONPATH": str(ROOT), "APP_PORT": str(port)}
+    context = ssl.create_default_context(cafile=str(dev_certs.ca_cert))
     proc = subprocess.Popen([sys.executable, "-m", "h2serve", "tests.apps:hello"], cwd=tmp_path,
                             env=environ, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 20
         while True:
             try:
-                response = httpx.get(f"https://127.0.0.1:{port}/", verify=str(dev_certs.ca_cert),
-                                     timeout=2)
+                response = httpx.get(f"https://127.0.0.1:{port}/", verify=context, timeout=2)
                 break
             except httpx.HTTPError:
                 assert time.monotonic() < deadline and proc.poll() is None, "the server did not come up"
