@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("h2serve.error")
 
 H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-_WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
+WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 # A pool thread that must wait on its client while that client's address
 # already keeps max_blocked_threads threads waiting gets this long, no more.
 SQUEEZED_WAIT_S = 0.5
@@ -70,7 +70,7 @@ def recv_nowait(sock: socket.socket, size: int = 65536) -> bytes | None:
     """Bytes available now; b"" at EOF or on a broken connection; None when none yet."""
     try:
         return sock.recv(size)
-    except _WOULD_BLOCK:
+    except WOULD_BLOCK:
         return None
     except (ssl.SSLError, OSError):
         return b""
@@ -118,7 +118,7 @@ class Connection:
             return True
         try:
             return bool(socket.socket.recv(self.sock, 1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
-        except _WOULD_BLOCK:
+        except WOULD_BLOCK:
             return False
         except OSError:
             return False
@@ -224,7 +224,7 @@ class Connection:
             try:
                 peeked = self.sock.recv(max(PROXY_PEEK_BYTES, need - len(self.buffered)),
                                         socket.MSG_PEEK)
-            except _WOULD_BLOCK:
+            except WOULD_BLOCK:
                 self._back_to_poller("PROXY protocol header not complete before client_data_timeout")
                 return False
             except OSError:

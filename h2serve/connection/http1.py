@@ -16,7 +16,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from h2serve import SERVER_SOFTWARE
-from h2serve.connection.base import SQUEEZED_WAIT_S, http_date, recv_nowait
+from h2serve.connection.base import SQUEEZED_WAIT_S, WOULD_BLOCK, http_date, recv_nowait
 from h2serve.protocol.events import (
     BodyEnded,
     BodyReceived,
@@ -100,8 +100,19 @@ class HTTP1Driver:
         worker = self.conn.worker
         return worker.blocked_by_peer.get(self.conn.peer_key, 0) >= worker.blocked_cap
 
+    def _send_now(self, piece: bytes | memoryview) -> int:
+        """Bytes of piece the socket takes without waiting. A TLS write that would
+        block reports 0 and must be retried with the same piece (OpenSSL's rule)."""
+        self._set_timeout(0.0)
+        try:
+            return self.conn.sock.send(piece)
+        except WOULD_BLOCK:
+            return 0
+
     def _wait_on_client(self, op: Any, arg: Any, timeout: float) -> Any:
-        """op(arg) on the socket, counted as a thread waiting on this client."""
+        """op(arg) on the socket, counted as a thread waiting on this client:
+        only once the socket would block (the common send or read does not
+        wait, and must not count against the address's share)."""
         conn = self.conn
         worker, key = conn.worker, conn.peer_key
         squeezed = self._squeezed()
@@ -143,6 +154,13 @@ class HTTP1Driver:
             limit = min(limit, cfg.send_timeout + self.sent / cfg.send_min_rate - self.send_waited)
             if limit <= 0:
                 raise TimeoutError("the client took the response slower than send_min_rate")
+        sent = self._send_now(piece)
+        if sent == len(piece):
+            self.sent += sent
+            return
+        if sent:   # a plain socket took part of it
+            piece = memoryview(piece)[sent:]
+            self.sent += sent
         started = time.monotonic()
         try:
             if len(piece) <= SQUEEZED_PIECE or not self._squeezed():
@@ -177,6 +195,11 @@ class HTTP1Driver:
                           + exchange.received / cfg.body_min_rate - exchange.waited)
         if timeout <= 0:
             raise exchange.too_slow()
+        self._set_timeout(0.0)
+        data = recv_nowait(self.conn.sock)
+        if data is not None:
+            exchange.received += len(data)
+            return data
         started = time.monotonic()
         try:
             data = self._wait_on_client(self.conn.sock.recv, 65536, timeout)

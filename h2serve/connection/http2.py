@@ -21,7 +21,7 @@ from threading import get_ident
 from typing import TYPE_CHECKING, Any
 
 from h2serve import SERVER_SOFTWARE, metrics
-from h2serve.connection.base import http_date
+from h2serve.connection.base import WOULD_BLOCK, http_date
 from h2serve.connection.h2_scheduling import StreamScheduler
 from h2serve.protocol.events import (
     BodyEnded,
@@ -60,7 +60,6 @@ GOAWAY_GRACE_S = 1.0              # between the two GOAWAYs of a graceful close
 PARK_BUDGET = 256 * 1024          # handed-off body bytes one connection may keep waiting for a window
 MAX_STREAM_ID = 2**31 - 1
 _REQUEST_EVENTS = (RequestReceived, BodyReceived, BodyEnded)
-_WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 
 
 class H2Stream:
@@ -368,7 +367,7 @@ class HTTP2Driver:
             while share > 0 and not self.proto.has_backlog:
                 try:
                     data = recv(RECV_SIZE)
-                except _WOULD_BLOCK:
+                except WOULD_BLOCK:
                     break
                 except (ssl.SSLError, OSError):
                     data = b""
@@ -600,7 +599,7 @@ class HTTP2Driver:
             piece = whole[:MAX_WRITE]
             try:
                 sent = send(piece)
-            except _WOULD_BLOCK:
+            except WOULD_BLOCK:
                 self.wants_write = True
                 if progressed or not self.write_stalled_since:
                     self.write_stalled_since = time.monotonic()
