@@ -182,6 +182,21 @@ def _to_log_level(value: Any) -> str:
     return word
 
 
+# gunicorn's worker classes that describe what h2serve's one worker type is.
+_THREADED_WORKER_CLASSES = ("gthread", "sync", "gunicorn.workers.gthread.ThreadWorker",
+                            "gunicorn.workers.sync.SyncWorker")
+
+
+def _to_worker_class(value: Any) -> str:
+    word = _to_str(value).strip()
+    if word.lower() in _THREADED_WORKER_CLASSES or word in _THREADED_WORKER_CLASSES:
+        return word
+    raise ValueError(
+        f"{word!r} is not available: h2serve runs WSGI apps on one worker type, a poller "
+        "thread plus --threads application threads (gunicorn's gthread); use gthread or sync, "
+        "or an ASGI server for async workers")
+
+
 def _to_request_fields(value: Any) -> int:
     # As in gunicorn, 0 asks for the largest allowed number of fields.
     number = _to_int(value)
@@ -407,6 +422,14 @@ SETTINGS: tuple[Setting, ...] = (
         "Threads per worker that run the application; requests and HTTP/2 streams beyond this wait. "
         "Raise it for applications that spend their time waiting on I/O.",
         _to_int, default=4, validate=_at_least(1),
+    ),
+    Setting(
+        "worker_class", ("-k", "--worker-class"), S_WORKERS, "choice", "CLASS",
+        "gunicorn's worker type, accepted for moving from gunicorn: `gthread` and `sync` both "
+        "name h2serve's one worker (a poller thread plus --threads application threads; with "
+        "`sync` gunicorn would run one request at a time, here --threads still apply). Async "
+        "worker classes (gevent, eventlet, tornado, uvicorn) are refused with a reason.",
+        _to_worker_class, default="gthread",
     ),
     Setting(
         "worker_connections", ("--worker-connections",), S_WORKERS, "int", "INT",
@@ -798,9 +821,6 @@ _PASTE = "PasteDeploy is not supported; name the WSGI callable as APP"
 
 GUNICORN_ONLY: dict[str, tuple[tuple[str, ...], str]] = {
     # name: (gunicorn's command-line flags, why it does not apply and what to do instead)
-    "worker_class": (("-k", "--worker-class"),
-                     "there is one worker type: a poller thread plus a pool of --threads "
-                     "(like gthread, but the streams of one HTTP/2 connection run in parallel)"),
     "preload_app": (("--preload",),
                     "each worker imports the application after fork, never the master, so HUP "
                     "and --reload always load fresh code"),
@@ -1321,6 +1341,8 @@ NOT_IN_GUNICORN = frozenset({
 
 # Where a shared setting behaves differently from gunicorn's; absent means "the same".
 GUNICORN_DIFFERENCES: dict[str, str] = {
+    "worker_class": "`gthread` and `sync` are accepted and both mean h2serve's one worker type "
+                    "(a poller thread plus `--threads`); async classes are refused with a reason.",
     "config": "A Python file, as in gunicorn; gunicorn's names are read (see below). Without "
               "`-c`, `./h2serve.conf.py` and then `./gunicorn.conf.py` are read if present (gunicorn "
               "reads the latter); `python:module` is not supported.",

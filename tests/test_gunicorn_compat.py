@@ -47,8 +47,10 @@ keyfile = "{key}"
 http_protocols = "h2, h1"
 http2_max_concurrent_streams = 64
 
-# Meaningless here: warned about, never an error.
+# h2serve's worker is gthread's kind: accepted as is.
 worker_class = "gthread"
+
+# Meaningless here: warned about, never an error.
 preload_app = True
 raw_env = ["A=1"]
 secure_scheme_headers = {{"X-FORWARDED-PROTO": "https"}}
@@ -91,14 +93,13 @@ def test_gunicorn_config_file_is_read(tmp_path, dev_certs):
     assert cfg.http_protocols == "h2,h1" and cfg.http2_max_concurrent_streams == 64
     assert (cfg.statsd_host, cfg.statsd_prefix) == ("localhost:8125", "web")
     warned = {re.search(r"gunicorn's '(\w+)'", w)[1] for w in cfg.warnings if "gunicorn's" in w}
-    assert warned == {"worker_class", "preload_app", "raw_env", "secure_scheme_headers",
+    assert cfg.worker_class == "gthread"
+    assert warned == {"preload_app", "raw_env", "secure_scheme_headers",
                       "tmp_upload_dir", "post_fork", "when_ready"}
     assert len(cfg.warnings) == len(warned)          # helpers and imports stay silent
 
 
 @pytest.mark.parametrize("argv, flag", [
-    (["-k", "gthread"], "-k"),
-    (["--worker-class=gevent"], "--worker-class"),
     (["--preload"], "--preload"),
     (["-D"], "-D"),
     (["--spew"], "--spew"),
@@ -106,6 +107,18 @@ def test_gunicorn_config_file_is_read(tmp_path, dev_certs):
 def test_gunicorn_only_flags_are_refused_with_the_reason(argv, flag):
     with pytest.raises(ConfigError, match=f"gunicorn's {re.escape(flag)} has no equivalent: "):
         Config.from_sources([*argv, "app:app"], {})
+
+
+@pytest.mark.parametrize("argv", [["-k", "gthread"], ["--worker-class=sync"], ["-k", "gthread", "-w", "2"]])
+def test_gunicorn_threaded_worker_classes_are_accepted(argv):
+    cfg = Config.from_sources([*argv, "app:app"], {})
+    assert cfg.worker_class in ("gthread", "sync") and cfg.app_uri == "app:app"
+
+
+@pytest.mark.parametrize("worker_class", ["gevent", "eventlet", "uvicorn.workers.UvicornWorker"])
+def test_gunicorn_async_worker_classes_are_refused_with_the_reason(worker_class):
+    with pytest.raises(ConfigError, match=f"{re.escape(repr(worker_class))} is not available: .*gthread"):
+        Config.from_sources(["-k", worker_class, "app:app"], {})
 
 
 def test_gunicorn_flag_spellings_that_differ_are_accepted():
@@ -157,7 +170,7 @@ def test_gunicorn_config_and_app_run_unchanged(h2serve_server, tmp_path, dev_cer
     server = h2serve_server("gunicorn_style:app", "-c", conf, "--chdir", str(tmp_path),
                             "--no-proxy-protocol", "--log-level", "info", workers=1)
     assert "h2serve: warning: config file" in server.log
-    assert "gunicorn's 'worker_class' has no effect here" in server.log
+    assert "gunicorn's 'preload_app' has no effect here" in server.log
     with H2Client(server.host, server.port, cafile=server.cafile) as client:
         stream_id = client.request("/", headers=[("x-gunicorn", "yes")], priority=(0, 201, False))
         response = client.response(stream_id, timeout=10)
