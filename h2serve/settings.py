@@ -938,8 +938,42 @@ def _parse_args(parser: argparse.ArgumentParser, args: list[str], source: str) -
     try:
         namespace = parser.parse_args(args)
     except ConfigError as exc:
-        raise ConfigError(f"{source}{exc}{_gunicorn_flag_hint(args)}") from None
+        message = str(exc)
+        if message.startswith("unrecognized arguments:"):
+            # argparse lists whatever it could not place, the APP included
+            # ("-e app:app"): name the option that is wrong instead.
+            message = _unknown_option(args) or message
+            raise ConfigError(f"{source}{message}") from None
+        raise ConfigError(f"{source}{message}{_gunicorn_flag_hint(args)}") from None
     return vars(namespace)
+
+
+def _known_flags() -> set[str]:
+    flags = {"-h", "--help", "--version"}
+    for setting in SETTINGS:
+        flags.update(setting.flags)
+        if setting.kind == "bool":
+            flags.update("--no-" + flag[2:] for flag in setting.flags if flag.startswith("--"))
+    return flags
+
+
+def _unknown_option(args: list[str]) -> str | None:
+    """The first option in args that h2serve does not know, said with gunicorn's
+    reason when it is gunicorn's, else with the closest known spelling."""
+    known = _known_flags()
+    for arg in args:
+        if not arg.startswith("-") or arg == "-" or arg[1:2].isdigit():
+            continue
+        flag = arg.split("=", 1)[0]
+        if flag in known:
+            continue
+        hint = _gunicorn_flag_hint([flag])
+        if hint:
+            return f"unknown option {flag}{hint}"
+        close = difflib.get_close_matches(flag, sorted(known), n=1, cutoff=0.7)
+        return f"unknown option {flag}" + (f"; did you mean {close[0]}?" if close
+                                           else " (see h2serve --help)")
+    return None
 
 
 def _gunicorn_flag_hint(args: list[str]) -> str:

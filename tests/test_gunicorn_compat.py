@@ -121,6 +121,20 @@ def test_gunicorn_async_worker_classes_are_refused_with_the_reason(worker_class)
         Config.from_sources(["-k", worker_class, "app:app"], {})
 
 
+@pytest.mark.parametrize("argv, expected", [
+    (["--workerz", "2"], "unknown option --workerz; did you mean --workers?"),
+    (["--thread", "3"], "unknown option --thread; did you mean --threads?"),
+    (["-e", "A=1"], "unknown option -e (gunicorn's -e has no equivalent: "),
+    (["--worker-tmp-dir", "/dev/shm"], "unknown option --worker-tmp-dir (gunicorn's"),
+])
+def test_unknown_options_are_named_without_taking_the_app_for_their_value(argv, expected):
+    """Before, argparse said `unrecognized arguments: -e myproject.wsgi:application`."""
+    with pytest.raises(ConfigError) as info:
+        Config.from_sources([*argv, "myproject.wsgi:application"], {})
+    assert expected in str(info.value)
+    assert "myproject" not in str(info.value)
+
+
 def test_gunicorn_flag_spellings_that_differ_are_accepted():
     cfg = Config.from_sources(["--limit-request-field_size", "1234", "--log-file", "-",
                                "--proxy-allow-from", "10.1.1.1", "--proxy-protocol", "x:y"], {})

@@ -266,7 +266,7 @@ def test_forwarded_allow_ips():
         (["--chdir", "/nonexistent/dir"], "directory not found"),
         (["--error-logfile", "/nonexistent/dir/error.log"], "directory not found"),
         (["--pid", "/nonexistent/dir/h2serve.pid"], "directory not found"),
-        (["--bogus"], "unrecognized arguments: --bogus"),
+        (["--bogus"], "unknown option --bogus (see h2serve --help)"),
         (["--workers"], "expected one argument"),
     ],
 )
