@@ -13,6 +13,7 @@ import os
 import re
 import sys
 import traceback
+from collections.abc import Callable
 from typing import Any
 
 _MODULE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
@@ -145,10 +146,12 @@ def load_app(uri: str, chdir: str | None = None) -> Any:
     return obj
 
 
-def check_app_in_child(uri: str, chdir: str | None = None) -> str | None:
+def check_app_in_child(uri: str, chdir: str | None = None,
+                       before_import: Callable[[], None] | None = None) -> str | None:
     """Try ``load_app`` in a forked child; return its one-line error, or None if it loads.
 
-    The calling process never imports the application.
+    The calling process never imports the application. ``before_import`` runs in
+    the child first (the user switch); what it raises is reported like a load error.
     """
     sys.stdout.flush()
     sys.stderr.flush()
@@ -158,6 +161,8 @@ def check_app_in_child(uri: str, chdir: str | None = None) -> str | None:
         try:
             os.close(read_fd)
             try:
+                if before_import is not None:
+                    before_import()
                 load_app(uri, chdir)
                 message = ""
             except AppLoadError as exc:

@@ -102,6 +102,7 @@ class Arbiter:
         self.metrics_server: Any = None   # h2serve.prometheus.MetricsServer with metrics_bind
         self.statsd: Any = None
         self.statsd_due = 0.0
+        self.serving_dev_cert = False
 
     # --- setup -----------------------------------------------------------------
 
@@ -117,6 +118,7 @@ class Arbiter:
             cfg.certfile, cfg.keyfile = str(dev.cert), str(dev.key)
             log.info("No --certfile given: serving the development certificate %s", dev.cert)
             log.info("Trust its CA to connect: curl --cacert %s https://localhost:PORT/", dev.ca_cert)
+            self.serving_dev_cert = True
         from h2serve.transport.tls import build_server_context
 
         build_server_context(cfg.certfile, cfg.keyfile, alpn_protocols=cfg.alpn_protocols,
@@ -130,6 +132,11 @@ class Arbiter:
         scheme = "http" if self.cfg.plaintext else "https"
         for lsock in self.listeners:
             log.info("Listening at: %s://%s (%d)", scheme, describe(lsock), self.pid)
+            if self.serving_dev_cert and not _is_loopback(lsock):
+                log.warning("The development certificate is served on %s, which is reachable "
+                            "from other machines: its CA key sits on this host and clients "
+                            "elsewhere will not trust it. Give --certfile/--keyfile for "
+                            "production (or --plaintext behind a TLS proxy).", describe(lsock))
         if self.cfg.reuse_port:
             self.listeners = [reuse_port_holder(lsock) for lsock in self.listeners]
         if self.cfg.metrics_bind:
@@ -234,6 +241,16 @@ class Arbiter:
         from h2serve.logs import setup_logging
 
         setup_logging(self.cfg)
+        from h2serve import process
+
+        if self.cfg.capture_output:
+            process.capture_output(self.cfg.error_logfile)
+        try:
+            for path in (self.cfg.error_logfile, self.cfg.access_logfile):
+                process.hand_over(path, self.cfg)   # workers reopen them on USR1
+        except process.ProcessSetupError as exc:
+            print(f"h2serve: error: {exc}", file=sys.stderr)
+            return 2
         self._start_metrics()
         if self.cfg.chdir:
             os.chdir(self.cfg.chdir)
@@ -335,7 +352,10 @@ class Arbiter:
 
     def _spawn(self) -> None:
         self.worker_age += 1
-        heartbeat = tempfile.TemporaryFile(prefix="h2serve-hb-")
+        heartbeat = tempfile.TemporaryFile(prefix="h2serve-hb-", dir=self.cfg.worker_tmp_dir)
+        from h2serve.process import hand_over
+
+        hand_over(heartbeat.fileno(), self.cfg)   # the worker beats by changing its mode
         load_slot = self.load_table.take_slot() if self.load_table is not None else None
         metrics_slot = self.metrics_table.take_slot()
         pid = os.fork()
@@ -386,6 +406,22 @@ class Arbiter:
             listeners = mine
         if self.cfg.proc_name:
             _set_proc_title(f"h2serve: worker [{self.cfg.proc_name}]")
+        ssl_context = None
+        from h2serve.process import ProcessSetupError, switch_user, wants_switch
+
+        try:
+            if wants_switch(self.cfg) and not self.cfg.plaintext:
+                # Read the key while still privileged: it is often readable by root only.
+                from h2serve.transport.tls import build_server_context
+
+                cfg = self.cfg
+                ssl_context = build_server_context(
+                    cfg.certfile, cfg.keyfile, alpn_protocols=cfg.alpn_protocols,
+                    ca_certs=cfg.ca_certs, cert_reqs=cfg.cert_reqs, ciphers=cfg.ciphers)
+            switch_user(self.cfg)   # bound already; the app is not imported yet
+        except (ProcessSetupError, OSError, ValueError) as exc:
+            print(f"h2serve: worker failed to boot: {exc}", file=sys.stderr)
+            return WORKER_BOOT_ERROR
         app = None
         if self.source_watcher is not None:
             # Import here, before serving, so the files it took can be reported.
@@ -397,7 +433,8 @@ class Arbiter:
                 print(f"h2serve: worker failed to boot: {exc}", file=sys.stderr)
                 return WORKER_BOOT_ERROR
             self.source_watcher.report_imports(self.cfg.chdir, self.cfg.app_uri)
-        worker = Worker(self.cfg, listeners, app=app, heartbeat_fd=heartbeat.fileno(), ppid=self.pid,
+        worker = Worker(self.cfg, listeners, app=app, ssl_context=ssl_context,
+                        heartbeat_fd=heartbeat.fileno(), ppid=self.pid,
                         load=(self.load_table, load_slot) if load_slot is not None else None,
                         metrics_slot=(self.metrics_table, metrics_slot) if metrics_slot is not None else None)
         return worker.run()
@@ -658,6 +695,19 @@ def _mtime_ns(path: str) -> int | None:
 
 def _is_within(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def _is_loopback(lsock: socket.socket) -> bool:
+    """Whether a listener only takes connections from this machine (unix sockets do)."""
+    if lsock.family not in (socket.AF_INET, socket.AF_INET6):
+        return True
+    import ipaddress
+
+    host = lsock.getsockname()[0].split("%", 1)[0]
+    address = ipaddress.ip_address(host)
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback
 
 
 def _set_proc_title(title: str) -> None:

@@ -85,14 +85,24 @@ def _serve(args: list[str]) -> int:
     if not cfg.app_uri:
         return _error("no application given; pass APP as module:callable (see h2serve --help)")
 
+    from h2serve.process import ProcessSetupError, daemonize, prepare_process, switch_user
+
+    try:
+        prepare_process(cfg)   # umask, raw_env, pythonpath: before the app is imported
+    except ProcessSetupError as exc:
+        return _error(str(exc))
+
     from h2serve.app import check_app_in_child
 
-    problem = check_app_in_child(cfg.app_uri, cfg.chdir)
+    # The check child imports the app as the workers will: as --user, if given.
+    problem = check_app_in_child(cfg.app_uri, cfg.chdir, before_import=lambda: switch_user(cfg))
     if problem:
         return _error(problem)
     if cfg.check_config:
         print(f"h2serve: configuration is valid and {cfg.app_uri} loads", file=sys.stderr)
         return 0
+    if cfg.daemon:
+        daemonize(cfg.enable_stdio_inheritance)
 
     try:
         from h2serve.arbiter import Arbiter

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from h2serve import __version__
+from h2serve.gunicorn_settings import GUNICORN_SETTINGS, REFUSED, REFUSED_REASONS
 
 ENV_CMD_ARGS = "H2SERVE_CMD_ARGS"
 GUNICORN_ENV_CMD_ARGS = "GUNICORN_CMD_ARGS"
@@ -197,6 +198,111 @@ def _to_worker_class(value: Any) -> str:
         "or an ASGI server for async workers")
 
 
+def _to_uid(value: Any) -> int:
+    """gunicorn's user: a name or a numeric id."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    word = _to_str(value).strip()
+    if word.isdigit():
+        return int(word)
+    import pwd  # lazy: POSIX only
+
+    try:
+        return pwd.getpwnam(word).pw_uid
+    except KeyError:
+        raise ValueError(f"no such user: {word!r}") from None
+
+
+def _to_gid(value: Any) -> int:
+    """gunicorn's group: a name or a numeric id."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    word = _to_str(value).strip()
+    if word.isdigit():
+        return int(word)
+    import grp  # lazy: POSIX only
+
+    try:
+        return grp.getgrnam(word).gr_gid
+    except KeyError:
+        raise ValueError(f"no such group: {word!r}") from None
+
+
+def _to_umask(value: Any) -> int:
+    """An int, or a string in any base Python reads (`0o22`, `0x12`, `18`); a string
+    with a leading 0 (`022`, as umask(1) and systemd write it) is octal."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    word = _to_str(value).strip()
+    try:
+        if len(word) > 1 and word.startswith("0") and word.isdigit():
+            return int(word, 8)
+        return int(word, 0)
+    except ValueError:
+        raise ValueError(f"expected a umask such as 0o022, got {value!r}") from None
+
+
+def _to_env_list(value: Any) -> list[str]:
+    entries = _to_str_list(value)
+    for entry in entries:
+        key, equals, _ = entry.partition("=")
+        if not equals or not key.strip():
+            raise ValueError(f"expected KEY=VALUE, got {entry!r}")
+    return entries
+
+
+def _to_header_dict(value: Any) -> dict[str, str]:
+    """secure_scheme_headers: header name -> exact value; names compared case-insensitively."""
+    if not isinstance(value, Mapping):
+        raise ValueError(f"expected a dict of header name to value, got {value!r}")
+    result = {}
+    for name, expected in value.items():
+        if not isinstance(name, str) or not isinstance(expected, str):
+            raise ValueError(f"expected string header names and values, got {name!r}: {expected!r}")
+        result[name.strip().lower()] = expected
+    return result
+
+
+def _to_upper_list(value: Any) -> list[str]:
+    return [item.upper() for item in _to_ip_list(value)]
+
+
+PROXY_PROTOCOL_MODES = ("off", "v1", "v2", "auto")
+_PROXY_PROTOCOL_WORDS = {"off": "off", "false": "off", "0": "off", "none": "off", "no": "off",
+                         "auto": "auto", "true": "auto", "1": "auto", "yes": "auto",
+                         "v1": "v1", "v2": "v2"}
+
+
+def _to_proxy_protocol(value: Any) -> str:
+    if value is None or value is False:
+        return "off"
+    if value is True:
+        return "auto"
+    word = _to_str(value).strip().lower()
+    if word not in _PROXY_PROTOCOL_WORDS:
+        raise ValueError(f"expected off, v1, v2 or auto, got {value!r}")
+    return _PROXY_PROTOCOL_WORDS[word]
+
+
+HTTP2_CLEARTEXT_MODES = ("off", "prior-knowledge", "upgrade", "both")
+
+
+def _to_http2_cleartext(value: Any) -> str:
+    if value is None or value is False:
+        return "off"
+    if value is True:
+        return "prior-knowledge"  # as gunicorn reads a bool
+    word = _to_str(value).strip().lower()
+    if word not in HTTP2_CLEARTEXT_MODES:
+        raise ValueError(f"expected one of {', '.join(HTTP2_CLEARTEXT_MODES)}, got {value!r}")
+    return word
+
+
+def _to_path_list(value: Any) -> list[str]:
+    """pythonpath: comma-separated directories (gunicorn's form) or a list."""
+    return _to_ip_list(value)
+
+
 def _to_request_fields(value: Any) -> int:
     # As in gunicorn, 0 asks for the largest allowed number of fields.
     number = _to_int(value)
@@ -321,13 +427,15 @@ class Setting:
     convert: Callable[[Any], Any]
     default: Any = None
     validate: Callable[[Any], None] | None = None
-    kind: str = "value"  # "value", "list" (repeatable flag), "bool", "switch", "positional"
+    kind: str = "value"  # "value", "list" (repeatable flag), "bool", "switch", "positional",
+    # "optional" (a flag whose value may be left out: const)
     default_env: str | None = None  # environment variable that replaces the default
     default_doc: str | None = None  # how docs show a default computed at start-up
     cli_only: bool = False  # not accepted from a config file
     is_path: bool = False  # resolved against the start directory (except "-")
     choices: tuple[str, ...] | None = None
     aliases: tuple[str, ...] = ()  # other config-file names (gunicorn's spelling)
+    const: Any = None  # kind "optional": the value of the flag given without one
 
     def parse(self, raw: Any) -> Any:
         """Convert and check one raw value; raises ValueError with the reason."""
@@ -560,6 +668,13 @@ SETTINGS: tuple[Setting, ...] = (
         _to_http_protocols, default="h2,h1",
     ),
     Setting(
+        "http2_cleartext", ("--http2-cleartext",), S_PROTOCOLS, "choice", "MODE",
+        "HTTP/2 without TLS (with --plaintext): `prior-knowledge` (the client starts with the "
+        "HTTP/2 preface), `upgrade` (HTTP/1.1 `Upgrade: h2c`), `both`, or `off`. Needs h2 in "
+        "--http-protocols. gunicorn's default is `off`.",
+        _to_http2_cleartext, default="both", choices=HTTP2_CLEARTEXT_MODES,
+    ),
+    Setting(
         "http2_max_concurrent_streams", ("--http2-max-concurrent-streams",), S_PROTOCOLS,
         "int", "INT",
         "Streams one HTTP/2 client may have open at once. Lower it to limit how much of the "
@@ -705,11 +820,14 @@ SETTINGS: tuple[Setting, ...] = (
         default_doc="`127.0.0.1,::1`, or `$FORWARDED_ALLOW_IPS` when set",
     ),
     Setting(
-        "proxy_protocol", ("--proxy-protocol",), S_PROXY, "bool", "BOOL",
-        "Expect a PROXY protocol header (version 1 or 2) at the start of every connection, "
-        "before TLS, and use the client address it carries. For TCP balancers such as nginx's "
-        "stream module or HAProxy; connections without a valid header are closed.",
-        _to_bool, default=False, kind="bool",
+        "proxy_protocol", ("--proxy-protocol",), S_PROXY, "choice", "MODE",
+        "Expect a PROXY protocol header at the start of every connection, before TLS, and use "
+        "the client address it carries: `v1` (text), `v2` (binary), `auto` (either) or `off`. "
+        "`--proxy-protocol` alone means `auto`, as do true/false from older config files. "
+        "For TCP balancers such as nginx's stream module or HAProxy; connections without a "
+        "valid header of an accepted version are closed.",
+        _to_proxy_protocol, default="off", choices=PROXY_PROTOCOL_MODES, kind="optional",
+        const="auto",
     ),
     Setting(
         "proxy_allow_ips", ("--proxy-allow-from",), S_PROXY, "comma list", "IPS",
@@ -717,6 +835,35 @@ SETTINGS: tuple[Setting, ...] = (
         "with --proxy-protocol, connections from any other peer are closed. Unix-socket peers "
         "are always allowed.",
         _to_ip_list, default="127.0.0.1,::1", validate=_check_forwarded_ips,
+    ),
+    Setting(
+        "secure_scheme_headers", (), S_PROXY, "dict", "DICT",
+        "Headers, and their exact values, by which a peer in --forwarded-allow-ips says the "
+        "client used HTTPS: a request carrying one of them sets `wsgi.url_scheme` to `https` "
+        "when the value matches and `http` when it does not (if listed headers disagree, "
+        "`http`). Header names are compared case-insensitively, values exactly. Config file "
+        "only; set it to `{}` to ignore such headers.",
+        _to_header_dict,
+        default={"X-FORWARDED-PROTOCOL": "ssl", "X-FORWARDED-PROTO": "https",
+                 "X-FORWARDED-SSL": "on"},
+        default_doc="`{'X-FORWARDED-PROTOCOL': 'ssl', 'X-FORWARDED-PROTO': 'https', "
+                    "'X-FORWARDED-SSL': 'on'}`",
+    ),
+    Setting(
+        "forwarder_headers", ("--forwarder-headers",), S_PROXY, "comma list", "LIST",
+        "environ keys a peer in --forwarded-allow-ips may set through a request header of "
+        "the same name (`SCRIPT_NAME: /app` sets SCRIPT_NAME, and PATH_INFO then loses that "
+        "prefix). From other peers such headers are dropped, like every header name with an "
+        "underscore. Typical values: SCRIPT_NAME, PATH_INFO, REMOTE_USER.",
+        _to_upper_list, default="SCRIPT_NAME,PATH_INFO",
+    ),
+    Setting(
+        "root_path", ("--root-path",), S_PROXY, "string", "PATH",
+        "The path the application is mounted at behind a proxy (`/api`): it becomes "
+        "SCRIPT_NAME, and is taken off the front of PATH_INFO when the request path starts "
+        "with it. gunicorn reads it for ASGI and `$SCRIPT_NAME` for WSGI; here both.",
+        _to_str, default="", default_env="SCRIPT_NAME",
+        default_doc="empty, or `$SCRIPT_NAME` when set",
     ),
     # Logging ----------------------------------------------------------------
     Setting(
@@ -794,6 +941,71 @@ SETTINGS: tuple[Setting, ...] = (
         "Name shown for the processes in ps and top, to tell several servers apart.",
         _opt_str,
     ),
+    Setting(
+        "user", ("-u", "--user"), S_PROCESS, "user name or id", "USER",
+        "Workers switch to this user after the listeners are bound and before the application "
+        "is imported; the master stays as it started (to bind again on HUP). h2serve refuses "
+        "to start when it cannot switch (not started as root).",
+        _optional(_to_uid), default_doc="the user h2serve starts as",
+    ),
+    Setting(
+        "group", ("-g", "--group"), S_PROCESS, "group name or id", "GROUP",
+        "Workers switch to this group, as --user.",
+        _optional(_to_gid), default_doc="the group h2serve starts as",
+    ),
+    Setting(
+        "initgroups", ("--initgroups",), S_PROCESS, "bool", "BOOL",
+        "With --user, also take that user's supplementary groups (from /etc/group) "
+        "instead of keeping only --group.",
+        _to_bool, default=False, kind="bool",
+    ),
+    Setting(
+        "umask", ("-m", "--umask"), S_PROCESS, "int", "INT",
+        "File mode mask of the master and workers, set at start before any socket or file is "
+        "made: it governs unix sockets, the pidfile, logs and the application's files. "
+        "`022`, `0o22` and `18` are the same.",
+        _optional(_to_umask), validate=_between(0, 0o777),
+        default_doc="the mask h2serve starts with",
+    ),
+    Setting(
+        "raw_env", ("-e", "--env"), S_PROCESS, "list of KEY=VALUE", "ENV",
+        "Environment variables set in the server before the application is imported "
+        "(`-e DJANGO_SETTINGS_MODULE=mysite.settings`). Repeat the flag for several.",
+        _to_env_list, default=[], kind="list",
+    ),
+    Setting(
+        "pythonpath", ("--pythonpath",), S_PROCESS, "comma list", "PATHS",
+        "Directories put first on sys.path before the application is imported, "
+        "comma-separated (`/srv/app,/srv/lib`).",
+        _to_path_list, default=[],
+    ),
+    Setting(
+        "worker_tmp_dir", ("--worker-tmp-dir",), S_PROCESS, "path", "DIR",
+        "Directory for the workers' heartbeat files (unlinked temporary files whose mode the "
+        "worker changes as it beats). Point it at a tmpfs such as /dev/shm when $TMPDIR is on "
+        "a slow or full disk.",
+        _opt_str, validate=_check_directory, is_path=True, default_doc="`$TMPDIR` or /tmp",
+    ),
+    Setting(
+        "daemon", ("-D", "--daemon"), S_PROCESS, "bool", "BOOL",
+        "Detach from the terminal and run in the background (fork twice, new session); "
+        "standard input, output and error go to /dev/null unless "
+        "--enable-stdio-inheritance. Not needed under systemd or a container runtime.",
+        _to_bool, default=False, kind="bool",
+    ),
+    Setting(
+        "enable_stdio_inheritance", ("-R", "--enable-stdio-inheritance"), S_PROCESS, "bool",
+        "BOOL",
+        "With --daemon, keep standard input, output and error as they were (a shell "
+        "redirection to a file keeps working) and make Python's output unbuffered.",
+        _to_bool, default=False, kind="bool",
+    ),
+    Setting(
+        "capture_output", ("--capture-output",), S_PROCESS, "bool", "BOOL",
+        "Send the application's standard output and error (print, stray tracebacks) to "
+        "--error-logfile; only when that is a file, not `-`.",
+        _to_bool, default=False, kind="bool",
+    ),
 )
 
 SETTINGS_BY_NAME: dict[str, Setting] = {setting.name: setting for setting in SETTINGS}
@@ -811,75 +1023,10 @@ CONFIG_NAMES: dict[str, Setting] = {
 # These have no meaning here: a config file that sets them gets a warning, a
 # command line that uses their flags gets an error naming the reason.
 
-_HOOK = "server hooks are not called; per-request logic belongs in WSGI middleware"
-_NO_DAEMON = "there is no daemon mode; run under systemd, a container runtime or another supervisor"
-_SYSLOG = "there is no syslog handler; log to standard error and let journald or the container runtime collect it"
-_LOGCONF = ("logs go through the standard loggers `h2serve.error` and `h2serve.access`; "
-            "configure them from Python if the built-in handlers are not enough")
-_STRICT_HTTP = "HTTP/1.1 parsing is strict (RFC 9112) and cannot be relaxed"
-_PASTE = "PasteDeploy is not supported; name the WSGI callable as APP"
-
 GUNICORN_ONLY: dict[str, tuple[tuple[str, ...], str]] = {
     # name: (gunicorn's command-line flags, why it does not apply and what to do instead)
-    "preload_app": (("--preload",),
-                    "each worker imports the application after fork, never the master, so HUP "
-                    "and --reload always load fresh code"),
-    "sendfile": (("--no-sendfile",), "responses are written by the worker (through TLS); "
-                 "wsgi.file_wrapper streams files in blocks"),
-    "reload_engine": (("--reload-engine",), "--reload polls modification times once a second"),
-    "reload_extra_files": (("--reload-extra-file",),
-                           "--reload watches the application's imported modules only"),
-    "spew": (("--spew",), "there is no line tracer; use a debugger or faulthandler"),
-    "daemon": (("-D", "--daemon"), _NO_DAEMON),
-    "enable_stdio_inheritance": (("-R", "--enable-stdio-inheritance"), _NO_DAEMON),
-    "raw_env": (("-e", "--env"), "set environment variables in the service manager "
-                "(systemd Environment=, docker run -e)"),
-    "pythonpath": (("--pythonpath",), "use --chdir or the PYTHONPATH environment variable"),
-    "worker_tmp_dir": (("--worker-tmp-dir",), "heartbeat files are unlinked temporary files "
-                       "in $TMPDIR; point TMPDIR at a tmpfs if /tmp is on a slow disk"),
-    "user": (("-u", "--user"), "start h2serve as the target user (systemd User=, container USER)"),
-    "group": (("-g", "--group"), "start h2serve as the target group (systemd Group=)"),
-    "initgroups": (("--initgroups",), "start h2serve as the target user and groups"),
-    "umask": (("-m", "--umask"), "set the umask in the service manager (systemd UMask=)"),
-    "tmp_upload_dir": ((), "request bodies are streamed to the application, never spooled to disk"),
-    "secure_scheme_headers": ((), "only X-Forwarded-Proto (http or https) from "
-                              "--forwarded-allow-ips peers sets wsgi.url_scheme"),
-    "forwarder_headers": ((), "only X-Forwarded-For and X-Forwarded-Proto are interpreted"),
-    "disable_redirect_access_to_syslog": (("--disable-redirect-access-to-syslog",), _SYSLOG),
-    "syslog": (("--log-syslog",), _SYSLOG),
-    "syslog_addr": (("--log-syslog-to",), _SYSLOG),
-    "syslog_prefix": (("--log-syslog-prefix",), _SYSLOG),
-    "syslog_facility": (("--log-syslog-facility",), _SYSLOG),
-    "capture_output": (("--capture-output",),
-                       "the application's standard output and error are the worker's, unchanged"),
-    "logger_class": (("--logger-class",), _LOGCONF),
-    "logconfig": (("--log-config",), _LOGCONF),
-    "logconfig_dict": ((), _LOGCONF),
-    "logconfig_json": (("--log-config-json",), _LOGCONF),
-    "default_proc_name": ((), "use proc_name"),
-    "paste": (("--paste", "--paster"), _PASTE),
-    "raw_paste_global_conf": (("--paste-global",), _PASTE),
-    "ssl_version": (("--ssl-version",), "TLS 1.2 is the minimum; OpenSSL negotiates the highest "
-                    "version both sides support"),
-    "suppress_ragged_eofs": (("--suppress-ragged-eofs",),
-                             "a TLS connection closed without close_notify is treated as closed"),
-    "do_handshake_on_connect": (("--do-handshake-on-connect",),
-                                "handshakes run in steps, under --handshake-timeout, without "
-                                "holding a thread while the client is silent"),
-    "strip_header_spaces": (("--strip-header-spaces",), _STRICT_HTTP),
-    "permit_unconventional_http_method": (("--permit-unconventional-http-method",), _STRICT_HTTP),
-    "permit_unconventional_http_version": (("--permit-unconventional-http-version",), _STRICT_HTTP),
-    "casefold_http_method": (("--casefold-http-method",), _STRICT_HTTP),
-    "permit_obsolete_folding": (("--permit-obsolete-folding",), _STRICT_HTTP),
-    "header_map": (("--header-map",), "header names with an underscore are always dropped "
-                   "(gunicorn's `drop`), so they cannot pose as dashed names"),
-    **{hook: ((), _HOOK) for hook in (
-        "on_starting", "on_reload", "when_ready", "pre_fork", "post_fork", "post_worker_init",
-        "worker_int", "worker_abort", "pre_exec", "pre_request", "post_request", "child_exit",
-        "worker_exit", "nworkers_changed", "on_exit",
-    )},
-    "ssl_context": ((), "the TLS context is built from the TLS settings; it cannot be replaced "
-                    "by a hook"),
+    name: (flags, REFUSED_REASONS[name])
+    for name, flags, status in GUNICORN_SETTINGS if status == REFUSED
 }
 
 _GUNICORN_ONLY_FLAGS: dict[str, str] = {
@@ -913,6 +1060,8 @@ def build_parser() -> argparse.ArgumentParser:
         help_text = setting.help.replace("%", "%%").replace("`", "")
         if setting.kind == "positional":
             group.add_argument(setting.name, metavar=setting.meta, nargs="?", help=APP_HELP)
+        elif not setting.flags:
+            continue  # config file only (secure_scheme_headers)
         elif setting.kind == "list":
             group.add_argument(
                 *setting.flags, dest=setting.name, metavar=setting.meta, action="append",
@@ -927,6 +1076,11 @@ def build_parser() -> argparse.ArgumentParser:
             group.add_argument(
                 *setting.flags, dest=setting.name, action="store_true", help=help_text
             )
+        elif setting.kind == "optional":
+            group.add_argument(
+                *setting.flags, dest=setting.name, metavar=setting.meta, nargs="?",
+                const=setting.const, help=help_text,
+            )
         else:
             group.add_argument(
                 *setting.flags, dest=setting.name, metavar=setting.meta, help=help_text
@@ -934,7 +1088,46 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _converts(setting: Setting, word: str) -> bool:
+    try:
+        setting.convert(word)
+    except ValueError:
+        return False
+    return True
+
+
+def _with_optional_values(args: list[str]) -> list[str]:
+    """A flag whose value may be left out (--proxy-protocol) takes the next word only
+    when that word is one of its values, so `--proxy-protocol v2 app` and
+    `--proxy-protocol app` both leave the APP alone; `--no-FLAG` means off."""
+    optional = {flag: setting for setting in SETTINGS if setting.kind == "optional"
+                for flag in setting.flags}
+    negated = {"--no-" + flag[2:]: flag for flag in optional}
+    result: list[str] = []
+    index = 0
+    while index < len(args):
+        arg = args[index]
+        index += 1
+        if arg in negated:
+            result.append(f"{negated[arg]}=off")
+        elif arg in optional:
+            setting = optional[arg]
+            following = args[index] if index < len(args) else None
+            if following is not None and _converts(setting, following):
+                result.append(f"{arg}={following}")
+                index += 1
+            else:
+                result.append(f"{arg}={setting.const}")
+        else:
+            result.append(arg)
+        if arg == "--":
+            result.extend(args[index:])
+            break
+    return result
+
+
 def _parse_args(parser: argparse.ArgumentParser, args: list[str], source: str) -> dict[str, Any]:
+    args = _with_optional_values(args)
     try:
         namespace = parser.parse_args(args)
     except ConfigError as exc:
@@ -1121,14 +1314,6 @@ class Config:
         self._argv = list(argv)
         self._environ = dict(environ)
         self._cwd = cwd
-        self._precompute()
-
-    def _precompute(self) -> None:
-        allowed = self.forwarded_allow_ips
-        self._forwarded_any = "*" in allowed
-        self._forwarded_networks = tuple(
-            ipaddress.ip_network(entry, strict=False) for entry in allowed if entry != "*"
-        )
 
     @classmethod
     def from_sources(
@@ -1253,22 +1438,6 @@ class Config:
         """True when a certificate is configured."""
         return self.certfile is not None
 
-    @property
-    def forwarded_allow_all(self) -> bool:
-        return self._forwarded_any
-
-    def forwarded_allowed(self, peer: str | None) -> bool:
-        """Whether this peer address may set X-Forwarded-* headers."""
-        if self._forwarded_any:
-            return True
-        if not peer:
-            return False
-        try:
-            address = ipaddress.ip_address(peer.split("%", 1)[0])
-        except ValueError:
-            return False
-        return any(address in network for network in self._forwarded_networks)
-
     def __repr__(self) -> str:
         return f"<Config app={self.app_uri!r} bind={self.bind!r} workers={self.workers}>"
 
@@ -1339,6 +1508,10 @@ def render_markdown() -> str:
                 ) + f", `--no-{setting.flags[-1][2:]}`"
             elif setting.kind in ("switch",):
                 spelled = ", ".join(f"`{flag}`" for flag in setting.flags)
+            elif setting.kind == "optional":
+                spelled = ", ".join(f"`{flag} [{setting.meta}]`" for flag in setting.flags)
+            elif not setting.flags:
+                spelled = "none (config file only)"
             else:
                 spelled = ", ".join(f"`{flag} {setting.meta}`" for flag in setting.flags)
             if setting.kind == "list":
@@ -1401,11 +1574,25 @@ GUNICORN_DIFFERENCES: dict[str, str] = {
                           "--limit-request-field-size and --http2-max-header-list-size.",
     "limit_request_fields": "Applies to HTTP/2 header blocks and trailers too.",
     "limit_request_field_size": "Applies to HTTP/2 header fields too.",
-    "forwarded_allow_ips": "X-Forwarded-For sets REMOTE_ADDR (the nearest hop not in this list) "
-                           "and X-Forwarded-Proto sets wsgi.url_scheme; from other peers both "
-                           "are ignored. There is no secure_scheme_headers.",
-    "proxy_protocol": "Versions 1 and 2; read before the TLS handshake, so it works on TLS "
-                      "listeners. A connection without a valid header is closed.",
+    "forwarded_allow_ips": "X-Forwarded-For sets REMOTE_ADDR (the nearest hop not in this list); "
+                           "IPv4 peers on a dual-stack listener match IPv4 entries.",
+    "proxy_protocol": "Read before the TLS handshake, so it works on TLS listeners. A "
+                      "connection without a valid header of an accepted version is closed. "
+                      "`--proxy-protocol` followed by the APP leaves the APP alone (`auto`).",
+    "secure_scheme_headers": "If listed headers disagree the scheme is `http` (gunicorn answers "
+                             "400).",
+    "root_path": "WSGI too: it becomes SCRIPT_NAME and is taken off PATH_INFO "
+                 "(gunicorn uses it for ASGI, and `$SCRIPT_NAME` for WSGI; here that variable "
+                 "sets its default).",
+    "http2_cleartext": "Default `both` (gunicorn: `off`); only with --plaintext.",
+    "user": "Default: no switch. Refuses to start when a switch is asked and not possible "
+            "(gunicorn fails in every worker).",
+    "group": "As --user.",
+    "umask": "Default: the mask h2serve started with (gunicorn: 0, applied to its sockets and "
+             "heartbeat files only); when set, it is the mask of the whole process.",
+    "pythonpath": "Also a list in a config file.",
+    "worker_tmp_dir": "Default `$TMPDIR` or /tmp.",
+    "daemon": "The master is the process that remains; its pid is the one in --pid.",
     "proxy_allow_ips": f"Default `{SETTINGS_BY_NAME['proxy_allow_ips'].default}`; other peers are closed, not served.",
     "access_logformat": "Also `json`: one JSON object per request.",
     "error_logfile": "Reopened on USR1, as in gunicorn.",
@@ -1423,18 +1610,29 @@ def _gunicorn_flags(setting: Setting) -> str:
 
 
 def render_gunicorn_tables() -> str:
-    """The generated part of docs/gunicorn.md: shared settings, then gunicorn-only ones."""
+    """The generated part of docs/gunicorn.md: every gunicorn 27 setting with its
+    status here, then the settings only h2serve has."""
+    implemented = sum(1 for _name, _flags, status in GUNICORN_SETTINGS if status != REFUSED)
     lines = [
-        "| gunicorn setting | h2serve flag | h2serve setting | What differs |",
-        "|---|---|---|---|",
+        f"Of gunicorn 27.0.1's {len(GUNICORN_SETTINGS)} settings, {implemented} are implemented "
+        f"and {len(GUNICORN_SETTINGS) - implemented} are refused with a reason: a config "
+        "file that sets a refused one gets that reason as a warning at start, and its flag "
+        "(on the command line or in `GUNICORN_CMD_ARGS`) stops h2serve with it.",
+        "",
+        "| gunicorn setting | gunicorn flag | Here | h2serve flag | What differs, or why not |",
+        "|---|---|---|---|---|",
     ]
-    for setting in SETTINGS:
-        if setting.name in NOT_IN_GUNICORN:
+    for name, flags, status in GUNICORN_SETTINGS:
+        gunicorn_flags = ", ".join(f"`{flag}`" for flag in flags) or "(config file only)"
+        if status == REFUSED:
+            reason = REFUSED_REASONS[name]
+            lines.append(f"| `{name}` | {gunicorn_flags} | refused | | "
+                         f"{reason[0].upper()}{reason[1:]}. |")
             continue
-        gunicorn_name = setting.aliases[0] if setting.aliases else setting.name
-        renamed = f" (read as `{gunicorn_name}` too)" if setting.aliases else ""
+        setting = CONFIG_NAMES[name]
+        renamed = "" if setting.name == name else f" (`{setting.name}`)"
         lines.append(
-            f"| `{gunicorn_name}` | {_gunicorn_flags(setting)} | `{setting.name}`{renamed} | "
+            f"| `{name}` | {gunicorn_flags} | implemented{renamed} | {_gunicorn_flags(setting)} | "
             f"{GUNICORN_DIFFERENCES.get(setting.name, 'Same meaning.')} |"
         )
     lines += [
@@ -1448,17 +1646,6 @@ def render_gunicorn_tables() -> str:
         if setting.name in NOT_IN_GUNICORN:
             first_sentence = setting.help.split(". ")[0].rstrip(".") + "."
             lines.append(f"| {_gunicorn_flags(setting)} | `{setting.name}` | {first_sentence} |")
-    lines += [
-        "",
-        "gunicorn settings with no effect here (a config file that sets one gets a warning; "
-        "their flags are refused with the reason):",
-        "",
-        "| gunicorn setting | gunicorn flag | Why, and what to do instead |",
-        "|---|---|---|",
-    ]
-    for name, (flags, reason) in GUNICORN_ONLY.items():
-        flag_text = ", ".join(f"`{flag}`" for flag in flags) or "(config file only)"
-        lines.append(f"| `{name}` | {flag_text} | {reason[0].upper()}{reason[1:]}. |")
     return "\n".join(lines) + "\n"
 
 

@@ -30,8 +30,8 @@ from h2serve.connection.base import Connection
 from h2serve.loadshare import LoadTable
 from h2serve.logs import AccessLog
 from h2serve.stuck import StuckWatcher, describe_in_flight, log_in_flight
+from h2serve.transport.forwarded import ForwardedPolicy
 from h2serve.transport.listeners import accept_queue_length, stop_new_handshakes
-from h2serve.wsgi import ForwardedPolicy
 
 log = logging.getLogger("h2serve.error")
 
@@ -206,7 +206,7 @@ class Worker:
         self.heartbeat = Heartbeat(heartbeat_fd)
         self.ppid = ppid if ppid is not None else os.getppid()
         self.access_log: AccessLog | None = None
-        self.forwarded = ForwardedPolicy(list(cfg.forwarded_allow_ips))
+        self.forwarded = ForwardedPolicy.from_config(cfg)
         self.proxy_policy = ForwardedPolicy(list(cfg.proxy_allow_ips))
         self.multiprocess = cfg.workers > 1
         self.pool = ThreadPool(cfg.threads)

@@ -7,7 +7,6 @@ and HTTP/2 behave the same to an application.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import re
 import sys
@@ -19,6 +18,7 @@ from urllib.parse import unquote_to_bytes
 from h2serve import SERVER_SOFTWARE, metrics
 from h2serve.protocol.events import Headers, RequestReceived
 from h2serve.protocol.http2 import parse_priority_field
+from h2serve.transport.forwarded import ForwardedPolicy, apply_root_path
 
 log = logging.getLogger("h2serve.error")
 
@@ -165,42 +165,6 @@ class FileWrapper:
             yield block
 
 
-class ForwardedPolicy:
-    """Which peers may speak for the client through X-Forwarded-For/-Proto."""
-
-    def __init__(self, allow: list[str]) -> None:
-        self.allow_all = "*" in allow
-        self.networks = []
-        for entry in allow:
-            if entry == "*":
-                continue
-            try:
-                self.networks.append(ipaddress.ip_network(entry.strip(), strict=False))
-            except ValueError:
-                log.warning("forwarded_allow_ips: ignoring %r", entry)
-
-    def trusts(self, address: str) -> bool:
-        if self.allow_all or address == "":
-            return True  # "" is a unix-socket peer: only local processes can connect
-        if not self.networks:
-            return False
-        try:
-            ip = ipaddress.ip_address(address.split("%", 1)[0])  # drop an IPv6 zone
-        except ValueError:
-            return False
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-            ip = ip.ipv4_mapped  # a dual-stack listener reports IPv4 peers as ::ffff:a.b.c.d
-        return any(ip in net for net in self.networks)
-
-    def client_address(self, peer: str, forwarded_for: str) -> str:
-        """The nearest hop not in the allow list, walking X-Forwarded-For right to left."""
-        hops = [h.strip() for h in forwarded_for.split(",") if h.strip()]
-        for hop in reversed(hops):
-            if not self.trusts(hop):
-                return hop
-        return hops[0] if hops else peer
-
-
 def connection_environ(*, server_addr: tuple | str, peer_addr: tuple | str, url_scheme: str,
                        alpn: str, multiprocess: bool, errors: Any) -> dict[str, Any]:
     """The part of the environ that is the same for every request of one connection."""
@@ -251,10 +215,19 @@ def build_environ(base: dict[str, Any], request: RequestReceived, protocol: str,
     if request.priority is not None:
         environ["h2serve.priority"] = request.priority
 
-    forwarded_for = forwarded_proto = None
+    forwarded_for = None
+    trusted = forwarded is not None and forwarded.trusts(base["REMOTE_ADDR"])
+    scheme_votes: list[bool] = []
+    set_by_proxy: dict[str, str] = {}
     for name, value in request.headers:
         if "_" in name:
-            continue  # CGI maps "-" to "_": never let "x_a" pose as "x-a" (or SCRIPT_NAME)
+            # CGI maps "-" to "_": never let "x_a" pose as "x-a" (or SCRIPT_NAME), unless
+            # a trusted proxy sets it as one of forwarder_headers.
+            if trusted and name.upper() in forwarded.forwarder_headers:  # type: ignore[union-attr]
+                set_by_proxy[name.upper()] = value
+            continue
+        if trusted and name in forwarded.secure_scheme_headers:  # type: ignore[union-attr]
+            scheme_votes.append(value == forwarded.secure_scheme_headers[name])  # type: ignore[union-attr]
         if name == "content-type":
             environ["CONTENT_TYPE"] = value
             continue
@@ -263,8 +236,6 @@ def build_environ(base: dict[str, Any], request: RequestReceived, protocol: str,
             continue
         if name == "x-forwarded-for":
             forwarded_for = value if forwarded_for is None else f"{forwarded_for},{value}"
-        elif name == "x-forwarded-proto":
-            forwarded_proto = value
         elif name == "priority" and request.priority is None:
             environ["h2serve.priority"] = parse_priority_field(value)  # RFC 9218 on HTTP/1.1
         key = "HTTP_" + name.upper().replace("-", "_")
@@ -281,13 +252,16 @@ def build_environ(base: dict[str, Any], request: RequestReceived, protocol: str,
             environ["SERVER_NAME"] = host[: host.find("]") + 1]
         else:
             environ["SERVER_NAME"] = host.rsplit(":", 1)[0] if ":" in host else host
-    if forwarded is not None and (forwarded_for or forwarded_proto) and forwarded.trusts(base["REMOTE_ADDR"]):
+    if forwarded is None:
+        return environ
+    if trusted:
         if forwarded_for:
             environ["REMOTE_ADDR"] = forwarded.client_address(base["REMOTE_ADDR"], forwarded_for)
-        if forwarded_proto:
-            proto = forwarded_proto.split(",")[0].strip().lower()
-            if proto in ("http", "https"):
-                environ["wsgi.url_scheme"] = proto
+        scheme = forwarded.scheme(scheme_votes)
+        if scheme is not None:
+            environ["wsgi.url_scheme"] = scheme
+        environ.update((key, value) for key, value in set_by_proxy.items() if key != "SCRIPT_NAME")
+    apply_root_path(environ, set_by_proxy.get("SCRIPT_NAME", forwarded.root_path))
     return environ
 
 

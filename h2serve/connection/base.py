@@ -14,7 +14,12 @@ import ssl
 import time
 from typing import TYPE_CHECKING, Any
 
-from h2serve.transport.proxy_protocol import ProxyHeader, ProxyProtocolError, parse_proxy_header
+from h2serve.transport.proxy_protocol import (
+    VERSIONS_BY_MODE,
+    ProxyHeader,
+    ProxyProtocolError,
+    parse_proxy_header,
+)
 from h2serve.transport.tls import looks_like_plain_http, plain_http_refusal
 
 if TYPE_CHECKING:
@@ -153,7 +158,8 @@ class Connection:
 
     def _first_bytes(self) -> None:
         worker = self.worker
-        if worker.cfg.proxy_protocol and self.stage != "proxied" and not self._read_proxy_header():
+        if (worker.cfg.proxy_protocol != "off" and self.stage != "proxied"
+                and not self._read_proxy_header()):
             return
         if worker.ssl_context is not None:
             if self._refused_plain_http():
@@ -177,7 +183,9 @@ class Connection:
             self._back_to_poller("incomplete HTTP/2 preface")
             return
         prior_knowledge = self.buffered.startswith(H2_PREFACE)
-        self._start_protocol("h2" if prior_knowledge and worker.cfg.h2_enabled else "http/1.1")
+        prior_knowledge_allowed = (worker.cfg.h2_enabled
+                                   and worker.cfg.http2_cleartext in ("prior-knowledge", "both"))
+        self._start_protocol("h2" if prior_knowledge and prior_knowledge_allowed else "http/1.1")
 
     def _refused_plain_http(self) -> bool:
         """A TLS listener got plain HTTP (a proxy or a health check using http://):
@@ -233,7 +241,8 @@ class Connection:
                 worker.call_soon(worker.release, self)
                 return False
             try:
-                header = parse_proxy_header(self.buffered + peeked)
+                header = parse_proxy_header(self.buffered + peeked,
+                                            VERSIONS_BY_MODE[worker.cfg.proxy_protocol])
             except ProxyProtocolError as exc:
                 log.info("PROXY protocol error from %s: %s", self.peer_label, exc)
                 worker.call_soon(worker.release, self)

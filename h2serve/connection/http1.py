@@ -394,7 +394,8 @@ class HTTP1Driver:
         conn.idle_keepalive = False
         self.head_deadline = 0.0
         self.requests_served += 1
-        if cfg.plaintext and cfg.h2_enabled and request.end_stream:
+        if (cfg.plaintext and cfg.h2_enabled and cfg.http2_cleartext in ("upgrade", "both")
+                and request.end_stream):
             settings = h2c_upgrade_requested(request)
             if settings is not None:
                 self._upgrade_to_h2(request, settings)

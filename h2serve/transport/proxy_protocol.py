@@ -61,18 +61,28 @@ class NeedMore:
     total: int
 
 
-def parse_proxy_header(data: bytes) -> ProxyHeader | NeedMore:
+# proxy_protocol's modes and the header versions each accepts (as gunicorn 27).
+VERSIONS_BY_MODE = {"v1": (1,), "v2": (2,), "auto": (1, 2)}
+
+
+def parse_proxy_header(data: bytes, versions: tuple[int, ...] = (1, 2)) -> ProxyHeader | NeedMore:
     """Parse a PROXY v1 or v2 header at the start of ``data``.
+
+    ``versions`` are the ones accepted (proxy_protocol ``v1``, ``v2`` or ``auto``);
+    a header of another version is an error as soon as its first byte is seen.
 
     Returns a ProxyHeader once the header is complete (bytes after it are left
     alone: they belong to TLS or HTTP), NeedMore while ``data`` could still
     become a valid header, and raises ProxyProtocolError otherwise.
     """
     data = bytes(data)
-    if data[:1] == V1_PREFIX[:1]:
-        return _parse_v1(data)
-    if data[:1] == V2_SIGNATURE[:1]:
-        return _parse_v2(data)
+    for version, prefix, parse in ((1, V1_PREFIX, _parse_v1), (2, V2_SIGNATURE, _parse_v2)):
+        if data[:1] == prefix[:1]:
+            if version not in versions:
+                raise ProxyProtocolError(
+                    f"a PROXY protocol v{version} header, but proxy_protocol accepts only "
+                    + " and ".join(f"v{v}" for v in versions))
+            return parse(data)
     if not data:
         return NeedMore(1)
     raise ProxyProtocolError("the connection does not start with a PROXY protocol header")
