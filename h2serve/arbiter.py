@@ -418,6 +418,8 @@ class Arbiter:
                 ssl_context = build_server_context(
                     cfg.certfile, cfg.keyfile, alpn_protocols=cfg.alpn_protocols,
                     ca_certs=cfg.ca_certs, cert_reqs=cfg.cert_reqs, ciphers=cfg.ciphers)
+            if wants_switch(self.cfg):
+                _import_serving_modules()
             switch_user(self.cfg)   # bound already; the app is not imported yet
         except (ProcessSetupError, OSError, ValueError) as exc:
             print(f"h2serve: worker failed to boot: {exc}", file=sys.stderr)
@@ -695,6 +697,19 @@ def _mtime_ns(path: str) -> int | None:
 
 def _is_within(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+# Modules a worker imports lazily while it serves. Imported before --user takes
+# effect, so a Python installed where that user cannot read still serves.
+SERVING_MODULES = ("h2serve.connection.http1", "h2serve.connection.http2", "h2serve.app",
+                   "h2serve.transport.tls", "h2serve.statsd", "faulthandler", "json")
+
+
+def _import_serving_modules() -> None:
+    import importlib
+
+    for name in SERVING_MODULES:
+        importlib.import_module(name)
 
 
 def _is_loopback(lsock: socket.socket) -> bool:

@@ -50,10 +50,11 @@ http2_max_concurrent_streams = 64
 # h2serve's worker is gthread's kind: accepted as is.
 worker_class = "gthread"
 
-# Meaningless here: warned about, never an error.
-preload_app = True
 raw_env = ["A=1"]
 secure_scheme_headers = {{"X-FORWARDED-PROTO": "https"}}
+
+# Meaningless here: warned about, never an error.
+preload_app = True
 tmp_upload_dir = "/tmp"
 statsd_host = "localhost:8125"
 statsd_prefix = "web"
@@ -86,7 +87,8 @@ def test_gunicorn_config_file_is_read(tmp_path, dev_certs):
     assert cfg.log_level == "warning"
     assert cfg.access_logformat.startswith('%(h)s "%(r)s"')
     assert cfg.forwarded_allow_ips == ["10.0.0.1", "10.0.0.2"]
-    assert cfg.proxy_protocol is True and cfg.proxy_allow_ips == ["10.0.0.9"]
+    assert cfg.proxy_protocol == "auto" and cfg.proxy_allow_ips == ["10.0.0.9"]
+    assert cfg.raw_env == ["A=1"] and cfg.secure_scheme_headers == {"x-forwarded-proto": "https"}
     assert (cfg.limit_request_line, cfg.limit_request_fields,
             cfg.limit_request_field_size) == (2048, 50, 4096)
     assert cfg.certfile == str(dev_certs.cert) and cfg.keyfile == str(dev_certs.key)
@@ -94,15 +96,14 @@ def test_gunicorn_config_file_is_read(tmp_path, dev_certs):
     assert (cfg.statsd_host, cfg.statsd_prefix) == ("localhost:8125", "web")
     warned = {re.search(r"gunicorn's '(\w+)'", w)[1] for w in cfg.warnings if "gunicorn's" in w}
     assert cfg.worker_class == "gthread"
-    assert warned == {"preload_app", "raw_env", "secure_scheme_headers",
-                      "tmp_upload_dir", "post_fork", "when_ready"}
+    assert warned == {"preload_app", "tmp_upload_dir", "post_fork", "when_ready"}
     assert len(cfg.warnings) == len(warned)          # helpers and imports stay silent
 
 
 @pytest.mark.parametrize("argv, flag", [
     (["--preload"], "--preload"),
-    (["-D"], "-D"),
     (["--spew"], "--spew"),
+    (["--log-syslog"], "--log-syslog"),
 ])
 def test_gunicorn_only_flags_are_refused_with_the_reason(argv, flag):
     with pytest.raises(ConfigError, match=f"gunicorn's {re.escape(flag)} has no equivalent: "):
@@ -124,8 +125,8 @@ def test_gunicorn_async_worker_classes_are_refused_with_the_reason(worker_class)
 @pytest.mark.parametrize("argv, expected", [
     (["--workerz", "2"], "unknown option --workerz; did you mean --workers?"),
     (["--thread", "3"], "unknown option --thread; did you mean --threads?"),
-    (["-e", "A=1"], "unknown option -e (gunicorn's -e has no equivalent: "),
-    (["--worker-tmp-dir", "/dev/shm"], "unknown option --worker-tmp-dir (gunicorn's"),
+    (["--paste", "x.ini"], "unknown option --paste (gunicorn's --paste has no equivalent: "),
+    (["--asgi-loop", "uvloop"], "unknown option --asgi-loop (gunicorn's"),
 ])
 def test_unknown_options_are_named_without_taking_the_app_for_their_value(argv, expected):
     """Before, argparse said `unrecognized arguments: -e myproject.wsgi:application`."""
@@ -139,7 +140,33 @@ def test_gunicorn_flag_spellings_that_differ_are_accepted():
     cfg = Config.from_sources(["--limit-request-field_size", "1234", "--log-file", "-",
                                "--proxy-allow-from", "10.1.1.1", "--proxy-protocol", "x:y"], {})
     assert cfg.limit_request_field_size == 1234
-    assert cfg.proxy_allow_ips == ["10.1.1.1"] and cfg.proxy_protocol
+    assert cfg.proxy_allow_ips == ["10.1.1.1"] and cfg.proxy_protocol == "auto"
+    assert cfg.app_uri == "x:y"
+
+
+@pytest.mark.parametrize("argv, mode", [
+    (["--proxy-protocol", "v2", "app:app"], "v2"),
+    (["--proxy-protocol", "v1", "app:app"], "v1"),
+    (["--proxy-protocol", "app:app"], "auto"),
+    (["app:app", "--proxy-protocol"], "auto"),
+    (["--proxy-protocol=off", "app:app"], "off"),
+    (["--no-proxy-protocol", "app:app"], "off"),
+    (["--proxy-protocol", "true", "app:app"], "auto"),
+])
+def test_proxy_protocol_modes_on_the_command_line(argv, mode):
+    cfg = Config.from_sources(argv, {})
+    assert (cfg.proxy_protocol, cfg.app_uri) == (mode, "app:app")
+
+
+def test_gunicorn_command_lines_that_used_to_fail(tmp_path):
+    cfg = Config.from_sources(["-k", "gthread", "--worker-tmp-dir", str(tmp_path), "--capture-output",
+                               "-e", "A=1", "--env", "B=x=y", "--pythonpath", "lib,src", "-D",
+                               "-m", "007", "app:app"], {})
+    assert cfg.worker_tmp_dir == str(tmp_path) and cfg.capture_output and cfg.daemon
+    assert cfg.raw_env == ["A=1", "B=x=y"] and cfg.pythonpath == ["lib", "src"]
+    assert cfg.umask == 0o007 and cfg.app_uri == "app:app"
+    with pytest.raises(ConfigError, match="-e/--env: expected KEY=VALUE, got 'oops'"):
+        Config.from_sources(["-e", "oops", "app:app"], {})
 
 
 def test_compat_tables_are_consistent():

@@ -1,0 +1,236 @@
+"""gunicorn's process and proxy settings, through the real `h2serve` command:
+raw_env, pythonpath, worker_tmp_dir, root_path, secure_scheme_headers,
+forwarder_headers, proxy_protocol modes, user/group (as root), daemon with
+capture_output, and the development-certificate warning."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from h2serve.transport.proxy_protocol import build_v1_header, build_v2_header
+from tests.conftest import ROOT, ServerProcess
+
+# An app that needs nothing imported after fork (it may run as nobody, who cannot
+# read a Python installed under /root) and shows what the process settings did.
+ENV_APP = '''
+import os
+
+def app(environ, start_response):
+    print("PRINTED-BY-APP", flush=True)
+    body = repr({
+        "marker": os.environ.get("H2SERVE_TEST_MARKER"),
+        "uid": os.getuid(), "gid": os.getgid(), "groups": sorted(os.getgroups()),
+        "umask": os.umask(0o022),
+        "script_name": environ.get("SCRIPT_NAME"), "path_info": environ.get("PATH_INFO"),
+        "scheme": environ["wsgi.url_scheme"], "remote_user": environ.get("REMOTE_USER"),
+        "remote_addr": environ.get("REMOTE_ADDR"),
+        "tainted": environ.get("HTTP_REMOTE_USER"),
+    }).encode()
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [body]
+'''
+
+
+@pytest.fixture
+def app_dir():
+    """A directory any user can read (tmp_path is root's alone), holding envapp.py."""
+    directory = Path(tempfile.mkdtemp(prefix="h2serve-envapp-"))
+    directory.chmod(0o755)
+    (directory / "envapp.py").write_text(ENV_APP)
+    (directory / "envapp.py").chmod(0o644)
+    yield directory
+    for child in directory.iterdir():
+        child.unlink()
+    directory.rmdir()
+
+
+def _get(server, path: str, **headers: str) -> dict:
+    response = httpx.get(f"http://127.0.0.1:{server.port}{path}", headers=headers, timeout=10)
+    assert response.status_code == 200, response.text
+    import ast
+
+    return ast.literal_eval(response.text)
+
+
+def test_raw_env_pythonpath_tmp_dir_root_path_and_proxy_headers(h2serve_server, app_dir, tmp_path):
+    heartbeat_dir = tmp_path / "hb"
+    heartbeat_dir.mkdir()
+    conf = tmp_path / "gunicorn.conf.py"
+    conf.write_text(textwrap.dedent("""
+        raw_env = ["H2SERVE_TEST_MARKER=from-raw-env"]
+        secure_scheme_headers = {"X-Forwarded-Ssl": "on"}
+        forwarder_headers = "SCRIPT_NAME,REMOTE_USER"
+    """))
+    server = h2serve_server("envapp:app", "-c", str(conf), "--pythonpath", str(app_dir),
+                            "--worker-tmp-dir", str(heartbeat_dir), "--root-path", "/api",
+                            plaintext=True)
+    seen = _get(server, "/api/items")
+    assert seen["marker"] == "from-raw-env"
+    assert (seen["script_name"], seen["path_info"]) == ("/api", "/items")
+    assert seen["scheme"] == "http"
+    # Only the configured header says HTTPS now; X-Forwarded-Proto is no longer listed.
+    assert _get(server, "/api/", **{"X-Forwarded-Ssl": "on"})["scheme"] == "https"
+    assert _get(server, "/api/", **{"X-Forwarded-Proto": "https"})["scheme"] == "http"
+    assert _get(server, "/api/", **{"X-Forwarded-Ssl": "off"})["scheme"] == "http"
+    # A trusted proxy's SCRIPT_NAME header replaces --root-path; REMOTE_USER comes through.
+    proxied = _get(server, "/mount/x", script_name="/mount", remote_user="alice")
+    assert (proxied["script_name"], proxied["path_info"]) == ("/mount", "/x")
+    assert proxied["remote_user"] == "alice" and proxied["tainted"] is None
+    # The heartbeat file is where --worker-tmp-dir says.
+    worker = server.worker_pids()[0]
+    targets = [os.readlink(f"/proc/{worker}/fd/{fd}") for fd in os.listdir(f"/proc/{worker}/fd")]
+    assert any(target.startswith(str(heartbeat_dir)) for target in targets), targets
+
+
+def _raw_request(port: int, prefix: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(prefix + b"GET /environ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        chunks = []
+        try:
+            while chunk := sock.recv(65536):
+                chunks.append(chunk)
+        except ConnectionResetError:
+            pass   # closed with our request unread
+    return b"".join(chunks)
+
+
+@pytest.mark.parametrize("mode", ["v1", "v2"])
+def test_proxy_protocol_takes_only_the_version_asked_for(h2serve_server, mode):
+    # "--proxy-protocol v1 tests.apps:router": the mode must not be taken as the APP.
+    server = h2serve_server("tests.apps:router", "--proxy-protocol", mode, plaintext=True)
+    headers = {"v1": build_v1_header(("192.0.2.10", 5555), ("127.0.0.1", server.port)),
+               "v2": build_v2_header(("192.0.2.10", 5555), ("127.0.0.1", server.port))}
+    answer = _raw_request(server.port, headers[mode])
+    assert answer.startswith(b"HTTP/1.1 200")
+    assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["REMOTE_ADDR"] == "192.0.2.10"
+    other = "v2" if mode == "v1" else "v1"
+    assert _raw_request(server.port, headers[other]) == b""   # closed, nothing served
+
+
+def _require_root() -> None:
+    if os.geteuid() != 0:
+        message = "privilege drop needs root (CI runs as root)"
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+def test_workers_switch_user_and_group_before_importing_the_app(h2serve_server, app_dir):
+    _require_root()
+    server = h2serve_server("envapp:app", "--pythonpath", str(app_dir), "--user", "nobody",
+                            "--group", "nogroup", "--umask", "027", plaintext=True)
+    seen = _get(server, "/")
+    assert (seen["uid"], seen["gid"], seen["groups"]) == (65534, 65534, [65534])
+    assert seen["umask"] == 0o027
+    master = server.proc.pid
+    assert os.stat(f"/proc/{master}").st_uid == 0          # the master stays root
+    assert os.stat(f"/proc/{server.worker_pids()[0]}").st_uid == 65534
+
+
+def test_a_switch_that_cannot_happen_stops_the_start(app_dir):
+    _require_root()
+    # Run h2serve as nobody and ask it to become root: refused before anything starts.
+    environ = {**os.environ, "PYTHONPATH": str(ROOT)}
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "h2serve", "--plaintext", "--user", "root", "--check-config",
+             "--pythonpath", str(app_dir), "envapp:app"],
+            env=environ, cwd=str(app_dir), capture_output=True, text=True, timeout=30,
+            user=65534, group=65534, extra_groups=[])
+    except PermissionError as exc:
+        pytest.skip(f"nobody cannot run this Python ({exc}); the refusal is checked in "
+                    "test_a_switch_is_refused_when_not_root")
+    if "Permission denied" in done.stderr and "h2serve: error" not in done.stderr:
+        pytest.skip(f"python is not readable by nobody here: {done.stderr.strip()[-200:]}")
+    assert done.returncode == 2, done.stderr
+    assert "cannot switch to user 0" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_daemon_detaches_and_capture_output_fills_the_error_log(app_dir, tmp_path):
+    log_file, pid_file = tmp_path / "error.log", tmp_path / "h2serve.pid"
+    environ = {**os.environ, "PYTHONPATH": str(ROOT)}
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "h2serve", "-D", "--plaintext", "-b", "127.0.0.1:0",
+         "--pid", str(pid_file), "--error-logfile", str(log_file), "--capture-output",
+         "--pythonpath", str(app_dir), "envapp:app"],
+        env=environ, cwd=str(tmp_path), capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr      # the command returns: the server detached
+    pid = None
+    try:
+        deadline = started + 20
+        port = None
+        while time.monotonic() < deadline and port is None:
+            text = log_file.read_text() if log_file.exists() else ""
+            match = re.search(r"Listening at: http://127\.0\.0\.1:(\d+)", text)
+            if match and "Booting worker" in text and pid_file.exists():
+                port = int(match.group(1))
+            time.sleep(0.1)
+        assert port, log_file.read_text() if log_file.exists() else "no log"
+        pid = int(pid_file.read_text())
+        assert os.getsid(pid) != os.getsid(0)    # a session of its own: no terminal
+        httpx.get(f"http://127.0.0.1:{port}/", timeout=10).raise_for_status()
+        deadline = time.monotonic() + 10
+        while "PRINTED-BY-APP" not in log_file.read_text() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert "PRINTED-BY-APP" in log_file.read_text()
+    finally:
+        if pid is not None:
+            os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline:
+                try:
+                    os.kill(pid, 0)
+                except ProcessLookupError:
+                    break
+                time.sleep(0.1)
+            else:
+                os.kill(pid, signal.SIGKILL)
+
+
+def test_development_certificate_on_a_public_address_is_warned_about(tmp_path):
+    environ = {**os.environ, "PYTHONPATH": str(ROOT), "H2SERVE_CERT_DIR": str(tmp_path / "dev")}
+    server = ServerProcess([sys.executable, "-m", "h2serve", "-b", "0.0.0.0:0", "-b", "127.0.0.1:0",
+                            "tests.apps:hello"], environ, None, tls=True)
+    try:
+        server.wait_for_log(r"Booting worker")
+        warnings = re.findall(r"development certificate is served on (\S+),", server.log)
+        assert len(warnings) == 1 and warnings[0].startswith("0.0.0.0:"), server.log
+    finally:
+        server.stop(signal.SIGTERM)
+
+
+def test_unwritable_heartbeat_dir_is_a_config_error():
+    done = subprocess.run([sys.executable, "-m", "h2serve", "--worker-tmp-dir", "/nonexistent/x",
+                           "app:app"], env={**os.environ, "PYTHONPATH": str(ROOT)},
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2
+    assert done.stderr.strip() == ("h2serve: error: --worker-tmp-dir: directory not found: "
+                                   "/nonexistent/x")
+    assert stat.S_ISDIR(os.stat("/").st_mode)
+
+
+def test_a_switch_is_refused_when_not_root(monkeypatch):
+    """The start-up check itself, for machines where nobody cannot run Python."""
+    from h2serve.process import ProcessSetupError, check_can_switch
+    from h2serve.settings import Config
+
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(os, "getegid", lambda: 1000)
+    with pytest.raises(ProcessSetupError, match="cannot switch to user 0: h2serve runs as uid 1000"):
+        check_can_switch(Config(user="0"))
+    check_can_switch(Config(user="1000", group=1000))   # already them: nothing to do
