@@ -34,8 +34,19 @@ def _last_line(exc: BaseException) -> str:
         where = f"{exc.filename}, line {exc.lineno}" if exc.filename else f"line {exc.lineno}"
         return f"SyntaxError: {exc.msg} ({where})"
     lines = traceback.format_exception_only(type(exc), exc)
-    text = lines[-1].strip() if lines else type(exc).__name__
-    return text or type(exc).__name__
+    text = (lines[-1].strip() if lines else type(exc).__name__) or type(exc).__name__
+    where = _raised_at(exc)
+    return f"{text} ({where})" if where else text
+
+
+def _raised_at(exc: BaseException) -> str | None:
+    """"file:line" of the innermost frame outside importlib's machinery: where the
+    application's code raised (a KeyError deep in a settings module is then findable)."""
+    frames = [frame for frame in traceback.extract_tb(exc.__traceback__)
+              if "importlib" not in frame.filename and not frame.filename.startswith("<frozen")]
+    if not frames:
+        return None
+    return f"{frames[-1].filename}:{frames[-1].lineno}"
 
 
 def _put_first_on_path(directory: str) -> None:

@@ -8,6 +8,7 @@ old ones stop), TTIN/TTOU one worker more/less, USR1 reopen logs, CHLD reap.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -220,11 +221,19 @@ class Arbiter:
             pass
 
     def _write_pidfile(self) -> None:
+        """Atomically (a temporary file renamed over it); raises ValueError with one line,
+        leaving no temporary file behind, when the file cannot be written."""
         if self.cfg.pidfile:
             tmp = f"{self.cfg.pidfile}.{self.pid}.tmp"
-            with open(tmp, "w") as f:
-                f.write(f"{self.pid}\n")
-            os.replace(tmp, self.cfg.pidfile)
+            try:
+                with open(tmp, "w") as f:
+                    f.write(f"{self.pid}\n")
+                os.replace(tmp, self.cfg.pidfile)
+            except OSError as exc:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                raise ValueError(f"cannot write the pidfile {self.cfg.pidfile}: "
+                                 f"{exc.strerror or exc}") from None
 
     def _remove_pidfile(self) -> None:
         if self.cfg.pidfile:
@@ -257,13 +266,15 @@ class Arbiter:
         try:
             self._prepare_tls()
             self._open_listeners()
+            self._write_pidfile()
         except (OSError, ValueError) as exc:
             print(f"h2serve: error: {exc}", file=sys.stderr)
+            if self.listeners:   # ours: bound before the pidfile failed
+                self._unlink_unix()
             return 2
         if self.cfg.proc_name:
             _set_proc_title(f"h2serve: master [{self.cfg.proc_name}]")
         self._install_signals()
-        self._write_pidfile()
         if self.cfg.reload:
             self.source_watcher = SourceWatcher()
         log.info("Starting h2serve (%d workers x %d threads, %s)", self.num_workers,

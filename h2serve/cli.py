@@ -85,7 +85,13 @@ def _serve(args: list[str]) -> int:
     if not cfg.app_uri:
         return _error("no application given; pass APP as module:callable (see h2serve --help)")
 
-    from h2serve.process import ProcessSetupError, daemonize, prepare_process, switch_user
+    from h2serve.process import (
+        ProcessSetupError,
+        daemonize,
+        deployment_problem,
+        prepare_process,
+        switch_user,
+    )
 
     try:
         prepare_process(cfg)   # umask, raw_env, pythonpath: before the app is imported
@@ -99,6 +105,9 @@ def _serve(args: list[str]) -> int:
     if problem:
         return _error(problem)
     if cfg.check_config:
+        problem = deployment_problem(cfg)
+        if problem:
+            return _error(problem)
         print(f"h2serve: configuration is valid and {cfg.app_uri} loads", file=sys.stderr)
         return 0
     if cfg.daemon:

@@ -60,6 +60,37 @@ def prepare_process(cfg: Any) -> None:
     check_can_switch(cfg)
 
 
+def deployment_problem(cfg: Any) -> str | None:
+    """--check-config's checks beyond parsing, short of binding: every TCP bind host
+    resolves and the key matches its certificate. One line, or None when fine."""
+    import socket
+
+    from h2serve.transport.listeners import parse_bind
+
+    for text in cfg.bind:
+        address = parse_bind(text)
+        if address.kind != "tcp" or not address.host:
+            continue
+        try:
+            socket.getaddrinfo(address.host, address.port, type=socket.SOCK_STREAM)
+        except (socket.gaierror, UnicodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            return f"--bind {text}: cannot resolve {address.host!r}: {reason}"
+    if cfg.certfile and not cfg.plaintext:
+        import ssl
+
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        try:
+            context.load_cert_chain(cfg.certfile, cfg.keyfile)
+        except ssl.SSLError as exc:
+            if "KEY_VALUES_MISMATCH" in str(exc):
+                return f"--keyfile {cfg.keyfile} is not the key of --certfile {cfg.certfile}"
+            return f"cannot load --certfile {cfg.certfile} with --keyfile {cfg.keyfile}: {exc.reason or exc}"
+        except OSError as exc:
+            return f"cannot read --certfile/--keyfile: {exc.strerror or exc}"
+    return None
+
+
 def hand_over(fd_or_path: int | str | None, cfg: Any) -> None:
     """Give a file the master made (heartbeat, log) to the workers' user and group,
     so they can still change or reopen it after switch_user."""

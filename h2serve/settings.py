@@ -1196,6 +1196,31 @@ def _parse_env_args(parser: argparse.ArgumentParser, environ: Mapping[str, str],
     return _parse_args(parser, args, f"{variable}: ")
 
 
+# Defaults that differ from gunicorn's on purpose, and gunicorn's value.
+GUNICORN_DEFAULTS_DIFFERING = {
+    "threads": "1", "keepalive": "2", "http_protocols": "h1", "http2_cleartext": "off",
+    "http2_initial_window_size": "65535",
+}
+
+
+def _defaults_that_differ(merger: _Merger, file_name: str) -> list[str]:
+    """What a gunicorn config file left to defaults that are not gunicorn's, said once
+    at start, so a migrated deployment is not surprised."""
+    notes = []
+    given = merger.explicit
+    if not {"certfile", "plaintext"} & given:
+        notes.append(f"{file_name} sets no certfile: h2serve serves TLS with a development "
+                     "certificate where gunicorn serves plain HTTP (set plaintext = True "
+                     "behind a proxy that terminates TLS)")
+    differing = [f"{name} = {merger.values[name]!r} (gunicorn: {theirs})"
+                 for name, theirs in GUNICORN_DEFAULTS_DIFFERING.items()
+                 if name not in given and str(merger.values[name]) != theirs]
+    if differing:
+        notes.append(f"{file_name} leaves settings whose h2serve default differs from "
+                     f"gunicorn's: {', '.join(differing)}")
+    return notes
+
+
 class _Merger:
     """Applies sources in priority order, checking each value as it arrives."""
 
@@ -1351,6 +1376,9 @@ class Config:
         merger.apply_parsed(from_gunicorn_env, f"{GUNICORN_ENV_CMD_ARGS}: ")
         merger.apply_parsed(from_env, f"{ENV_CMD_ARGS}: ")
         merger.apply_parsed(from_cli, "")
+        config_path = merger.values["config"]
+        if config_path and os.path.basename(config_path).startswith("gunicorn"):
+            merger.notes += _defaults_that_differ(merger, os.path.basename(config_path))
         port = environ.get("PORT", "").strip()
         if port and "bind" not in merger.explicit:
             merger.set(SETTINGS_BY_NAME["bind"], [f"0.0.0.0:{port}"], "environment variable PORT")

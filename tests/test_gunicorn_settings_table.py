@@ -89,3 +89,16 @@ def test_docs_list_every_gunicorn_setting_with_its_status():
     for name, _flags, status in GUNICORN_SETTINGS:
         row = re.search(rf"^\| `{name}` \|[^\n]*\| {status}", text, re.M)
         assert row, f"docs/gunicorn.md has no {status} row for {name}"
+
+
+def test_defaults_that_differ_from_gunicorns_are_announced_for_a_gunicorn_file(tmp_path):
+    conf = tmp_path / "gunicorn.conf.py"
+    conf.write_text("workers = 2\nthreads = 1\n")
+    notes = Config.from_sources(["-c", str(conf), "app:app"], {}).notes
+    assert any("sets no certfile" in note and "plain HTTP" in note for note in notes), notes
+    [differing] = [note for note in notes if "default differs" in note]
+    assert "keepalive = 5.0 (gunicorn: 2)" in differing and "http_protocols" in differing
+    assert "threads" not in differing                      # the file set it
+    mine = tmp_path / "h2serve.conf.py"
+    mine.write_text("workers = 2\n")
+    assert not Config.from_sources(["-c", str(mine), "app:app"], {}).notes

@@ -234,3 +234,46 @@ def test_a_switch_is_refused_when_not_root(monkeypatch):
     with pytest.raises(ProcessSetupError, match="cannot switch to user 0: h2serve runs as uid 1000"):
         check_can_switch(Config(user="0"))
     check_can_switch(Config(user="1000", group=1000))   # already them: nothing to do
+
+
+def _h2serve(*args: str, cwd: Path | None = None, timeout: float = 30) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "h2serve", *args],
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=str(cwd or ROOT),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_check_config_refuses_a_key_of_another_certificate(dev_certs, tmp_path):
+    from h2serve.transport.devcert import write_certificates
+
+    other = write_certificates(tmp_path / "other")
+    done = _h2serve("--check-config", "--certfile", str(dev_certs.cert), "--keyfile",
+                    str(other.key), "tests.apps:hello")
+    assert done.returncode == 2
+    assert done.stderr.strip() == (f"h2serve: error: --keyfile {other.key} is not the key of "
+                                   f"--certfile {dev_certs.cert}")
+
+
+def test_check_config_refuses_a_bind_that_does_not_resolve():
+    done = _h2serve("--check-config", "--plaintext", "-b", "no-such-host.invalid:8000",
+                    "tests.apps:hello")
+    assert done.returncode == 2
+    assert done.stderr.startswith("h2serve: error: --bind no-such-host.invalid:8000: cannot resolve")
+    assert done.stderr.count("\n") == 1
+
+
+def test_an_unwritable_pidfile_is_one_line_and_leaves_no_temporary_file(tmp_path):
+    pidfile = tmp_path / "run"
+    pidfile.mkdir()            # a directory where the file should go: rename fails
+    done = _h2serve("--plaintext", "-b", "127.0.0.1:0", "--pid", str(pidfile), "tests.apps:hello")
+    assert done.returncode == 2
+    errors = [line for line in done.stderr.splitlines() if "error" in line.lower()]
+    assert errors == [f"h2serve: error: cannot write the pidfile {pidfile}: Is a directory"], done.stderr
+    assert "Traceback" not in done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
+def test_an_import_error_names_the_file_and_line(tmp_path):
+    (tmp_path / "brokensettings.py").write_text("ENV = {}\n\nDEBUG = ENV['DJANGO_DEBUG']\n")
+    done = _h2serve("--check-config", "brokensettings:app", cwd=tmp_path)
+    assert done.returncode == 2
+    assert f"KeyError: 'DJANGO_DEBUG' ({tmp_path / 'brokensettings.py'}:3)" in done.stderr

@@ -550,7 +550,7 @@ def test_head_refused_while_its_head_is_read_gets_no_body(limits, data, status) 
 # ---------------------------------------------------------------- strictness
 
 TE_POST = b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
-SMALL = {"limit_request_line": 20, "limit_request_fields": 3, "limit_request_field_size": 10}
+SMALL = {"limit_request_line": 20, "limit_request_fields": 3, "limit_request_field_size": 12}
 
 BAD_REQUESTS = [
     # (constructor kwargs, bytes, status, reason)
@@ -559,7 +559,8 @@ BAD_REQUESTS = [
     ({"limit_request_fields": 3}, head(b"Host: h", b"A: 1", b"B: 2", b"C: 3"), 431, "too-many-fields"),
     ({"limit_request_field_size": 20}, head(b"Host: h", b"X-Long: " + b"v" * 30), 431, "field-too-large"),
     ({"limit_request_field_size": 20}, b"GET / HTTP/1.1\r\nX-Long: " + b"v" * 30, 431, "field-too-large"),
-    (SMALL, head(b"Host: abcd", b"X-Aa: 1234", b"X-Bb: 1234"), 431, "header-section-too-large"),
+    (SMALL, head(b"Host: abcd", b"X-Aa: 1234", b"X-Bb: 1234", request_line=b"GET /123456 HTTP/1.1"),
+     431, "header-section-too-large"),
     ({}, head(b"Host: h", b"Content-Length: 3", b"Transfer-Encoding: chunked"), 400, "content-length-and-transfer-encoding"),
     ({}, head(b"Host: h", b"Transfer-Encoding: chunked", b"Content-Length: 3"), 400, "content-length-and-transfer-encoding"),
     ({}, head(b"Host: h", b"Content-Length: 3", b"Content-Length: 3"), 400, "duplicate-content-length"),
@@ -656,7 +657,7 @@ def test_bad_requests_are_refused(limits: dict, data: bytes, status: int, reason
     [
         b"GET /" + b"a" * 6 + b" HTTP/1.1\r\nHost: h\r\n\r\n",  # request line exactly 20
         head(b"Host: h", b"A: 1", b"B: 2"),  # exactly 3 fields
-        head(b"Host: h", b"X: 1234567"),  # a field line of exactly 10 bytes
+        head(b"Host: h", b"X: 1234567"),  # a field line of 10 bytes: 12 with its CRLF
     ],
 )
 def test_limits_are_inclusive(data: bytes) -> None:
@@ -938,3 +939,19 @@ def test_splitting_does_not_change_the_result(cuts: list[int]) -> None:
     whole = summary(drive(HTTP1Protocol(), [data]))
     assert summary(drive(HTTP1Protocol(), split(data, cuts))) == whole
     assert [e.target for e in whole if isinstance(e, RequestReceived)] == ["/index.html?q=1", "/c", "/l"]
+
+
+@pytest.mark.parametrize("bytewise", [False, True])
+def test_limit_request_field_size_counts_the_crlf_as_gunicorn(bytewise):
+    """gunicorn refuses a field when len(line) + len(CRLF) exceeds the limit: with the
+    limit at 40 a 38-byte line passes and a 39-byte one gets 431, whole or in pieces."""
+    for line_length, accepted in ((38, True), (39, False)):
+        field = b"X-Long: " + b"v" * (line_length - 8)
+        assert len(field) == line_length
+        data = head(b"Host: h", field)
+        proto = HTTP1Protocol(limit_request_field_size=40)
+        events = feed_bytewise(proto, data) if bytewise else proto.receive(data)
+        if accepted:
+            assert any(isinstance(event, RequestReceived) for event in events), events
+        else:
+            assert [getattr(event, "reason", None) for event in events] == ["field-too-large"]

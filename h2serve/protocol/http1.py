@@ -15,8 +15,9 @@ Choices worth knowing:
   message boundary, which is the desync smuggling needs). A bare CR anywhere in
   the head is rejected too. Equal duplicate Content-Length values, obs-fold,
   loose Transfer-Encoding lists and malformed chunk extensions are refused.
-* ``limit_request_field_size`` is measured on the whole field line without its
-  CRLF ("Name: value"), as gunicorn does. The request line limit excludes CRLF.
+* ``limit_request_field_size`` is measured on the whole field line with its
+  CRLF ("Name: value\r\n"), as gunicorn does: the default 8190 allows a line of
+  8188 bytes before the CRLF. The request line limit excludes CRLF (as gunicorn's).
 * Absolute-form targets (proxy form) are accepted; ``RequestReceived.target``
   then carries only path and query, and ``authority`` comes from the target
   (RFC 9112 section 3.2.2), not from Host.
@@ -448,7 +449,8 @@ class HTTP1Protocol:
                 if self._line_count == 0:
                     if partial > self._limit_line + 1:
                         return self._violation(events, 414, "request-line-too-long")
-                elif partial > self._limit_field_size + 1:
+                elif partial > self._limit_field_size - 1:
+                    # even if its last byte is the CR, line plus CRLF is over the limit
                     return self._violation(events, 431, "field-too-large")
                 if size > limit_head:
                     return self._violation(events, 431, "header-section-too-large")
@@ -476,7 +478,7 @@ class HTTP1Protocol:
                 self._scan = self._head_start = 0
                 return self._process_head(head, events)
             else:
-                if length > self._limit_field_size:
+                if length + 2 > self._limit_field_size:   # the CRLF counts, as in gunicorn
                     return self._violation(events, 431, "field-too-large")
                 if self._line_count > self._limit_fields:  # this line would be one too many
                     return self._violation(events, 431, "too-many-fields")
