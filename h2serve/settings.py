@@ -197,6 +197,24 @@ def _to_worker_class(value: Any) -> str:
         "or an ASGI server for async workers")
 
 
+PROXY_PROTOCOL_MODES = ("off", "v1", "v2", "auto")
+
+
+def _to_proxy_protocol(value: Any) -> str:
+    """gunicorn 27's off/v1/v2/auto, and the booleans earlier versions took."""
+    if isinstance(value, bool):
+        return "auto" if value else "off"
+    word = _to_str(value).strip().lower()
+    if word in PROXY_PROTOCOL_MODES:
+        return word
+    if word in _TRUE_WORDS:
+        return "auto"
+    if word in _FALSE_WORDS:
+        return "off"
+    raise ValueError(f"expected one of {', '.join(PROXY_PROTOCOL_MODES)} (or true/false), "
+                     f"got {value!r}")
+
+
 def _to_request_fields(value: Any) -> int:
     # As in gunicorn, 0 asks for the largest allowed number of fields.
     number = _to_int(value)
@@ -321,7 +339,9 @@ class Setting:
     convert: Callable[[Any], Any]
     default: Any = None
     validate: Callable[[Any], None] | None = None
-    kind: str = "value"  # "value", "list" (repeatable flag), "bool", "switch", "positional"
+    # "value", "list" (repeatable flag), "bool", "switch", "positional", or
+    # "optional" (a flag whose value may be left out: see _with_optional_values)
+    kind: str = "value"
     default_env: str | None = None  # environment variable that replaces the default
     default_doc: str | None = None  # how docs show a default computed at start-up
     cli_only: bool = False  # not accepted from a config file
@@ -705,11 +725,13 @@ SETTINGS: tuple[Setting, ...] = (
         default_doc="`127.0.0.1,::1`, or `$FORWARDED_ALLOW_IPS` when set",
     ),
     Setting(
-        "proxy_protocol", ("--proxy-protocol",), S_PROXY, "bool", "BOOL",
-        "Expect a PROXY protocol header (version 1 or 2) at the start of every connection, "
-        "before TLS, and use the client address it carries. For TCP balancers such as nginx's "
-        "stream module or HAProxy; connections without a valid header are closed.",
-        _to_bool, default=False, kind="bool",
+        "proxy_protocol", ("--proxy-protocol",), S_PROXY, "mode", "MODE",
+        "Expect a PROXY protocol header at the start of every connection, before TLS, and use "
+        "the client address it carries: `v1`, `v2`, `auto` (either version; what the flag "
+        "alone means) or `off` (`--no-proxy-protocol`). For TCP balancers such as nginx's "
+        "stream module or HAProxy; connections without a valid header of the expected "
+        "version are closed. true/false are read as auto/off.",
+        _to_proxy_protocol, default="off", kind="optional",
     ),
     Setting(
         "proxy_allow_ips", ("--proxy-allow-from",), S_PROXY, "comma list", "IPS",
@@ -923,6 +945,14 @@ def build_parser() -> argparse.ArgumentParser:
                 *setting.flags, dest=setting.name, action=argparse.BooleanOptionalAction,
                 help=help_text,
             )
+        elif setting.kind == "optional":
+            # `--flag` alone, `--flag MODE` and `--flag=MODE` (see _with_optional_values);
+            # `--no-flag` turns it off.
+            group.add_argument(*setting.flags, dest=setting.name, metavar=setting.meta,
+                               help=help_text)
+            group.add_argument(*("--no-" + flag[2:] for flag in setting.flags),
+                               dest=setting.name, action="store_const", const="off",
+                               help=argparse.SUPPRESS)
         elif setting.kind == "switch":
             group.add_argument(
                 *setting.flags, dest=setting.name, action="store_true", help=help_text
@@ -936,7 +966,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _parse_args(parser: argparse.ArgumentParser, args: list[str], source: str) -> dict[str, Any]:
     try:
-        namespace = parser.parse_args(args)
+        namespace = parser.parse_args(_with_optional_values(args))
     except ConfigError as exc:
         message = str(exc)
         if message.startswith("unrecognized arguments:"):
@@ -948,11 +978,40 @@ def _parse_args(parser: argparse.ArgumentParser, args: list[str], source: str) -
     return vars(namespace)
 
 
+_OPTIONAL_VALUE_FLAGS = {flag: "auto" for flag in ("--proxy-protocol",)}
+
+
+def _with_optional_values(args: list[str]) -> list[str]:
+    """`--proxy-protocol v2 app` takes v2 as the mode and `--proxy-protocol app`
+    means auto: an optional value is the next word only when it is one of the
+    modes, so the APP is never taken for it."""
+    out: list[str] = []
+    index = 0
+    while index < len(args):
+        arg = args[index]
+        if arg in _OPTIONAL_VALUE_FLAGS:
+            following = args[index + 1] if index + 1 < len(args) else None
+            if following is not None and _is_mode_word(following):
+                out.append(f"{arg}={following}")
+                index += 2
+                continue
+            out.append(f"{arg}={_OPTIONAL_VALUE_FLAGS[arg]}")
+        else:
+            out.append(arg)
+        index += 1
+    return out
+
+
+def _is_mode_word(word: str) -> bool:
+    lowered = word.lower()
+    return lowered in PROXY_PROTOCOL_MODES or lowered in _TRUE_WORDS or lowered in _FALSE_WORDS
+
+
 def _known_flags() -> set[str]:
     flags = {"-h", "--help", "--version"}
     for setting in SETTINGS:
         flags.update(setting.flags)
-        if setting.kind == "bool":
+        if setting.kind in ("bool", "optional"):
             flags.update("--no-" + flag[2:] for flag in setting.flags if flag.startswith("--"))
     return flags
 
@@ -1339,6 +1398,9 @@ def render_markdown() -> str:
                 ) + f", `--no-{setting.flags[-1][2:]}`"
             elif setting.kind in ("switch",):
                 spelled = ", ".join(f"`{flag}`" for flag in setting.flags)
+            elif setting.kind == "optional":
+                spelled = ", ".join(f"`{flag} [{setting.meta}]`" for flag in setting.flags) + (
+                    f", `--no-{setting.flags[-1][2:]}`")
             else:
                 spelled = ", ".join(f"`{flag} {setting.meta}`" for flag in setting.flags)
             if setting.kind == "list":
@@ -1404,8 +1466,10 @@ GUNICORN_DIFFERENCES: dict[str, str] = {
     "forwarded_allow_ips": "X-Forwarded-For sets REMOTE_ADDR (the nearest hop not in this list) "
                            "and X-Forwarded-Proto sets wsgi.url_scheme; from other peers both "
                            "are ignored. There is no secure_scheme_headers.",
-    "proxy_protocol": "Versions 1 and 2; read before the TLS handshake, so it works on TLS "
-                      "listeners. A connection without a valid header is closed.",
+    "proxy_protocol": "gunicorn 27's `off`, `v1`, `v2` and `auto` (the flag alone: auto), and "
+                      "true/false as earlier gunicorns; read before the TLS handshake, so it "
+                      "works on TLS listeners. A connection without a valid header of the "
+                      "expected version is closed.",
     "proxy_allow_ips": f"Default `{SETTINGS_BY_NAME['proxy_allow_ips'].default}`; other peers are closed, not served.",
     "access_logformat": "Also `json`: one JSON object per request.",
     "error_logfile": "Reopened on USR1, as in gunicorn.",

@@ -86,7 +86,7 @@ def test_gunicorn_config_file_is_read(tmp_path, dev_certs):
     assert cfg.log_level == "warning"
     assert cfg.access_logformat.startswith('%(h)s "%(r)s"')
     assert cfg.forwarded_allow_ips == ["10.0.0.1", "10.0.0.2"]
-    assert cfg.proxy_protocol is True and cfg.proxy_allow_ips == ["10.0.0.9"]
+    assert cfg.proxy_protocol == "auto" and cfg.proxy_allow_ips == ["10.0.0.9"]
     assert (cfg.limit_request_line, cfg.limit_request_fields,
             cfg.limit_request_field_size) == (2048, 50, 4096)
     assert cfg.certfile == str(dev_certs.cert) and cfg.keyfile == str(dev_certs.key)
@@ -139,7 +139,34 @@ def test_gunicorn_flag_spellings_that_differ_are_accepted():
     cfg = Config.from_sources(["--limit-request-field_size", "1234", "--log-file", "-",
                                "--proxy-allow-from", "10.1.1.1", "--proxy-protocol", "x:y"], {})
     assert cfg.limit_request_field_size == 1234
-    assert cfg.proxy_allow_ips == ["10.1.1.1"] and cfg.proxy_protocol
+    assert cfg.proxy_allow_ips == ["10.1.1.1"] and cfg.proxy_protocol == "auto"
+    assert cfg.app_uri == "x:y"
+
+
+@pytest.mark.parametrize("argv, mode", [
+    (["--proxy-protocol", "v2", "app:app"], "v2"),
+    (["--proxy-protocol", "v1", "app:app"], "v1"),
+    (["--proxy-protocol=auto", "app:app"], "auto"),
+    (["--proxy-protocol", "app:app"], "auto"),
+    (["app:app", "--proxy-protocol"], "auto"),
+    (["--proxy-protocol", "off", "app:app"], "off"),
+    (["--proxy-protocol", "v2", "--no-proxy-protocol", "app:app"], "off"),
+    (["app:app"], "off"),
+])
+def test_proxy_protocol_takes_gunicorn_27_modes_and_never_the_app(argv, mode):
+    """Before, `--proxy-protocol v2 app:app` took v2 as the APP."""
+    cfg = Config.from_sources(argv, {})
+    assert cfg.proxy_protocol == mode and cfg.app_uri == "app:app"
+
+
+def test_proxy_protocol_modes_in_a_config_file(tmp_path):
+    for written, mode in (('"v1"', "v1"), ("True", "auto"), ("False", "off"), ('"auto"', "auto")):
+        path = tmp_path / "conf.py"
+        path.write_text(f"proxy_protocol = {written}\n")
+        assert Config.from_sources(["-c", str(path)], {}).proxy_protocol == mode
+    path.write_text('proxy_protocol = "v3"\n')
+    with pytest.raises(ConfigError, match="expected one of off, v1, v2, auto"):
+        Config.from_sources(["-c", str(path)], {})
 
 
 def test_compat_tables_are_consistent():

@@ -153,7 +153,8 @@ class Connection:
 
     def _first_bytes(self) -> None:
         worker = self.worker
-        if worker.cfg.proxy_protocol and self.stage != "proxied" and not self._read_proxy_header():
+        if (worker.cfg.proxy_protocol != "off" and self.stage != "proxied"
+                and not self._read_proxy_header()):
             return
         if worker.ssl_context is not None:
             if self._refused_plain_http():
@@ -239,6 +240,12 @@ class Connection:
                 worker.call_soon(worker.release, self)
                 return False
             if isinstance(header, ProxyHeader):
+                wanted = worker.cfg.proxy_protocol
+                if wanted in ("v1", "v2") and header.version != int(wanted[1]):
+                    log.info("PROXY protocol error from %s: a version %d header, but "
+                             "proxy_protocol is %s", self.peer_label, header.version, wanted)
+                    worker.call_soon(worker.release, self)
+                    return False
                 break
             # Every byte seen so far belongs to the header: consume them and look again.
             self.buffered += self.sock.recv(len(peeked))
