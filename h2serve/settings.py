@@ -267,23 +267,6 @@ def _to_upper_list(value: Any) -> list[str]:
     return [item.upper() for item in _to_ip_list(value)]
 
 
-PROXY_PROTOCOL_MODES = ("off", "v1", "v2", "auto")
-_PROXY_PROTOCOL_WORDS = {"off": "off", "false": "off", "0": "off", "none": "off", "no": "off",
-                         "auto": "auto", "true": "auto", "1": "auto", "yes": "auto",
-                         "v1": "v1", "v2": "v2"}
-
-
-def _to_proxy_protocol(value: Any) -> str:
-    if value is None or value is False:
-        return "off"
-    if value is True:
-        return "auto"
-    word = _to_str(value).strip().lower()
-    if word not in _PROXY_PROTOCOL_WORDS:
-        raise ValueError(f"expected off, v1, v2 or auto, got {value!r}")
-    return _PROXY_PROTOCOL_WORDS[word]
-
-
 HTTP2_CLEARTEXT_MODES = ("off", "prior-knowledge", "upgrade", "both")
 
 
@@ -301,6 +284,24 @@ def _to_http2_cleartext(value: Any) -> str:
 def _to_path_list(value: Any) -> list[str]:
     """pythonpath: comma-separated directories (gunicorn's form) or a list."""
     return _to_ip_list(value)
+
+
+PROXY_PROTOCOL_MODES = ("off", "v1", "v2", "auto")
+
+
+def _to_proxy_protocol(value: Any) -> str:
+    """gunicorn 27's off/v1/v2/auto, and the booleans earlier versions took."""
+    if isinstance(value, bool):
+        return "auto" if value else "off"
+    word = _to_str(value).strip().lower()
+    if word in PROXY_PROTOCOL_MODES:
+        return word
+    if word in _TRUE_WORDS:
+        return "auto"
+    if word in _FALSE_WORDS:
+        return "off"
+    raise ValueError(f"expected one of {', '.join(PROXY_PROTOCOL_MODES)} (or true/false), "
+                     f"got {value!r}")
 
 
 def _to_request_fields(value: Any) -> int:
@@ -427,15 +428,15 @@ class Setting:
     convert: Callable[[Any], Any]
     default: Any = None
     validate: Callable[[Any], None] | None = None
-    kind: str = "value"  # "value", "list" (repeatable flag), "bool", "switch", "positional",
-    # "optional" (a flag whose value may be left out: const)
+    # "value", "list" (repeatable flag), "bool", "switch", "positional", or
+    # "optional" (a flag whose value may be left out: see _with_optional_values)
+    kind: str = "value"
     default_env: str | None = None  # environment variable that replaces the default
     default_doc: str | None = None  # how docs show a default computed at start-up
     cli_only: bool = False  # not accepted from a config file
     is_path: bool = False  # resolved against the start directory (except "-")
     choices: tuple[str, ...] | None = None
     aliases: tuple[str, ...] = ()  # other config-file names (gunicorn's spelling)
-    const: Any = None  # kind "optional": the value of the flag given without one
 
     def parse(self, raw: Any) -> Any:
         """Convert and check one raw value; raises ValueError with the reason."""
@@ -820,14 +821,13 @@ SETTINGS: tuple[Setting, ...] = (
         default_doc="`127.0.0.1,::1`, or `$FORWARDED_ALLOW_IPS` when set",
     ),
     Setting(
-        "proxy_protocol", ("--proxy-protocol",), S_PROXY, "choice", "MODE",
+        "proxy_protocol", ("--proxy-protocol",), S_PROXY, "mode", "MODE",
         "Expect a PROXY protocol header at the start of every connection, before TLS, and use "
-        "the client address it carries: `v1` (text), `v2` (binary), `auto` (either) or `off`. "
-        "`--proxy-protocol` alone means `auto`, as do true/false from older config files. "
-        "For TCP balancers such as nginx's stream module or HAProxy; connections without a "
-        "valid header of an accepted version are closed.",
-        _to_proxy_protocol, default="off", choices=PROXY_PROTOCOL_MODES, kind="optional",
-        const="auto",
+        "the client address it carries: `v1`, `v2`, `auto` (either version; what the flag "
+        "alone means) or `off` (`--no-proxy-protocol`). For TCP balancers such as nginx's "
+        "stream module or HAProxy; connections without a valid header of the expected "
+        "version are closed. true/false are read as auto/off.",
+        _to_proxy_protocol, default="off", kind="optional",
     ),
     Setting(
         "proxy_allow_ips", ("--proxy-allow-from",), S_PROXY, "comma list", "IPS",
@@ -1072,14 +1072,17 @@ def build_parser() -> argparse.ArgumentParser:
                 *setting.flags, dest=setting.name, action=argparse.BooleanOptionalAction,
                 help=help_text,
             )
+        elif setting.kind == "optional":
+            # `--flag` alone, `--flag MODE` and `--flag=MODE` (see _with_optional_values);
+            # `--no-flag` turns it off.
+            group.add_argument(*setting.flags, dest=setting.name, metavar=setting.meta,
+                               help=help_text)
+            group.add_argument(*("--no-" + flag[2:] for flag in setting.flags),
+                               dest=setting.name, action="store_const", const="off",
+                               help=argparse.SUPPRESS)
         elif setting.kind == "switch":
             group.add_argument(
                 *setting.flags, dest=setting.name, action="store_true", help=help_text
-            )
-        elif setting.kind == "optional":
-            group.add_argument(
-                *setting.flags, dest=setting.name, metavar=setting.meta, nargs="?",
-                const=setting.const, help=help_text,
             )
         else:
             group.add_argument(
@@ -1088,48 +1091,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _converts(setting: Setting, word: str) -> bool:
-    try:
-        setting.convert(word)
-    except ValueError:
-        return False
-    return True
-
-
-def _with_optional_values(args: list[str]) -> list[str]:
-    """A flag whose value may be left out (--proxy-protocol) takes the next word only
-    when that word is one of its values, so `--proxy-protocol v2 app` and
-    `--proxy-protocol app` both leave the APP alone; `--no-FLAG` means off."""
-    optional = {flag: setting for setting in SETTINGS if setting.kind == "optional"
-                for flag in setting.flags}
-    negated = {"--no-" + flag[2:]: flag for flag in optional}
-    result: list[str] = []
-    index = 0
-    while index < len(args):
-        arg = args[index]
-        index += 1
-        if arg in negated:
-            result.append(f"{negated[arg]}=off")
-        elif arg in optional:
-            setting = optional[arg]
-            following = args[index] if index < len(args) else None
-            if following is not None and _converts(setting, following):
-                result.append(f"{arg}={following}")
-                index += 1
-            else:
-                result.append(f"{arg}={setting.const}")
-        else:
-            result.append(arg)
-        if arg == "--":
-            result.extend(args[index:])
-            break
-    return result
-
-
 def _parse_args(parser: argparse.ArgumentParser, args: list[str], source: str) -> dict[str, Any]:
-    args = _with_optional_values(args)
     try:
-        namespace = parser.parse_args(args)
+        namespace = parser.parse_args(_with_optional_values(args))
     except ConfigError as exc:
         message = str(exc)
         if message.startswith("unrecognized arguments:"):
@@ -1141,11 +1105,40 @@ def _parse_args(parser: argparse.ArgumentParser, args: list[str], source: str) -
     return vars(namespace)
 
 
+_OPTIONAL_VALUE_FLAGS = {flag: "auto" for flag in ("--proxy-protocol",)}
+
+
+def _with_optional_values(args: list[str]) -> list[str]:
+    """`--proxy-protocol v2 app` takes v2 as the mode and `--proxy-protocol app`
+    means auto: an optional value is the next word only when it is one of the
+    modes, so the APP is never taken for it."""
+    out: list[str] = []
+    index = 0
+    while index < len(args):
+        arg = args[index]
+        if arg in _OPTIONAL_VALUE_FLAGS:
+            following = args[index + 1] if index + 1 < len(args) else None
+            if following is not None and _is_mode_word(following):
+                out.append(f"{arg}={following}")
+                index += 2
+                continue
+            out.append(f"{arg}={_OPTIONAL_VALUE_FLAGS[arg]}")
+        else:
+            out.append(arg)
+        index += 1
+    return out
+
+
+def _is_mode_word(word: str) -> bool:
+    lowered = word.lower()
+    return lowered in PROXY_PROTOCOL_MODES or lowered in _TRUE_WORDS or lowered in _FALSE_WORDS
+
+
 def _known_flags() -> set[str]:
     flags = {"-h", "--help", "--version"}
     for setting in SETTINGS:
         flags.update(setting.flags)
-        if setting.kind == "bool":
+        if setting.kind in ("bool", "optional"):
             flags.update("--no-" + flag[2:] for flag in setting.flags if flag.startswith("--"))
     return flags
 
@@ -1537,7 +1530,8 @@ def render_markdown() -> str:
             elif setting.kind in ("switch",):
                 spelled = ", ".join(f"`{flag}`" for flag in setting.flags)
             elif setting.kind == "optional":
-                spelled = ", ".join(f"`{flag} [{setting.meta}]`" for flag in setting.flags)
+                spelled = ", ".join(f"`{flag} [{setting.meta}]`" for flag in setting.flags) + (
+                    f", `--no-{setting.flags[-1][2:]}`")
             elif not setting.flags:
                 spelled = "none (config file only)"
             else:
@@ -1604,9 +1598,10 @@ GUNICORN_DIFFERENCES: dict[str, str] = {
     "limit_request_field_size": "Applies to HTTP/2 header fields too.",
     "forwarded_allow_ips": "X-Forwarded-For sets REMOTE_ADDR (the nearest hop not in this list); "
                            "IPv4 peers on a dual-stack listener match IPv4 entries.",
-    "proxy_protocol": "Read before the TLS handshake, so it works on TLS listeners. A "
-                      "connection without a valid header of an accepted version is closed. "
-                      "`--proxy-protocol` followed by the APP leaves the APP alone (`auto`).",
+    "proxy_protocol": "gunicorn 27's `off`, `v1`, `v2` and `auto` (the flag alone: auto), and "
+                      "true/false as earlier gunicorns; read before the TLS handshake, so it "
+                      "works on TLS listeners. A connection without a valid header of the "
+                      "expected version is closed.",
     "secure_scheme_headers": "If listed headers disagree the scheme is `http` (gunicorn answers "
                              "400).",
     "root_path": "WSGI too: it becomes SCRIPT_NAME and is taken off PATH_INFO "

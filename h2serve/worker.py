@@ -223,15 +223,16 @@ class Worker:
         # Poller-owned state: touched only on the poller thread.
         self.connections: set[Connection] = set()
         self.eviction_logged_at = -60.0
-        # Plain HTTP on a TLS listener: refused since the last warning, and when that was.
+        # Plain HTTP on a TLS listener: refused since the last warning, and when that
+        # was (updated by the pool threads doing setup; a lost update only miscounts).
         self.plain_http_refused = 0
         self.plain_http_warned_at = -3600.0
         self.connections_peak = 0      # most connections since memory was last given back
         self.trim_due = 0.0
         self.connections_seen, self.connections_seen_at = 0, 0.0
         # Per client address, guarded by blocked_lock: pool threads now waiting on
-        # that client (at most blocked_cap wait long: HTTP2Driver._wait_locked,
-        # HTTP1Driver._client_timeout), its HTTP/2 streams in the pool, and its
+        # that client (at most blocked_cap wait long: StreamScheduler.squeeze,
+        # HTTP1Driver._wait_on_client), its HTTP/2 streams in the pool, and its
         # HTTP/1.1 requests running with a body still arriving (at most blocked_cap).
         self.blocked_by_peer: dict[str, int] = {}
         self.in_pool_by_peer: dict[str, int] = {}
@@ -241,8 +242,8 @@ class Worker:
         # share (set by pool threads, pruned by the poller): see over_share.
         self.squeezed_out: dict[str, float] = {}
         self.waiting: dict[Connection, float] = {}   # conn -> deadline, waiting for readable
-        # HTTP/1.1 connections whose next request waits for its address's share of
-        # arriving bodies: conn -> deadline. Not read meanwhile; retried each tick.
+        # HTTP/1.1 connections whose next request waits for its address's share
+        # (HTTP1Driver._may_start): conn -> deadline. Not read meanwhile; retried each tick.
         self.share_waiting: dict[Connection, float] = {}
         self.h2_connections: set[Connection] = set()
         self.lingering: dict[Connection, float] = {}
@@ -398,7 +399,7 @@ class Worker:
 
     def await_share(self, conn: Connection, deadline: float) -> None:
         """Park an HTTP/1.1 connection whose request may not start yet (its address
-        has blocked_cap requests with bodies arriving); _retry_shares starts it."""
+        is at its share: HTTP1Driver._may_start); _retry_shares starts it."""
         if not conn.closed:
             self.share_waiting[conn] = deadline
 

@@ -147,15 +147,27 @@ def test_gunicorn_flag_spellings_that_differ_are_accepted():
 @pytest.mark.parametrize("argv, mode", [
     (["--proxy-protocol", "v2", "app:app"], "v2"),
     (["--proxy-protocol", "v1", "app:app"], "v1"),
+    (["--proxy-protocol=auto", "app:app"], "auto"),
     (["--proxy-protocol", "app:app"], "auto"),
     (["app:app", "--proxy-protocol"], "auto"),
-    (["--proxy-protocol=off", "app:app"], "off"),
-    (["--no-proxy-protocol", "app:app"], "off"),
-    (["--proxy-protocol", "true", "app:app"], "auto"),
+    (["--proxy-protocol", "off", "app:app"], "off"),
+    (["--proxy-protocol", "v2", "--no-proxy-protocol", "app:app"], "off"),
+    (["app:app"], "off"),
 ])
-def test_proxy_protocol_modes_on_the_command_line(argv, mode):
+def test_proxy_protocol_takes_gunicorn_27_modes_and_never_the_app(argv, mode):
+    """Before, `--proxy-protocol v2 app:app` took v2 as the APP."""
     cfg = Config.from_sources(argv, {})
-    assert (cfg.proxy_protocol, cfg.app_uri) == (mode, "app:app")
+    assert cfg.proxy_protocol == mode and cfg.app_uri == "app:app"
+
+
+def test_proxy_protocol_modes_in_a_config_file(tmp_path):
+    for written, mode in (('"v1"', "v1"), ("True", "auto"), ("False", "off"), ('"auto"', "auto")):
+        path = tmp_path / "conf.py"
+        path.write_text(f"proxy_protocol = {written}\n")
+        assert Config.from_sources(["-c", str(path)], {}).proxy_protocol == mode
+    path.write_text('proxy_protocol = "v3"\n')
+    with pytest.raises(ConfigError, match="expected one of off, v1, v2, auto"):
+        Config.from_sources(["-c", str(path)], {})
 
 
 def test_gunicorn_command_lines_that_used_to_fail(tmp_path):
@@ -167,6 +179,7 @@ def test_gunicorn_command_lines_that_used_to_fail(tmp_path):
     assert cfg.umask == 0o007 and cfg.app_uri == "app:app"
     with pytest.raises(ConfigError, match="-e/--env: expected KEY=VALUE, got 'oops'"):
         Config.from_sources(["-e", "oops", "app:app"], {})
+
 
 
 def test_compat_tables_are_consistent():

@@ -1,15 +1,13 @@
 """gunicorn's process and proxy settings, through the real `h2serve` command:
 raw_env, pythonpath, worker_tmp_dir, root_path, secure_scheme_headers,
-forwarder_headers, proxy_protocol modes, user/group (as root), daemon with
+forwarder_headers, user/group (as root), daemon with
 capture_output, and the development-certificate warning."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
-import socket
 import stat
 import subprocess
 import sys
@@ -21,7 +19,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from h2serve.transport.proxy_protocol import build_v1_header, build_v2_header
 from tests.conftest import ROOT, ServerProcess
 
 # An app that needs nothing imported after fork (it may run as nobody, who cannot
@@ -94,31 +91,6 @@ def test_raw_env_pythonpath_tmp_dir_root_path_and_proxy_headers(h2serve_server, 
     worker = server.worker_pids()[0]
     targets = [os.readlink(f"/proc/{worker}/fd/{fd}") for fd in os.listdir(f"/proc/{worker}/fd")]
     assert any(target.startswith(str(heartbeat_dir)) for target in targets), targets
-
-
-def _raw_request(port: int, prefix: bytes) -> bytes:
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        sock.sendall(prefix + b"GET /environ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        chunks = []
-        try:
-            while chunk := sock.recv(65536):
-                chunks.append(chunk)
-        except ConnectionResetError:
-            pass   # closed with our request unread
-    return b"".join(chunks)
-
-
-@pytest.mark.parametrize("mode", ["v1", "v2"])
-def test_proxy_protocol_takes_only_the_version_asked_for(h2serve_server, mode):
-    # "--proxy-protocol v1 tests.apps:router": the mode must not be taken as the APP.
-    server = h2serve_server("tests.apps:router", "--proxy-protocol", mode, plaintext=True)
-    headers = {"v1": build_v1_header(("192.0.2.10", 5555), ("127.0.0.1", server.port)),
-               "v2": build_v2_header(("192.0.2.10", 5555), ("127.0.0.1", server.port))}
-    answer = _raw_request(server.port, headers[mode])
-    assert answer.startswith(b"HTTP/1.1 200")
-    assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["REMOTE_ADDR"] == "192.0.2.10"
-    other = "v2" if mode == "v1" else "v1"
-    assert _raw_request(server.port, headers[other]) == b""   # closed, nothing served
 
 
 def _require_root() -> None:

@@ -279,6 +279,16 @@ def test_v2_local_keeps_the_balancer_address_and_v1_works_on_plaintext(h2serve_s
     assert environ["REMOTE_ADDR"] == "127.0.0.1"
 
 
+def test_a_header_of_the_other_version_is_refused_when_one_is_asked_for(h2serve_server):
+    server = h2serve_server("tests.apps:router", "--proxy-protocol", "v2", plaintext=True)
+    environ = _request_environ(server, build_v2_header(("198.51.100.7", 4000), ("192.0.2.1", 80)),
+                               tls=False)
+    assert environ["REMOTE_ADDR"] == "198.51.100.7"
+    assert _closed_without_answer(server.port, b"PROXY TCP4 203.0.113.5 192.0.2.1 1111 80\r\n"
+                                               b"GET /environ HTTP/1.1\r\nHost: x\r\n\r\n")
+    server.wait_for_log("a version 1 header, but proxy_protocol is v2")
+
+
 def _closed_without_answer(port: int, data: bytes) -> bool:
     with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
         sock.sendall(data)
@@ -320,3 +330,14 @@ def test_allow_list_is_separate_from_forwarded_allow_ips(h2serve_server):
                             "192.0.2.0/24", plaintext=True)
     assert _closed_without_answer(server.port, b"PROXY TCP4 203.0.113.5 192.0.2.1 1111 80\r\n")
     server.wait_for_log(r"refusing connection from 127\.0\.0\.1:\d+: PROXY protocol not allowed")
+
+
+def test_the_accepted_versions_are_checked_from_the_first_byte():
+    v1 = b"PROXY TCP4 203.0.113.5 192.0.2.1 1111 80\r\n"
+    v2 = build_v2_header(("198.51.100.7", 4000), ("192.0.2.1", 80))
+    assert parse_proxy_header(v1, (1,)).version == 1
+    assert parse_proxy_header(v2, (2,)).version == 2
+    with pytest.raises(ProxyProtocolError, match="a version 1 header, but proxy_protocol is v2"):
+        parse_proxy_header(v1[:1], (2,))
+    with pytest.raises(ProxyProtocolError, match="a version 2 header, but proxy_protocol is v1"):
+        parse_proxy_header(v2[:1], (1,))

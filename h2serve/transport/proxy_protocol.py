@@ -79,9 +79,9 @@ def parse_proxy_header(data: bytes, versions: tuple[int, ...] = (1, 2)) -> Proxy
     for version, prefix, parse in ((1, V1_PREFIX, _parse_v1), (2, V2_SIGNATURE, _parse_v2)):
         if data[:1] == prefix[:1]:
             if version not in versions:
+                mode = "/".join(f"v{accepted}" for accepted in versions) or "off"
                 raise ProxyProtocolError(
-                    f"a PROXY protocol v{version} header, but proxy_protocol accepts only "
-                    + " and ".join(f"v{v}" for v in versions))
+                    f"a version {version} header, but proxy_protocol is {mode}")
             return parse(data)
     if not data:
         return NeedMore(1)
