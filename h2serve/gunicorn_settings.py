@@ -187,9 +187,12 @@ REFUSED_REASONS: dict[str, str] = {
                    "(gunicorn's `drop`), so they cannot pose as dashed names"),
     **{hook: _HOOK for hook in (
         "on_starting", "on_reload", "when_ready", "pre_fork", "post_fork", "post_worker_init",
-        "worker_int", "worker_abort", "pre_exec", "pre_request", "post_request", "child_exit",
+        "worker_int", "worker_abort", "pre_request", "post_request", "child_exit",
         "worker_exit", "nworkers_changed", "on_exit",
     )},
+    "pre_exec": ("h2serve never re-executes its master (there is no USR2 binary upgrade), so "
+                 "there is no moment to call it; under systemd, socket activation plus a "
+                 "restart upgrades without refusing connections"),
     "ssl_context": ("the TLS context is built from the TLS settings; it cannot be replaced "
                     "by a hook"),
     "enable_backlog_metric": ("the accept queue is not sent to StatsD; `ss -lnt` shows it, and "
