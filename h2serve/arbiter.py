@@ -104,6 +104,7 @@ class Arbiter:
         self.statsd: Any = None
         self.statsd_due = 0.0
         self.serving_dev_cert = False
+        self.preloaded_app: Any = None   # preload_app: imported here once, before fork
 
     # --- setup -----------------------------------------------------------------
 
@@ -272,6 +273,17 @@ class Arbiter:
             if self.listeners:   # ours: bound before the pidfile failed
                 self._unlink_unix()
             return 2
+        if self.cfg.preload_app:
+            from h2serve.app import AppLoadError, load_app
+
+            try:
+                self.preloaded_app = load_app(self.cfg.app_uri, self.cfg.chdir)
+            except AppLoadError as exc:
+                print(f"h2serve: error: {exc}", file=sys.stderr)
+                self._remove_pidfile()
+                if self.listeners:
+                    self._unlink_unix()
+                return 2
         if self.cfg.proc_name:
             _set_proc_title(f"h2serve: master [{self.cfg.proc_name}]")
         self._install_signals()
@@ -435,8 +447,8 @@ class Arbiter:
         except (ProcessSetupError, OSError, ValueError) as exc:
             print(f"h2serve: worker failed to boot: {exc}", file=sys.stderr)
             return WORKER_BOOT_ERROR
-        app = None
-        if self.source_watcher is not None:
+        app = self.preloaded_app
+        if self.source_watcher is not None and app is None:
             # Import here, before serving, so the files it took can be reported.
             from h2serve.app import load_app
 

@@ -101,9 +101,10 @@ def _serve(args: list[str]) -> int:
     from h2serve.app import check_app_in_child
 
     # The check child imports the app as the workers will: as --user, if given.
-    problem = check_app_in_child(cfg.app_uri, cfg.chdir, before_import=lambda: switch_user(cfg))
-    if problem:
-        return _error(problem)
+    if not cfg.preload_app or cfg.check_config:   # with preload_app the master imports it once
+        problem = check_app_in_child(cfg.app_uri, cfg.chdir, before_import=lambda: switch_user(cfg))
+        if problem:
+            return _error(problem)
     if cfg.check_config:
         problem = deployment_problem(cfg)
         if problem:

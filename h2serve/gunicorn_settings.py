@@ -38,7 +38,7 @@ GUNICORN_SETTINGS: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ('spew', ('--spew',), REFUSED),
     ('check_config', ('--check-config',), IMPLEMENTED),
     ('print_config', ('--print-config',), IMPLEMENTED),
-    ('preload_app', ('--preload',), REFUSED),
+    ('preload_app', ('--preload',), IMPLEMENTED),
     ('sendfile', ('--no-sendfile',), REFUSED),
     ('reuse_port', ('--reuse-port',), IMPLEMENTED),
     ('chdir', ('--chdir',), IMPLEMENTED),
@@ -153,8 +153,6 @@ _PASTE = "PasteDeploy is not supported; name the WSGI callable as APP"
 
 REFUSED_REASONS: dict[str, str] = {
     # name: why it does not apply here, and what to do instead
-    "preload_app": ("each worker imports the application after fork, never the master, so HUP "
-                    "and --reload always load fresh code"),
     "sendfile": ("responses are written by the worker (through TLS); "
                  "wsgi.file_wrapper streams files in blocks"),
     "reload_engine": ("--reload polls modification times once a second"),

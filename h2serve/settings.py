@@ -561,6 +561,14 @@ SETTINGS: tuple[Setting, ...] = (
         _to_int, default=0, validate=_at_least(0),
     ),
     Setting(
+        "preload_app", ("--preload",), S_WORKERS, "bool", "BOOL",
+        "Import the application once, in the master, before the workers are forked, so they "
+        "share its memory copy-on-write and start faster. The master then holds that code: a "
+        "HUP restarts the workers with it (restart the server for new code), as in gunicorn. "
+        "The import runs before --user takes effect.",
+        _to_bool, default=False, kind="bool",
+    ),
+    Setting(
         "reload", ("--reload",), S_WORKERS, "bool", "BOOL",
         "Development only: restart workers when application source files change.",
         _to_bool, default=False, kind="bool",

@@ -249,3 +249,21 @@ def test_an_import_error_names_the_file_and_line(tmp_path):
     done = _h2serve("--check-config", "brokensettings:app", cwd=tmp_path)
     assert done.returncode == 2
     assert f"KeyError: 'DJANGO_DEBUG' ({tmp_path / 'brokensettings.py'}:3)" in done.stderr
+
+
+def test_preload_imports_the_app_once_in_the_master(h2serve_server, tmp_path):
+    record = tmp_path / "imports.txt"
+    (tmp_path / "countedapp.py").write_text(textwrap.dedent(f"""
+        import os
+        with open({str(record)!r}, "a") as f:
+            f.write(f"{{os.getpid()}}\\n")
+
+        def app(environ, start_response):
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            return [str(os.getpid()).encode()]
+    """))
+    server = h2serve_server("countedapp:app", "--preload", "--pythonpath", str(tmp_path),
+                            workers=2, plaintext=True)
+    response = httpx.get(f"http://127.0.0.1:{server.port}/", timeout=10)
+    assert int(response.text) in server.worker_pids()
+    assert record.read_text().split() == [str(server.proc.pid)]   # once, in the master
