@@ -364,6 +364,15 @@ class Arbiter:
             from h2serve.logs import reopen_logs
 
             reopen_logs()
+            from h2serve import process
+
+            if self.cfg.capture_output:
+                process.capture_output(self.cfg.error_logfile)
+            for path in (self.cfg.error_logfile, self.cfg.access_logfile):
+                try:
+                    process.hand_over(path, self.cfg)   # new files: the workers reopen them too
+                except process.ProcessSetupError as exc:
+                    log.warning("%s", exc)
             self._kill_all(signal.SIGUSR1)
 
     # --- workers -----------------------------------------------------------------

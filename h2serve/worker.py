@@ -296,6 +296,9 @@ class Worker:
     def _reopen_logs(self) -> None:
         from h2serve.logs import reopen_logs
         reopen_logs()
+        if self.cfg.capture_output:   # print() follows the error log to its new file
+            from h2serve.process import capture_output
+            capture_output(self.cfg.error_logfile)
         _dump_stacks_on_usr2()   # the old file descriptor is closed now
 
     # --- metrics and stuck requests ------------------------------------------------

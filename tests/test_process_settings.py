@@ -51,7 +51,7 @@ def app_dir():
     (directory / "envapp.py").chmod(0o644)
     yield directory
     for child in directory.iterdir():
-        child.unlink()
+        child.unlink()   # envapp.py and, after some tests, access logs
     directory.rmdir()
 
 
@@ -103,14 +103,29 @@ def _require_root() -> None:
 
 def test_workers_switch_user_and_group_before_importing_the_app(h2serve_server, app_dir):
     _require_root()
+    access_log = app_dir / "access.log"
     server = h2serve_server("envapp:app", "--pythonpath", str(app_dir), "--user", "nobody",
-                            "--group", "nogroup", "--umask", "027", plaintext=True)
+                            "--group", "nogroup", "--umask", "027", "--access-logfile",
+                            str(access_log), plaintext=True)
     seen = _get(server, "/")
     assert (seen["uid"], seen["gid"], seen["groups"]) == (65534, 65534, [65534])
     assert seen["umask"] == 0o027
     master = server.proc.pid
     assert os.stat(f"/proc/{master}").st_uid == 0          # the master stays root
     assert os.stat(f"/proc/{server.worker_pids()[0]}").st_uid == 65534
+    # Log rotation: the master reopens as root and gives the new file to the workers' user.
+    access_log.rename(app_dir / "access.log.1")
+    server.send_signal(signal.SIGUSR1)
+    deadline = time.monotonic() + 10
+    while not access_log.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)   # the worker reopens on its next poller turn
+    _get(server, "/after-rotation")
+    deadline = time.monotonic() + 10
+    while "after-rotation" not in access_log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "after-rotation" in access_log.read_text()
+    assert access_log.stat().st_uid == 65534
 
 
 def test_a_switch_that_cannot_happen_stops_the_start(app_dir):
