@@ -12,7 +12,8 @@ import os
 import sys
 from pathlib import Path
 
-from h2serve.settings import Config, ConfigError, format_config
+from h2serve.config import Config, format_config
+from h2serve.settings import ConfigError
 
 EXIT_USAGE = 2
 

@@ -7,16 +7,9 @@ import textwrap
 
 import pytest
 
-from h2serve.settings import (
-    CONFIG_NAMES,
-    GUNICORN_DIFFERENCES,
-    GUNICORN_ONLY,
-    NOT_IN_GUNICORN,
-    SETTINGS_BY_NAME,
-    Config,
-    ConfigError,
-    render_gunicorn_tables,
-)
+from h2serve.config import Config
+from h2serve.settings import CONFIG_NAMES, GUNICORN_ONLY, SETTINGS_BY_NAME, ConfigError
+from h2serve.settings_docs import GUNICORN_DIFFERENCES, NOT_IN_GUNICORN, render_gunicorn_tables
 from tests.conftest import ROOT
 from tests.h2client import H2Client
 

@@ -10,16 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from h2serve.config import Config, build_parser
 from h2serve.gunicorn_settings import GUNICORN_SETTINGS, IMPLEMENTED, REFUSED, REFUSED_REASONS
-from h2serve.settings import (
-    CONFIG_NAMES,
-    GUNICORN_ENV_CMD_ARGS,
-    NOT_IN_GUNICORN,
-    SETTINGS,
-    Config,
-    ConfigError,
-    build_parser,
-)
+from h2serve.settings import CONFIG_NAMES, GUNICORN_ENV_CMD_ARGS, SETTINGS, ConfigError
+from h2serve.settings_docs import NOT_IN_GUNICORN
 from tests.conftest import ROOT
 
 GUNICORN_NAMES = [name for name, _flags, _status in GUNICORN_SETTINGS]

@@ -10,8 +10,9 @@ import time
 
 import pytest
 
+from h2serve.config import Config
 from h2serve.logs import ACCESS_LOGGER, ERROR_LOGGER, AccessLog, reopen_logs, setup_logging
-from h2serve.settings import Config, ConfigError
+from h2serve.settings import ConfigError
 
 # 2024-03-05 14:03:09.250 UTC
 START = 1709647389.25

@@ -213,8 +213,8 @@ def test_unwritable_heartbeat_dir_is_a_config_error():
 
 def test_a_switch_is_refused_when_not_root(monkeypatch):
     """The start-up check itself, for machines where nobody cannot run Python."""
+    from h2serve.config import Config
     from h2serve.process import ProcessSetupError, check_can_switch
-    from h2serve.settings import Config
 
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
     monkeypatch.setattr(os, "getegid", lambda: 1000)

@@ -13,15 +13,9 @@ import pytest
 
 from h2serve import __version__, cli
 from h2serve.app import AppLoadError, check_app_in_child, load_app
-from h2serve.settings import (
-    SECTIONS,
-    SETTINGS,
-    SETTINGS_BY_NAME,
-    Config,
-    ConfigError,
-    format_config,
-    render_markdown,
-)
+from h2serve.config import Config, format_config
+from h2serve.settings import SECTIONS, SETTINGS, SETTINGS_BY_NAME, ConfigError
+from h2serve.settings_docs import render_markdown
 
 REPO = Path(__file__).resolve().parents[1]
 
