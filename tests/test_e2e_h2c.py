@@ -99,3 +99,20 @@ def test_upgrade_not_offered_for_requests_with_a_body(h2serve_server):
     assert "101 Switching Protocols" not in result.stderr
     assert "< HTTP/1.1 200" in result.stderr
     assert result.stdout == "body"
+
+
+def test_http2_cleartext_modes_as_gunicorn_27(h2serve_server):
+    """--http2-cleartext upgrade: the Upgrade dance only (the preface is not HTTP/2
+    here); prior-knowledge: the preface only (Upgrade: h2c is ignored)."""
+    curl = require_tool("curl")
+    server = h2serve_server("tests.apps:router", "--http2-cleartext", "upgrade", plaintext=True)
+    upgraded = run([curl, "-sS", "-v", "--http2", f"{server.url}/environ"])
+    assert "< HTTP/1.1 101 Switching Protocols" in upgraded.stderr, upgraded.stderr
+    prior = run([curl, "-sS", "-v", "--http2-prior-knowledge", f"{server.url}/environ"])
+    assert "< HTTP/2 200" not in prior.stderr
+    server = h2serve_server("tests.apps:router", "--http2-cleartext", "prior-knowledge",
+                            plaintext=True)
+    plain = run([curl, "-sS", "-v", "--http2", f"{server.url}/environ"])
+    assert "101 Switching Protocols" not in plain.stderr and "< HTTP/1.1 200" in plain.stderr
+    prior = run([curl, "-sS", "-v", "--http2-prior-knowledge", f"{server.url}/environ"])
+    assert "< HTTP/2 200" in prior.stderr, prior.stderr
