@@ -31,12 +31,14 @@ def _load_malloc_trim():
 _malloc_trim = _load_malloc_trim()
 
 
-def give_back_memory() -> float:
-    """Collect cycles, then return free heap pages to the OS where the C
-    library can. Blocks the calling thread (and, through the GIL, the process)
-    for the collection: call it rarely. Returns the seconds it took."""
+def give_back_memory(collect: bool = True) -> float:
+    """Collect cycles (unless collect is False), then return free heap pages
+    to the OS where the C library can. Blocks the calling thread (and, through
+    the GIL, the process) for the collection: call it rarely. Returns the
+    seconds it took."""
     started = time.perf_counter()
-    gc.collect()
+    if collect:
+        gc.collect()
     if _malloc_trim is not None:
         _malloc_trim(0)
     took = time.perf_counter() - started

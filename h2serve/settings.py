@@ -543,6 +543,17 @@ SETTINGS: tuple[Setting, ...] = (
         _to_int, default=1000, validate=_at_least(1),
     ),
     Setting(
+        "max_unused_connections_per_peer", ("--max-unused-connections-per-peer",), S_WORKERS,
+        "int", "INT",
+        "Most connections one client address may hold open on a worker after the TLS handshake "
+        "without having sent a request (0 = no cap). Past it, that address's oldest unused "
+        "connection that has been silent a second is closed (HTTP/2: GOAWAY NO_ERROR), so one "
+        "address cannot fill the worker with held handshakes (about 24 KiB each, 14 KiB of it "
+        "OpenSSL's). A browser pre-connects at most a few connections and uses them within "
+        "seconds; proxies send a request on each connection they open.",
+        _to_int, default=256, validate=_at_least(0),
+    ),
+    Setting(
         "max_requests", ("--max-requests",), S_WORKERS, "int", "INT",
         "Restart a worker gracefully after it has served this many requests (0 = never). "
         "A blunt but effective cure for an application that leaks memory.",

@@ -43,11 +43,13 @@ ACCEPT_BATCH = 64        # connections accepted per listener per wake-up at leas
 LOAD_SLACK_DIVISOR = 16  # a worker takes a connection while it holds <= least + least/16
 SURGE_QUEUE = 32         # with more than this waiting to be accepted, no worker yields
 SQUEEZED_OUT_S = 10.0    # an address that had a response cut past its share is watched this long
+UNUSED_GRACE_S = 1.0     # an unused connection past its address's cap is closed after this
 EVICT_TRIES = 8          # idle connections tried per accept at worker_connections
 BACKLOG_PASS_PAUSE_S = 0.01
 LINGER_S = 2.0           # a closing connection's unread input is drained this long
 TRIM_DROP = 256          # connections gone since the peak before memory is given back
 TRIM_INTERVAL_S = 10.0   # ... at most this often
+CHURN_TRIM_INTERVAL_S = 1.0   # ... or, while connections are pushed out, this often
 TRIM_SETTLE_S = 0.5      # ... once the count has not changed for this long
 GAUGE_INTERVAL_S = 0.5   # how often the poller publishes the worker's gauges
 WORKER_BOOT_ERROR = 3
@@ -223,12 +225,18 @@ class Worker:
         # Poller-owned state: touched only on the poller thread.
         self.connections: set[Connection] = set()
         self.eviction_logged_at = -60.0
+        self.unused_logged_at = -60.0
         # Plain HTTP on a TLS listener: refused since the last warning, and when that
         # was (updated by the pool threads doing setup; a lost update only miscounts).
         self.plain_http_refused = 0
         self.plain_http_warned_at = -3600.0
         self.connections_peak = 0      # most connections since memory was last given back
         self.trim_due = 0.0
+        # Connections closed to make room (worker_connections, unused per address)
+        # since memory was last given back: a churning crowd never lets the
+        # count settle, so these trigger it as well.
+        self.pushed_out = 0
+        self.churn_trim_due = 0.0
         self.connections_seen, self.connections_seen_at = 0, 0.0
         # Per client address, guarded by blocked_lock: pool threads now waiting on
         # that client (at most blocked_cap wait long: StreamScheduler.squeeze,
@@ -241,6 +249,11 @@ class Worker:
         # When an address last had an HTTP/1.1 response cut for waiting past its
         # share (set by pool threads, pruned by the poller): see over_share.
         self.squeezed_out: dict[str, float] = {}
+        # Poller: handshaken connections that have not started a request yet, by
+        # address, oldest first (conn -> when noted); addresses past
+        # max_unused_connections_per_peer are in unused_over, shed each tick.
+        self.unused_by_peer: dict[str, dict[Connection, float]] = {}
+        self.unused_over: set[str] = set()
         self.waiting: dict[Connection, float] = {}   # conn -> deadline, waiting for readable
         # HTTP/1.1 connections whose next request waits for its address's share
         # (HTTP1Driver._may_start): conn -> deadline. Not read meanwhile; retried each tick.
@@ -475,6 +488,9 @@ class Worker:
         if conn.closed:
             return
         conn.closed = True
+        unused = self.unused_by_peer.get(conn.peer_key)
+        if unused is not None and unused.pop(conn, None) is not None and not unused:
+            del self.unused_by_peer[conn.peer_key]
         self._unregister(conn)
         self.waiting.pop(conn, None)
         self.share_waiting.pop(conn, None)
@@ -561,7 +577,62 @@ class Worker:
         idle = [c for c in self.h2_connections if c.driver is not None and c.driver.is_idle()]
         return waits, idle
 
+    def note_unused(self, conn: Connection) -> None:
+        """Poller (call_soon from the handshake thread): conn has a protocol and
+        no request yet; count it against its address's unused connections."""
+        cap = self.cfg.max_unused_connections_per_peer
+        if not cap or conn.closed or conn.used:
+            return
+        unused = self.unused_by_peer.setdefault(conn.peer_key, {})
+        unused[conn] = time.monotonic()
+        if len(unused) > cap:
+            self.unused_over.add(conn.peer_key)
+
+    def _shed_unused(self, now: float) -> None:
+        """Poller, each tick: close the oldest unused connections of each address
+        past max_unused_connections_per_peer, once they have been silent
+        UNUSED_GRACE_S (a connection's first request is usually in the same
+        flight as its handshake's end)."""
+        cap = self.cfg.max_unused_connections_per_peer
+        for peer in list(self.unused_over):
+            unused = self.unused_by_peer.get(peer, {})
+            for conn in [c for c in unused if c.used]:
+                del unused[conn]
+            excess = len(unused) - cap
+            for conn, noted in list(unused.items()):
+                if excess <= 0 or now - noted < UNUSED_GRACE_S:
+                    break
+                if self._close_unused(conn):
+                    excess -= 1
+                    self._note_unused_shed(peer)
+            if len(unused) <= cap:
+                self.unused_over.discard(peer)
+
+    def _close_unused(self, conn: Connection) -> bool:
+        """Close one unused connection if it is idle in the poller (not being
+        read or served by a pool thread right now); True if it was closed."""
+        if conn.stage == "h2":
+            if conn not in self.h2_connections or not conn.driver.is_idle():
+                return False
+            conn.driver.close_idle()
+            self.release(conn)
+            return True
+        if conn not in self.waiting:
+            return False
+        self._close_idle(conn)
+        return conn.closed
+
+    def _note_unused_shed(self, peer: str) -> None:
+        self.pushed_out += 1
+        now = time.monotonic()
+        if now >= self.unused_logged_at + 60:
+            self.unused_logged_at = now
+            log.warning("%s holds more than %d connections without a request "
+                        "(max_unused_connections_per_peer): closing its oldest",
+                        peer or "unix", self.cfg.max_unused_connections_per_peer)
+
     def _note_eviction(self) -> None:
+        self.pushed_out += 1
         now = time.monotonic()
         if now >= self.eviction_logged_at + 60:
             self.eviction_logged_at = now
@@ -707,6 +778,8 @@ class Worker:
         if self.share_waiting:
             self._retry_shares(now)
         self._maybe_give_back_memory(now)
+        if self.unused_over:
+            self._shed_unused(now)
         if self.squeezed_out:
             for peer, at in list(self.squeezed_out.items()):
                 if now - at >= SQUEEZED_OUT_S:
@@ -720,11 +793,19 @@ class Worker:
             self.connections_seen, self.connections_seen_at = count, now
         if count > self.connections_peak:
             self.connections_peak = count
-        elif (self.connections_peak - count >= TRIM_DROP and now >= self.trim_due
-              and now - self.connections_seen_at >= TRIM_SETTLE_S):
+        crowd_left = (self.connections_peak - count >= TRIM_DROP
+                      and now - self.connections_seen_at >= TRIM_SETTLE_S)
+        if crowd_left and now >= self.trim_due:
             self.connections_peak = count
+            self.pushed_out = 0
             self.trim_due = now + TRIM_INTERVAL_S
             give_back_memory()
+        elif self.pushed_out >= TRIM_DROP and now >= self.churn_trim_due:
+            # Still under attack: only the allocator's free pages, often (no
+            # full collection, whose pause grows with the application's heap).
+            self.pushed_out = 0
+            self.churn_trim_due = now + CHURN_TRIM_INTERVAL_S
+            give_back_memory(collect=False)
 
     def _on_linger_readable(self, conn: Connection) -> None:
         try:

@@ -85,7 +85,7 @@ class Connection:
     """An accepted socket and the stage it is in: new, handshake, h1 or h2."""
 
     __slots__ = (
-        "worker", "sock", "peer", "peer_label", "closed", "lingering", "driver", "stage",
+        "worker", "sock", "peer", "peer_label", "closed", "lingering", "used", "driver", "stage",
         "peer_key", "deadline", "idle_keepalive", "wait_reason", "alpn", "buffered", "__weakref__",
     )
 
@@ -102,6 +102,9 @@ class Connection:
         self.stage = "new"
         self.deadline = 0.0
         self.idle_keepalive = False
+        # A request has started on it (set by the driver, any thread): until then
+        # it counts against max_unused_connections_per_peer.
+        self.used = False
         self.wait_reason = "no data before client_data_timeout"
         self.alpn = "http/1.1"
         self.buffered = b""
@@ -291,6 +294,7 @@ class Connection:
             self.alpn = "h2" if worker.ssl_context is not None else "h2c"
             self.stage = "h2"
             self.driver = HTTP2Driver(self)
+            worker.call_soon(worker.note_unused, self)
             self.driver.start(initial)
             return
         if not cfg.h1_enabled:
@@ -311,4 +315,5 @@ class Connection:
         self.alpn = "http/1.1"
         self.stage = "h1"
         self.driver = HTTP1Driver(self, initial)
+        worker.call_soon(worker.note_unused, self)
         self.driver.serve()

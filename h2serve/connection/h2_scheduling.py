@@ -25,7 +25,6 @@ The rules (docs/security.md):
 from __future__ import annotations
 
 import contextlib
-from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
@@ -51,7 +50,7 @@ class StreamScheduler:
         self.worker = worker
         self.peer_key = peer_key
         self.blocked_cap: int = worker.blocked_cap
-        self.ready: deque[Any] = deque()   # streams waiting for a share of the pool
+        self.ready: list[Any] = []   # streams waiting for a share of the pool (at most max_concurrent_streams)
         self.in_pool = 0                    # streams handed to the pool, not finished
         self.blocked = 0                    # of those, threads now waiting on the client
 
@@ -84,7 +83,7 @@ class StreamScheduler:
                 if arriving >= self.blocked_cap:
                     break
                 arriving += 1
-            stream = ready.popleft()
+            stream = ready.pop(0)
             stream.in_pool = True
             self.in_pool += 1
             started += 1

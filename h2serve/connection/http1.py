@@ -392,6 +392,7 @@ class HTTP1Driver:
         """Run one request; True when the connection stays open for the next."""
         conn, worker, cfg = self.conn, self.conn.worker, self.cfg
         conn.idle_keepalive = False
+        conn.used = True
         self.head_deadline = 0.0
         self.requests_served += 1
         if (cfg.plaintext and cfg.h2_enabled and cfg.http2_cleartext in ("upgrade", "both")

@@ -181,7 +181,9 @@ class HTTP2Driver:
         # Small complete responses whose app thread moved on: the poller frames
         # them (send_complete), so a pool thread never waits for the lock or
         # spends its time in h2 between one view and the next.
-        self.handoffs: deque[tuple[H2Stream, list[tuple[bytes, bytes]], bytes]] = deque()
+        # (Lists, not deques: they stay short, and an empty deque costs 760 bytes
+        # on every idle connection.)
+        self.handoffs: list[tuple[H2Stream, list[tuple[bytes, bytes]], bytes]] = []
         self.handoff_scheduled = False
         self.prebuffer = min(cfg.body_prebuffer, cfg.http2_initial_window_size)
         self.outbuf = bytearray()
@@ -189,7 +191,7 @@ class HTTP2Driver:
         # Replies to the client's own frames (ACKs, resets, window updates) still
         # in outbuf, as (end offset in the sent_total count, size): a client that
         # floods without reading is cut off at http2_max_control_backlog bytes.
-        self.control_marks: deque[tuple[int, int]] = deque()
+        self.control_marks: list[tuple[int, int]] = []
         self.control_backlog = 0
         self.more_to_read = False     # frames wait for this connection's next turn (on_tick)
         self.stream_errors = 0        # stream-level protocol errors so far (logged: the first few)
@@ -203,13 +205,25 @@ class HTTP2Driver:
         self.final_goaway_at = 0.0    # a graceful close is under way: its second GOAWAY is due then
         self.close_by = 0.0           # closing once the output is written, at the latest then
         self.last_activity = time.monotonic()
-        tls = isinstance(conn.sock, ssl.SSLSocket)
-        self.base_environ = connection_environ(
-            server_addr=conn.sock.getsockname(), peer_addr=conn.peer,
-            url_scheme="https" if tls else "http", alpn=conn.alpn,
-            multiprocess=worker.multiprocess, errors=sys.stderr)
-        if tls:
-            self.base_environ.update(conn.tls_environ())
+        # Built for the first request: a connection that never makes one (a
+        # pre-connect, an idle crowd) does not pay for it.
+        self._base_environ: dict[str, Any] | None = None
+
+    def base_environ(self) -> dict[str, Any]:
+        """App thread: the environ keys every request of this connection shares
+        (two threads may build it at once; both get the same contents)."""
+        environ = self._base_environ
+        if environ is None:
+            conn = self.conn
+            tls = isinstance(conn.sock, ssl.SSLSocket)
+            environ = connection_environ(
+                server_addr=conn.sock.getsockname(), peer_addr=conn.peer,
+                url_scheme="https" if tls else "http", alpn=conn.alpn,
+                multiprocess=self.worker.multiprocess, errors=sys.stderr)
+            if tls:
+                environ.update(conn.tls_environ())
+            self._base_environ = environ
+        return environ
 
     # --- start and stop --------------------------------------------------------------
 
@@ -269,6 +283,7 @@ class HTTP2Driver:
     def mark_dead(self) -> None:
         with self.cond:
             self.dead = True
+            self.proto.dispose()
             self.cond.notify_all()
 
     def start_goaway(self) -> None:
@@ -406,7 +421,7 @@ class HTTP2Driver:
         will likely never read) and the caller closes the connection."""
         marks = self.control_marks
         while marks and marks[0][0] <= self.sent_total:
-            self.control_backlog -= marks.popleft()[1]
+            self.control_backlog -= marks.pop(0)[1]
         cap = self.cfg.http2_max_control_backlog
         if not cap or self.control_backlog <= cap:
             return False
@@ -465,6 +480,7 @@ class HTTP2Driver:
             if kind in _REQUEST_EVENTS:
                 active = True
             if kind is RequestReceived:
+                self.conn.used = True
                 stream = H2Stream(self, event)
                 streams[event.stream_id] = stream
                 if event.end_stream or not self.prebuffer:
@@ -629,7 +645,7 @@ class HTTP2Driver:
         if stream.reset or self.dead:
             self._finish(stream)
             return
-        serve_request(worker.app, stream, stream.request, self.base_environ, worker.forwarded,
+        serve_request(worker.app, stream, stream.request, self.base_environ(), worker.forwarded,
                       worker.access_log)
         worker.request_done()
         if not stream.done and not stream.handed_off:
@@ -848,7 +864,7 @@ class HTTP2Driver:
                     self._flush_locked()
                     if self.wants_write:
                         break
-                stream, head, body = handoffs.popleft()
+                stream, head, body = handoffs.pop(0)
                 close_now = self._frame_handoff_locked(stream, head, body) or close_now
             self._flush_locked()
         if close_now:

@@ -94,6 +94,7 @@ from .events import (
     StreamReset,
     WindowUpdated,
 )
+from .h2_internals import CompactSettings, break_reference_cycle, use_compact_settings
 from .hpack_cache import CachingDecoder, CachingEncoder
 from .http2_fields import (
     RequestFields,
@@ -689,7 +690,8 @@ class HTTP2Protocol:
         # abusive) block can still get a clean 431 instead of a dead connection.
         decode_limit = max(2 * limits.max_header_list_size, 16384)
         self._conn = _ServerConnection(config, decode_limit)
-        self._conn.local_settings = h2.settings.Settings(
+        use_compact_settings(self._conn)
+        self._conn.local_settings = CompactSettings(
             client=False,
             initial_values={
                 SettingCodes.MAX_CONCURRENT_STREAMS: limits.max_concurrent_streams,
@@ -776,6 +778,12 @@ class HTTP2Protocol:
             self._conn.increment_flow_control_window(extra)
 
     # -- inbound ------------------------------------------------------------
+
+    def dispose(self) -> None:
+        """The connection is gone: receive nothing more, and free h2's state now
+        rather than at the next full garbage collection."""
+        self._terminated = True
+        break_reference_cycle(self._conn)
 
     def receive(self, data: bytes, until: float | None = None) -> list:
         """Feed received bytes; return the events they complete.
