@@ -21,13 +21,14 @@ import tempfile
 import time
 from typing import Any
 
-from h2serve import metrics
+from h2serve import hooks, metrics
 from h2serve.loadshare import LoadTable
 
 log = logging.getLogger("h2serve.error")
 
 HANDLED_SIGNALS = ("HUP", "QUIT", "INT", "TERM", "TTIN", "TTOU", "USR1", "USR2", "WINCH")
 WORKER_BOOT_ERROR = 3
+APP_LOAD_ERROR = 4        # a worker could not import the application (it printed why)
 RETIRING_MODE = 0o2       # see h2serve.worker.Heartbeat
 HALT_ON_BOOT_ERRORS = 5   # consecutive boot failures with no healthy worker: give up
 ABORT_GRACE_S = 0.3       # a hung worker gets this long to dump its stacks before SIGKILL
@@ -38,7 +39,7 @@ class WorkerRecord:
     """What the master knows of one child: pid, heartbeat file, age."""
 
     __slots__ = ("pid", "heartbeat", "age", "retiring", "generation", "load_slot", "metrics_slot",
-                 "_born_mode", "_booted")
+                 "view", "_born_mode", "_booted")
 
     def __init__(self, pid: int, heartbeat: Any, age: int, generation: int) -> None:
         self.pid = pid
@@ -47,6 +48,7 @@ class WorkerRecord:
         self.retiring = False
         self.generation = generation
         self.metrics_slot: int | None = None
+        self.view: hooks.WorkerView | None = None   # what hooks get as `worker`
         self._born_mode = self._mode()
         self._booted = False
 
@@ -105,6 +107,26 @@ class Arbiter:
         self.statsd_due = 0.0
         self.serving_dev_cert = False
         self.preloaded_app: Any = None   # preload_app: imported here once, before fork
+        self.log = log   # for hook code: server.log.info(...)
+        # A worker has imported the app and served (or the master preloaded it):
+        # from then on a worker that cannot import it is a boot failure, not a stop.
+        self.app_loaded = cfg.preload_app
+
+    # --- what server hooks see (h2serve.hooks) -------------------------------------
+
+    @property
+    def proc_name(self) -> str:
+        return self.cfg.proc_name or "h2serve"
+
+    @property
+    def WORKERS(self) -> dict[int, hooks.WorkerView]:  # noqa: N802 - gunicorn's name
+        """The live workers, by pid, as hooks see them."""
+        return {pid: record.view for pid, record in self.workers.items()}
+
+    def _set_num_workers(self, wanted: int) -> None:
+        old, self.num_workers = self.num_workers, wanted
+        if wanted != old:
+            hooks.call(self.cfg, "nworkers_changed", self, wanted, old)
 
     # --- setup -----------------------------------------------------------------
 
@@ -121,10 +143,7 @@ class Arbiter:
             log.info("No --certfile given: serving the development certificate %s", dev.cert)
             log.info("Trust its CA to connect: curl --cacert %s https://localhost:PORT/", dev.ca_cert)
             self.serving_dev_cert = True
-        from h2serve.transport.tls import build_server_context
-
-        build_server_context(cfg.certfile, cfg.keyfile, alpn_protocols=cfg.alpn_protocols,
-                             ca_certs=cfg.ca_certs, cert_reqs=cfg.cert_reqs, ciphers=cfg.ciphers)
+        hooks.server_tls_context(cfg)
 
     def _open_listeners(self) -> None:
         from h2serve.transport.listeners import create_listeners, describe, reuse_port_holder
@@ -265,6 +284,11 @@ class Arbiter:
         if self.cfg.chdir:
             os.chdir(self.cfg.chdir)
         try:
+            hooks.call(self.cfg, "on_starting", self)
+        except hooks.HookError as exc:
+            print(f"h2serve: error: {exc}", file=sys.stderr)
+            return 1
+        try:
             self._prepare_tls()
             self._open_listeners()
             self._write_pidfile()
@@ -292,6 +316,7 @@ class Arbiter:
         log.info("Starting h2serve (%d workers x %d threads, %s)", self.num_workers,
                  self.cfg.threads, "plaintext" if self.cfg.plaintext else "TLS")
         try:
+            hooks.call(self.cfg, "when_ready", self)
             self._spawn_missing()
             while True:
                 self._reap()
@@ -313,7 +338,13 @@ class Arbiter:
                 self._sleep(1.0)
         except KeyboardInterrupt:
             self._stop(graceful=False)
+        except hooks.HookError as exc:
+            # As in gunicorn, a master hook that raises stops the server.
+            log.error("Stopping: %s", exc)
+            self.exit_code = 1
+            self._stop(graceful=False)
         finally:
+            hooks.call_logged(self.cfg, "on_exit", self)
             self._remove_pidfile()
             self._unlink_unix()
             if self.source_watcher is not None:
@@ -354,11 +385,11 @@ class Arbiter:
             log.info("Handling signal: HUP (reloading)")
             self._request_reload()
         elif signum == signal.SIGTTIN:
-            self.num_workers += 1
+            self._set_num_workers(self.num_workers + 1)
             log.info("Handling signal: TTIN, workers: %d", self.num_workers)
         elif signum == signal.SIGTTOU:
             if self.num_workers > 1:
-                self.num_workers -= 1
+                self._set_num_workers(self.num_workers - 1)
             log.info("Handling signal: TTOU, workers: %d", self.num_workers)
         elif signum == signal.SIGUSR1:
             from h2serve.logs import reopen_logs
@@ -388,11 +419,19 @@ class Arbiter:
         from h2serve.process import hand_over
 
         hand_over(heartbeat.fileno(), self.cfg)   # the worker beats by changing its mode
+        view = hooks.WorkerView(self.cfg, self.worker_age, self.pid)
+        try:
+            hooks.call(self.cfg, "pre_fork", self, view)
+        except hooks.HookError:
+            heartbeat.close()
+            raise
         load_slot = self.load_table.take_slot() if self.load_table is not None else None
         metrics_slot = self.metrics_table.take_slot()
         pid = os.fork()
         if pid:
+            view.pid = pid
             record = WorkerRecord(pid, heartbeat, self.worker_age, self.generation)
+            record.view = view
             record.load_slot = load_slot
             record.metrics_slot = metrics_slot
             self.workers[pid] = record
@@ -408,7 +447,8 @@ class Arbiter:
                 other.heartbeat.close()
             if self.metrics_server is not None:
                 self.metrics_server.close()
-            code = self._worker_main(heartbeat, load_slot, metrics_slot)
+            view.pid = os.getpid()
+            code = self._worker_main(heartbeat, load_slot, metrics_slot, view)
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else 1
         except BaseException:
@@ -416,12 +456,14 @@ class Arbiter:
             code = 1
         finally:
             try:
+                hooks.call_logged(self.cfg, "worker_exit", self, view)
                 sys.stdout.flush()
                 sys.stderr.flush()
             finally:
                 os._exit(code)
 
-    def _worker_main(self, heartbeat: Any, load_slot: int | None, metrics_slot: int | None) -> int:
+    def _worker_main(self, heartbeat: Any, load_slot: int | None, metrics_slot: int | None,
+                     view: hooks.WorkerView) -> int:
         from h2serve.worker import Worker
 
         listeners = self.listeners
@@ -442,18 +484,16 @@ class Arbiter:
         from h2serve.process import ProcessSetupError, switch_user, wants_switch
 
         try:
+            # As in gunicorn: before the user switch (so as root, if started so) and
+            # before the app is imported.
+            hooks.call(self.cfg, "post_fork", self, view)
             if wants_switch(self.cfg) and not self.cfg.plaintext:
                 # Read the key while still privileged: it is often readable by root only.
-                from h2serve.transport.tls import build_server_context
-
-                cfg = self.cfg
-                ssl_context = build_server_context(
-                    cfg.certfile, cfg.keyfile, alpn_protocols=cfg.alpn_protocols,
-                    ca_certs=cfg.ca_certs, cert_reqs=cfg.cert_reqs, ciphers=cfg.ciphers)
+                ssl_context = hooks.server_tls_context(self.cfg)
             if wants_switch(self.cfg):
                 _import_serving_modules()
             switch_user(self.cfg)   # bound already; the app is not imported yet
-        except (ProcessSetupError, OSError, ValueError) as exc:
+        except (ProcessSetupError, OSError, ValueError, hooks.HookError) as exc:
             print(f"h2serve: worker failed to boot: {exc}", file=sys.stderr)
             return WORKER_BOOT_ERROR
         app = self.preloaded_app
@@ -464,16 +504,18 @@ class Arbiter:
             try:
                 app = load_app(self.cfg.app_uri, self.cfg.chdir)
             except Exception as exc:
-                print(f"h2serve: worker failed to boot: {exc}", file=sys.stderr)
-                return WORKER_BOOT_ERROR
+                print(f"h2serve: error: {exc}", file=sys.stderr)
+                return APP_LOAD_ERROR
             self.source_watcher.report_imports(self.cfg.chdir, self.cfg.app_uri)
-        worker = Worker(self.cfg, listeners, app=app, ssl_context=ssl_context,
+        worker = Worker(self.cfg, listeners, app=app, ssl_context=ssl_context, hook_view=view,
                         heartbeat_fd=heartbeat.fileno(), ppid=self.pid,
                         load=(self.load_table, load_slot) if load_slot is not None else None,
                         metrics_slot=(self.metrics_table, metrics_slot) if metrics_slot is not None else None)
         return worker.run()
 
     def _reap(self) -> None:
+        if not self.app_loaded:
+            self.app_loaded = any(record.booted for record in self.workers.values())
         while True:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
@@ -489,7 +531,13 @@ class Arbiter:
                 self.load_table.free_slot(record.load_slot)
             self.metrics_table.release_slot(record.metrics_slot)   # its counts are kept
             code = os.waitstatus_to_exitcode(status)
-            if code == WORKER_BOOT_ERROR:
+            if code == APP_LOAD_ERROR and not self.app_loaded:
+                # The first workers cannot import the app: nothing will ever serve.
+                # (After a reload, the workers still running keep serving instead.)
+                log.error("App failed to load: stopping")
+                self.exit_code = 2
+                self._stop(graceful=False)
+            elif code in (WORKER_BOOT_ERROR, APP_LOAD_ERROR):
                 self.boot_failures += 1
                 log.error("Worker %d failed to boot", pid)
                 if self.boot_failures >= HALT_ON_BOOT_ERRORS and not self.workers:
@@ -503,6 +551,10 @@ class Arbiter:
             else:
                 self.boot_failures = 0
                 log.info("Worker exiting (pid: %d)", pid)
+            if self.stopping:   # already stopping: a failing hook changes nothing more
+                hooks.call_logged(self.cfg, "child_exit", self, record.view)
+            else:
+                hooks.call(self.cfg, "child_exit", self, record.view)
 
     def _murder_hung(self) -> None:
         timeout = self.cfg.timeout
@@ -517,6 +569,8 @@ class Arbiter:
                 log.error("Asking worker (pid:%d) for its threads' stacks (SIGUSR2) before killing it",
                           record.pid)
                 self._kill(record.pid, signal.SIGUSR2)
+                time.sleep(ABORT_GRACE_S)
+                self._kill(record.pid, signal.SIGABRT)   # worker_abort, as gunicorn sends it
                 time.sleep(ABORT_GRACE_S)
                 self._kill(record.pid, signal.SIGKILL)
 
@@ -578,7 +632,8 @@ class Arbiter:
 
         setup_logging(self.cfg)
         self._start_metrics()
-        self.num_workers = self.cfg.workers
+        hooks.call(self.cfg, "on_reload", self)
+        self._set_num_workers(self.cfg.workers)
         self.generation += 1
         for _ in range(self.num_workers):
             self._spawn()

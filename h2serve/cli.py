@@ -101,8 +101,10 @@ def _serve(args: list[str]) -> int:
 
     from h2serve.app import check_app_in_child
 
-    # The check child imports the app as the workers will: as --user, if given.
-    if not cfg.preload_app or cfg.check_config:   # with preload_app the master imports it once
+    # --check-config imports the app in a child as the workers would: as --user,
+    # if given. A plain start imports it once per worker (or once in the master
+    # with preload_app), and stops with the import error if no worker can.
+    if cfg.check_config:
         problem = check_app_in_child(cfg.app_uri, cfg.chdir, before_import=lambda: switch_user(cfg))
         if problem:
             return _error(problem)

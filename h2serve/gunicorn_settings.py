@@ -76,22 +76,22 @@ GUNICORN_SETTINGS: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ('default_proc_name', (), REFUSED),
     ('pythonpath', ('--pythonpath',), IMPLEMENTED),
     ('paste', ('--paste', '--paster'), REFUSED),
-    ('on_starting', (), REFUSED),
-    ('on_reload', (), REFUSED),
-    ('when_ready', (), REFUSED),
-    ('pre_fork', (), REFUSED),
-    ('post_fork', (), REFUSED),
-    ('post_worker_init', (), REFUSED),
-    ('worker_int', (), REFUSED),
-    ('worker_abort', (), REFUSED),
+    ('on_starting', (), IMPLEMENTED),
+    ('on_reload', (), IMPLEMENTED),
+    ('when_ready', (), IMPLEMENTED),
+    ('pre_fork', (), IMPLEMENTED),
+    ('post_fork', (), IMPLEMENTED),
+    ('post_worker_init', (), IMPLEMENTED),
+    ('worker_int', (), IMPLEMENTED),
+    ('worker_abort', (), IMPLEMENTED),
     ('pre_exec', (), REFUSED),
-    ('pre_request', (), REFUSED),
-    ('post_request', (), REFUSED),
-    ('child_exit', (), REFUSED),
-    ('worker_exit', (), REFUSED),
-    ('nworkers_changed', (), REFUSED),
-    ('on_exit', (), REFUSED),
-    ('ssl_context', (), REFUSED),
+    ('pre_request', (), IMPLEMENTED),
+    ('post_request', (), IMPLEMENTED),
+    ('child_exit', (), IMPLEMENTED),
+    ('worker_exit', (), IMPLEMENTED),
+    ('nworkers_changed', (), IMPLEMENTED),
+    ('on_exit', (), IMPLEMENTED),
+    ('ssl_context', (), IMPLEMENTED),
     ('proxy_protocol', ('--proxy-protocol',), IMPLEMENTED),
     ('proxy_allow_ips', ('--proxy-allow-from',), IMPLEMENTED),
     ('protocol', ('--protocol',), REFUSED),
@@ -138,7 +138,6 @@ GUNICORN_SETTINGS: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ('control_socket_disable', ('--no-control-socket',), REFUSED),
 )
 
-_HOOK = "server hooks are not called; per-request logic belongs in WSGI middleware"
 _NO_DAEMON = "there is no daemon mode; run under systemd, a container runtime or another supervisor"
 _SYSLOG = "there is no syslog handler; log to standard error and let journald or the container runtime collect it"
 _LOGCONF = ("logs go through the standard loggers `h2serve.error` and `h2serve.access`; "
@@ -183,16 +182,9 @@ REFUSED_REASONS: dict[str, str] = {
     "permit_obsolete_folding": _STRICT_HTTP,
     "header_map": ("header names with an underscore are always dropped "
                    "(gunicorn's `drop`), so they cannot pose as dashed names"),
-    **{hook: _HOOK for hook in (
-        "on_starting", "on_reload", "when_ready", "pre_fork", "post_fork", "post_worker_init",
-        "worker_int", "worker_abort", "pre_request", "post_request", "child_exit",
-        "worker_exit", "nworkers_changed", "on_exit",
-    )},
     "pre_exec": ("h2serve never re-executes its master (there is no USR2 binary upgrade), so "
                  "there is no moment to call it; under systemd, socket activation plus a "
                  "restart upgrades without refusing connections"),
-    "ssl_context": ("the TLS context is built from the TLS settings; it cannot be replaced "
-                    "by a hook"),
     "enable_backlog_metric": ("the accept queue is not sent to StatsD; `ss -lnt` shows it, and "
                               "workers already read it to share a surge (docs/metrics.md)"),
     "protocol": ("only HTTP is spoken (HTTP/1.1 and HTTP/2); for uwsgi, put nginx's "

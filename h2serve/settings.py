@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from h2serve.gunicorn_settings import GUNICORN_SETTINGS, REFUSED, REFUSED_REASONS
+from h2serve.hooks import HOOKS, to_hook
 
 ENV_CMD_ARGS = "H2SERVE_CMD_ARGS"
 GUNICORN_ENV_CMD_ARGS = "GUNICORN_CMD_ARGS"
@@ -456,9 +457,10 @@ S_LIMITS = "Request limits"
 S_PROXY = "Proxies"
 S_LOGGING = "Logging"
 S_PROCESS = "Process"
+S_HOOKS = "Server hooks"
 SECTIONS = (
     S_CONFIG, S_SOCKET, S_WORKERS, S_TIMEOUTS, S_TLS, S_PROTOCOLS,
-    S_LIMITS, S_PROXY, S_LOGGING, S_PROCESS,
+    S_LIMITS, S_PROXY, S_LOGGING, S_PROCESS, S_HOOKS,
 )
 
 _opt_str = _optional(_to_str)
@@ -1017,6 +1019,15 @@ SETTINGS: tuple[Setting, ...] = (
         "Send the application's standard output and error (print, stray tracebacks) to "
         "--error-logfile; only when that is a file, not `-`.",
         _to_bool, default=False, kind="bool",
+    ),
+    *(
+        Setting(
+            name, (), S_HOOKS, "callable", "CALLABLE",
+            f"gunicorn's {name} hook, called by the {where}; config file only (a function, "
+            f"or its dotted path). See docs/gunicorn.md, \"Server hooks\".",
+            to_hook(name), default=None,
+        )
+        for name, (_arity, where) in HOOKS.items() if name != "pre_exec"
     ),
 )
 

@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from h2serve import metrics
+from h2serve import hooks, metrics
 from h2serve.allocator import give_back_memory
 from h2serve.connection.base import Connection
 from h2serve.loadshare import LoadTable
@@ -53,6 +53,7 @@ CHURN_TRIM_INTERVAL_S = 1.0   # ... or, while connections are pushed out, this o
 TRIM_SETTLE_S = 0.5      # ... once the count has not changed for this long
 GAUGE_INTERVAL_S = 0.5   # how often the poller publishes the worker's gauges
 WORKER_BOOT_ERROR = 3
+APP_LOAD_ERROR = 4   # the arbiter stops at start, when no worker ever loaded the app
 
 _WAKE = object()
 
@@ -200,8 +201,15 @@ class Worker:
     def __init__(self, cfg: Any, listeners: list[socket.socket], *, app: Callable | None = None,
                  ssl_context: ssl.SSLContext | None = None, heartbeat_fd: int | None = None,
                  ppid: int | None = None, load: tuple[LoadTable, int] | None = None,
-                 metrics_slot: tuple[metrics.MetricsTable, int] | None = None) -> None:
+                 metrics_slot: tuple[metrics.MetricsTable, int] | None = None,
+                 hook_view: hooks.WorkerView | None = None) -> None:
         self.cfg = cfg
+        # What server hooks get as `worker` (h2serve.hooks); pre_request and
+        # post_request, when set, run around every request.
+        self.hook_view = hook_view or hooks.WorkerView(cfg, 0, ppid or os.getppid())
+        self.hook_view.attach(self)
+        self.request_hooks = hooks.RequestHooks.for_worker(cfg, self.hook_view)
+        self.requests_served = 0
         self.listeners = listeners
         self.app = app
         self.ssl_context = ssl_context
@@ -293,8 +301,9 @@ class Worker:
     def _install_signals(self) -> None:
         signal.signal(signal.SIGTERM, lambda *_: self.call_soon(self.begin_shutdown, "SIGTERM"))
         # INT is graceful like TERM: Ctrl-C reaches every process of the group.
-        signal.signal(signal.SIGINT, lambda *_: self.call_soon(self.begin_shutdown, "SIGINT"))
+        signal.signal(signal.SIGINT, lambda *_: self.call_soon(self._interrupted))
         signal.signal(signal.SIGQUIT, lambda *_: self._quit())
+        signal.signal(signal.SIGABRT, lambda *_: self._abort())
         signal.signal(signal.SIGUSR1, lambda *_: self.call_soon(self._reopen_logs))
         signal.signal(signal.SIGHUP, signal.SIG_IGN)     # the arbiter handles reloads
         signal.signal(signal.SIGTTIN, signal.SIG_IGN)
@@ -302,9 +311,23 @@ class Worker:
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
 
+    def _interrupted(self) -> None:
+        """Poller: SIGINT is a graceful stop, after gunicorn's worker_int hook."""
+        hooks.call_logged(self.cfg, "worker_int", self.hook_view)
+        self.begin_shutdown("SIGINT")
+
     def _quit(self) -> None:
+        """Main thread, in the SIGQUIT handler: stop at once."""
         self.fast_exit = True
         self.running = False
+        hooks.call_logged(self.cfg, "worker_int", self.hook_view)
+
+    def _abort(self) -> None:
+        """Main thread, in the SIGABRT handler (the master sends it to a worker
+        past --timeout, after SIGUSR2 for its stacks): worker_abort, then exit."""
+        self.running = False
+        hooks.call_logged(self.cfg, "worker_abort", self.hook_view)
+        raise SystemExit(1)
 
     def _reopen_logs(self) -> None:
         from h2serve.logs import reopen_logs
@@ -395,8 +418,9 @@ class Worker:
     # --- requests served ---------------------------------------------------------
 
     def request_done(self) -> None:
-        """Counts requests for max_requests; called from pool threads."""
-        if self.max_requests and next(self._served) == self.max_requests:
+        """Counts requests (for max_requests, and worker.nr in hooks); pool threads."""
+        served = self.requests_served = next(self._served)
+        if served == self.max_requests:
             self.call_soon(self.begin_shutdown, f"max_requests ({self.max_requests}) reached",
                            True)
 
@@ -889,17 +913,21 @@ class Worker:
         try:
             self.access_log = AccessLog(self.cfg)
             if self.app is None:
-                from h2serve.app import load_app
-                self.app = load_app(self.cfg.app_uri, self.cfg.chdir)
+                from h2serve.app import AppLoadError, load_app
+                try:
+                    self.app = load_app(self.cfg.app_uri, self.cfg.chdir)
+                except AppLoadError as exc:
+                    print(f"h2serve: error: {exc}", file=sys.stderr)
+                    return APP_LOAD_ERROR
             if not self.cfg.plaintext and self.ssl_context is None:
-                from h2serve.transport.tls import build_server_context
-                self.ssl_context = build_server_context(
-                    self.cfg.certfile, self.cfg.keyfile, alpn_protocols=self.cfg.alpn_protocols,
-                    ca_certs=self.cfg.ca_certs, cert_reqs=self.cfg.cert_reqs, ciphers=self.cfg.ciphers)
+                self.ssl_context = hooks.server_tls_context(self.cfg)
                 self.tls = True
+            self.hook_view.app = self.app
+            hooks.call(self.cfg, "post_worker_init", self.hook_view)
         except Exception as exc:  # the arbiter already vetted these; report and stop
             print(f"h2serve: worker failed to boot: {exc}", file=sys.stderr)
             return WORKER_BOOT_ERROR
+        self.hook_view.booted = True
         log.info("Booting worker with pid: %d", os.getpid())
         self._start_metrics()
         self.serve_forever()

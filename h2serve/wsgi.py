@@ -399,8 +399,10 @@ class Responder:
 
 def serve_request(app: Callable, exchange: Exchange, request: RequestReceived,
                   base_environ: dict[str, Any], forwarded: ForwardedPolicy | None,
-                  access_log: Any, gunicorn_aliases: bool = True) -> Responder:
-    """Run the app for one request. Never raises: app errors become a 500 or an abort."""
+                  access_log: Any, gunicorn_aliases: bool = True,
+                  hooks: Any = None) -> Responder:
+    """Run the app for one request. Never raises: app errors become a 500 or an abort.
+    hooks (h2serve.hooks.RequestHooks) runs pre_request and post_request around it."""
     start_wall = time.time()
     started = time.perf_counter()
     environ = build_environ(base_environ, request, exchange.protocol, forwarded)
@@ -415,7 +417,10 @@ def serve_request(app: Callable, exchange: Exchange, request: RequestReceived,
         priority = request.priority or {}
         environ["gunicorn.http2.priority_weight"] = priority.get("weight") or 16
         environ["gunicorn.http2.priority_depends_on"] = priority.get("depends_on") or 0
+    hook_request = None
     try:
+        if hooks is not None:
+            hook_request = hooks.before(request, environ)
         responder.run(app)
     except ClientDisconnected:
         log.debug("client went away during %s %s", request.method, request.target)
@@ -442,5 +447,7 @@ def serve_request(app: Callable, exchange: Exchange, request: RequestReceived,
                            time.perf_counter() - started)
         except Exception:
             log.exception("access log failed")
+    if hooks is not None:
+        hooks.after(hook_request, request, environ, responder)
     return responder
 

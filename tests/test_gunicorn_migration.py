@@ -1,6 +1,6 @@
 """A Django-style gunicorn.conf.py runs unchanged, found in the current directory
-with no -c, and every process-side setting in it takes effect. (Hooks leaving
-evidence are g-hooks' part of this deployment test.)"""
+with no -c, and every setting in it takes effect, its hooks included (each
+leaves evidence in a file)."""
 
 from __future__ import annotations
 
@@ -38,6 +38,33 @@ forwarded_allow_ips = "127.0.0.1"
 secure_scheme_headers = {"X-FORWARDED-PROTO": "https"}
 plaintext = True   # behind a proxy that terminates TLS
 {user_lines}
+
+
+open("hooks.txt", "a").close()
+os.chmod("hooks.txt", 0o666)   # worker_exit runs as the workers' user
+
+
+def _note(what):
+    with open("hooks.txt", "a") as record:
+        record.write(what + "\\n")
+
+
+def when_ready(server):
+    _note(f"when_ready {server.pid}")
+
+
+def post_fork(server, worker):
+    import random
+    random.seed()   # what real deployments do here: reseed, reconnect clients
+    _note(f"post_fork {worker.pid} uid={os.getuid()}")
+
+
+def worker_exit(server, worker):
+    _note(f"worker_exit {worker.pid} uid={os.getuid()}")
+
+
+def child_exit(server, worker):
+    _note(f"child_exit {worker.pid}")
 """
 
 DJANGO_LIKE_APP = """
@@ -99,6 +126,18 @@ def test_a_gunicorn_deployment_runs_unchanged():
         assert re.search(r"max_requests \([4-6]\) reached", server.log), server.log
         lines = (site / "access.log").read_text().splitlines()
         assert len(lines) >= 13 and '"GET / HTTP/1.1" 200' in lines[0]
+        assert server.stop(signal.SIGTERM) == 0
+        hooks = (site / "hooks.txt").read_text().split("\n")
+        assert hooks[0] == f"when_ready {server.proc.pid}"
+        forked = {line.split()[1] for line in hooks if line.startswith("post_fork")}
+        assert len(forked) >= 3                  # two workers, and the replacements of retirees
+        # post_fork runs before the user switch (as in gunicorn), worker_exit after it.
+        assert all(line.endswith(f"uid={os.getuid()}") for line in hooks if line.startswith("post_fork"))
+        worker_uid = 65534 if as_root else os.getuid()
+        exited = {line.split()[1] for line in hooks if line.startswith("worker_exit")}
+        assert all(line.endswith(f"uid={worker_uid}") for line in hooks if line.startswith("worker_exit"))
+        assert exited == forked
+        assert {line.split()[1] for line in hooks if line.startswith("child_exit")} == forked
     finally:
         server.stop(signal.SIGTERM)
         for child in site.iterdir():

@@ -105,8 +105,9 @@ def app_dir(tmp_path):
 # The table.
 
 
-# Settings gunicorn has no flag for either (a dict cannot be spelled on a command line).
-CONFIG_FILE_ONLY = {"secure_scheme_headers"}
+# Settings gunicorn has no flag for either (a dict or a function cannot be spelled
+# on a command line): its server hooks among them.
+CONFIG_FILE_ONLY = {"secure_scheme_headers"} | {s.name for s in SETTINGS if s.type_name == "callable"}
 
 
 def test_every_setting_is_fully_declared():
@@ -334,6 +335,8 @@ def test_config_file_ignores_helpers_and_warns_on_unknown(tmp_path):
         _private = 1
         def post_fork(server, worker):
             pass
+        def pre_exec(server):
+            pass
         favourite_colour = "blue"
         print_config = True
         threads = os.cpu_count() and 3
@@ -343,8 +346,9 @@ def test_config_file_ignores_helpers_and_warns_on_unknown(tmp_path):
     assert cfg.print_config is False
     assert any("favourite_colour" in w for w in cfg.warnings)
     assert any("print_config can only be given on the command line" in w for w in cfg.warnings)
-    # gunicorn's hooks are named so a ported config file says what it loses.
-    assert any("gunicorn's 'post_fork' has no effect" in w for w in cfg.warnings)
+    # A hook is a setting; the one that cannot be called here says why.
+    assert cfg.post_fork is not None and not any("post_fork" in w for w in cfg.warnings)
+    assert any("gunicorn's 'pre_exec' has no effect" in w for w in cfg.warnings)
     assert not any("'os'" in w or "_private" in w for w in cfg.warnings)
     assert len(cfg.warnings) == 3
 
@@ -437,15 +441,29 @@ def test_subprocess_bad_setting_exits_2_without_traceback(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+def _error_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.startswith("h2serve: error: ")]
+
+
 def test_subprocess_bad_app_exits_2_with_one_line(tmp_path):
-    result = run_h2serve(["no_such_module_here:app"], tmp_path)
+    """The workers import the app (no check child first); when the first ones
+    cannot, the server stops with their one-line reason."""
+    bind = ["--bind", "127.0.0.1:0"]
+    result = run_h2serve([*bind, "no_such_module_here:app"], tmp_path)
     assert result.returncode == 2
-    assert result.stderr == "h2serve: error: cannot import 'no_such_module_here': no module named 'no_such_module_here'\n"
+    assert _error_lines(result.stderr) == [
+        "h2serve: error: cannot import 'no_such_module_here': no module named 'no_such_module_here'"]
+    assert "Traceback" not in result.stderr and "App failed to load: stopping" in result.stderr
 
     (tmp_path / "goodapp.py").write_text("def app(e, s):\n    return []\n")
-    result = run_h2serve(["goodapp:missing"], tmp_path)
+    result = run_h2serve([*bind, "goodapp:missing"], tmp_path)
     assert result.returncode == 2
-    assert result.stderr == "h2serve: error: 'goodapp' has no attribute 'missing'\n"
+    assert _error_lines(result.stderr) == ["h2serve: error: 'goodapp' has no attribute 'missing'"]
+
+    result = run_h2serve([*bind, "--preload", "goodapp:missing"], tmp_path)   # the master's import
+    assert result.returncode == 2
+    assert _error_lines(result.stderr) == ["h2serve: error: 'goodapp' has no attribute 'missing'"]
+    assert "Traceback" not in result.stderr
 
 
 def test_subprocess_print_config(tmp_path):

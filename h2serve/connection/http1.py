@@ -410,7 +410,7 @@ class HTTP1Driver:
             exchange.waited = time.monotonic() - self.body_wait_start
             self.body_wait_start = 0.0
         serve_request(worker.app, exchange, request, self.base_environ, worker.forwarded,
-                      worker.access_log)
+                      worker.access_log, hooks=worker.request_hooks)
         worker.request_done()
         if exchange.violation is not None and not exchange.head_sent:
             self._reject(exchange.violation)

@@ -646,7 +646,7 @@ class HTTP2Driver:
             self._finish(stream)
             return
         serve_request(worker.app, stream, stream.request, self.base_environ(), worker.forwarded,
-                      worker.access_log)
+                      worker.access_log, hooks=worker.request_hooks)
         worker.request_done()
         if not stream.done and not stream.handed_off:
             self._finish(stream)
