@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import logging
 import os
 import select
@@ -28,6 +29,8 @@ log = logging.getLogger("h2serve.error")
 
 HANDLED_SIGNALS = ("HUP", "QUIT", "INT", "TERM", "TTIN", "TTOU", "USR1", "USR2", "WINCH")
 WORKER_BOOT_ERROR = 3
+UPGRADE_FROM_ENV = "H2SERVE_UPGRADE_FROM"   # set for a master started by USR2: the old one's pid
+METRICS_FDS_ENV = "H2SERVE_METRICS_FDS"     # ... and the --metrics-bind sockets it hands over
 APP_LOAD_ERROR = 4        # a worker could not import the application (it printed why)
 RETIRING_MODE = 0o2       # see h2serve.worker.Heartbeat
 HALT_ON_BOOT_ERRORS = 5   # consecutive boot failures with no healthy worker: give up
@@ -108,6 +111,13 @@ class Arbiter:
         self.serving_dev_cert = False
         self.preloaded_app: Any = None   # preload_app: imported here once, before fork
         self.log = log   # for hook code: server.log.info(...)
+        # Binary upgrade (USR2): how this master was started, to start the next one
+        # the same way; the new master's pid while it runs; the master this one
+        # took over from, if it was started by a USR2.
+        self.start_cwd = os.getcwd()
+        self.start_argv = list(sys.argv[1:])
+        self.reexec_pid = 0
+        self.upgraded_from = int(os.environ.pop(UPGRADE_FROM_ENV, "0") or 0)
         # A worker has imported the app and served (or the master preloaded it):
         # from then on a worker that cannot import it is a boot failure, not a stop.
         self.app_loaded = cfg.preload_app
@@ -163,7 +173,14 @@ class Arbiter:
         if self.cfg.metrics_bind:
             from h2serve.prometheus import MetricsServer
 
-            sockets = create_listeners([self.cfg.metrics_bind], 16, reuse_port=False)
+            handed_over = os.environ.pop(METRICS_FDS_ENV, "")
+            if handed_over:   # a binary upgrade: the old master still has the address
+                sockets = [socket.socket(fileno=int(fd)) for fd in handed_over.split(",")]
+                for sock in sockets:
+                    sock.set_inheritable(False)
+            else:
+                sockets = create_listeners([self.cfg.metrics_bind], 16, reuse_port=False,
+                                           use_systemd=False)
             self.metrics_server = MetricsServer(sockets, self._render_metrics)
             for lsock in sockets:
                 log.info("Metrics at: http://%s/metrics", describe(lsock))
@@ -256,13 +273,15 @@ class Arbiter:
                                  f"{exc.strerror or exc}") from None
 
     def _remove_pidfile(self) -> None:
+        """Remove the pidfile (or, after a USR2, PIDFILE.oldbin) if it names us."""
         if self.cfg.pidfile:
-            try:
-                with open(self.cfg.pidfile) as f:
-                    if f.read().strip() == str(self.pid):
-                        os.unlink(self.cfg.pidfile)
-            except OSError:
-                pass
+            for path in (self.cfg.pidfile, f"{self.cfg.pidfile}.oldbin"):
+                try:
+                    with open(path) as f:
+                        if f.read().strip() == str(self.pid):
+                            os.unlink(path)
+                except OSError:
+                    pass
 
     # --- main loop ---------------------------------------------------------------
 
@@ -270,6 +289,9 @@ class Arbiter:
         from h2serve.logs import setup_logging
 
         setup_logging(self.cfg)
+        if self.upgraded_from:
+            log.info("Binary upgrade: taking over the listening sockets of master %d",
+                     self.upgraded_from)
         from h2serve import process
 
         if self.cfg.capture_output:
@@ -391,6 +413,15 @@ class Arbiter:
             if self.num_workers > 1:
                 self._set_num_workers(self.num_workers - 1)
             log.info("Handling signal: TTOU, workers: %d", self.num_workers)
+        elif signum == signal.SIGUSR2:
+            log.info("Handling signal: USR2 (binary upgrade)")
+            self._reexec()
+        elif signum == signal.SIGWINCH:
+            if self.cfg.daemon:
+                log.info("Handling signal: WINCH, graceful stop of workers")
+                self._set_num_workers(0)
+            else:
+                log.info("Handling signal: WINCH, ignored: not daemonized")
         elif signum == signal.SIGUSR1:
             from h2serve.logs import reopen_logs
 
@@ -405,6 +436,66 @@ class Arbiter:
                 except process.ProcessSetupError as exc:
                     log.warning("%s", exc)
             self._kill_all(signal.SIGUSR1)
+
+    # --- binary upgrade ----------------------------------------------------------
+
+    def _reexec(self) -> None:
+        """USR2, as gunicorn's binary upgrade: start a new master from the
+        executable and code now installed, with this one's arguments and start
+        directory, handing it the listening sockets (by the systemd protocol:
+        fds 3, 4, ... and LISTEN_FDS). Both serve until this one is stopped
+        (TERM, or WINCH then QUIT); the pidfile moves to PIDFILE.oldbin
+        meanwhile."""
+        if self.reexec_pid:
+            log.warning("USR2 ignored: a new master (pid %d) is already running", self.reexec_pid)
+            return
+        if self.upgraded_from and os.getppid() == self.upgraded_from:
+            log.warning("USR2 ignored: the master this one is upgrading (pid %d) still runs",
+                        self.upgraded_from)
+            return
+        pidfile = self.cfg.pidfile
+        if pidfile:
+            with contextlib.suppress(OSError):
+                os.replace(pidfile, f"{pidfile}.oldbin")
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid:
+            self.reexec_pid = pid
+            log.info("Started a new master (pid %d) with the listening sockets; stop this one "
+                     "(pid %d) once it serves", pid, self.pid)
+            return
+        try:   # --- the new master, before exec --------------------------------------
+            hooks.call(self.cfg, "pre_exec", self)
+            env = dict(os.environ)
+            sockets = list(self.listeners)
+            metrics_sockets = list(self.metrics_server.listeners) if self.metrics_server else []
+            high = [fcntl.fcntl(sock.fileno(), fcntl.F_DUPFD, 256)
+                    for sock in sockets + metrics_sockets]
+            for index, fd in enumerate(high):
+                os.dup2(fd, 3 + index, inheritable=True)
+            env["LISTEN_FDS"] = str(len(sockets))
+            env["LISTEN_PID"] = str(os.getpid())   # exec keeps the pid
+            if metrics_sockets:
+                env[METRICS_FDS_ENV] = ",".join(
+                    str(3 + len(sockets) + index) for index in range(len(metrics_sockets)))
+            env[UPGRADE_FROM_ENV] = str(self.pid)
+            os.chdir(self.start_cwd)
+            os.execve(sys.executable, [sys.executable, "-m", "h2serve", *self.start_argv], env)
+        except BaseException:
+            log.exception("USR2: the new master could not be started")
+        finally:
+            os._exit(1)
+
+    def _new_master_exited(self, status: int) -> None:
+        """The master a USR2 started is gone: this one stays in charge."""
+        log.error("The new master (pid %d) exited with code %d; this master (pid %d) keeps "
+                  "serving", self.reexec_pid, os.waitstatus_to_exitcode(status), self.pid)
+        self.reexec_pid = 0
+        pidfile = self.cfg.pidfile
+        if pidfile and os.path.exists(f"{pidfile}.oldbin"):
+            with contextlib.suppress(OSError):
+                os.replace(f"{pidfile}.oldbin", pidfile)
 
     # --- workers -----------------------------------------------------------------
 
@@ -523,6 +614,9 @@ class Arbiter:
                 return
             if not pid:
                 return
+            if pid == self.reexec_pid:
+                self._new_master_exited(status)
+                continue
             record = self.workers.pop(pid, None)
             if record is None:
                 continue
@@ -680,6 +774,8 @@ class Arbiter:
                 self._sleep(0.05)
 
     def _unlink_unix(self) -> None:
+        if self.reexec_pid or (self.upgraded_from and os.getppid() == self.upgraded_from):
+            return   # the other master of an upgrade still listens on them
         for bind in self.cfg.bind:
             if bind.startswith("unix:"):
                 try:

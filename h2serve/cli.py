@@ -114,7 +114,7 @@ def _serve(args: list[str]) -> int:
             return _error(problem)
         print(f"h2serve: configuration is valid and {cfg.app_uri} loads", file=sys.stderr)
         return 0
-    if cfg.daemon:
+    if cfg.daemon and "H2SERVE_UPGRADE_FROM" not in os.environ:   # a USR2 child is detached already
         daemonize(cfg.enable_stdio_inheritance)
 
     try:

@@ -84,7 +84,7 @@ GUNICORN_SETTINGS: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ('post_worker_init', (), IMPLEMENTED),
     ('worker_int', (), IMPLEMENTED),
     ('worker_abort', (), IMPLEMENTED),
-    ('pre_exec', (), REFUSED),
+    ('pre_exec', (), IMPLEMENTED),
     ('pre_request', (), IMPLEMENTED),
     ('post_request', (), IMPLEMENTED),
     ('child_exit', (), IMPLEMENTED),
@@ -182,9 +182,6 @@ REFUSED_REASONS: dict[str, str] = {
     "permit_obsolete_folding": _STRICT_HTTP,
     "header_map": ("header names with an underscore are always dropped "
                    "(gunicorn's `drop`), so they cannot pose as dashed names"),
-    "pre_exec": ("h2serve never re-executes its master (there is no USR2 binary upgrade), so "
-                 "there is no moment to call it; under systemd, socket activation plus a "
-                 "restart upgrades without refusing connections"),
     "enable_backlog_metric": ("the accept queue is not sent to StatsD; `ss -lnt` shows it, and "
                               "workers already read it to share a surge (docs/metrics.md)"),
     "protocol": ("only HTTP is spoken (HTTP/1.1 and HTTP/2); for uwsgi, put nginx's "

@@ -36,7 +36,7 @@ HOOKS: dict[str, tuple[int, str]] = {
     "post_worker_init": (1, "worker, once the app is imported, before it serves"),
     "worker_int": (1, "worker, on SIGINT or SIGQUIT"),
     "worker_abort": (1, "worker, on SIGABRT (the master sends it to a worker past --timeout)"),
-    "pre_exec": (1, "never: there is no re-exec of the master (refused)"),
+    "pre_exec": (1, "new master (USR2), just before it executes the new code"),
     "pre_request": (2, "worker, pool thread, before the app is called"),
     "post_request": (4, "worker, pool thread, after the response (and its access log line)"),
     "child_exit": (2, "master, after a worker has exited"),

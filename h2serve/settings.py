@@ -1027,7 +1027,7 @@ SETTINGS: tuple[Setting, ...] = (
             f"or its dotted path). See docs/gunicorn.md, \"Server hooks\".",
             to_hook(name), default=None,
         )
-        for name, (_arity, where) in HOOKS.items() if name != "pre_exec"
+        for name, (_arity, where) in HOOKS.items()
     ),
 )
 

@@ -335,7 +335,7 @@ def test_config_file_ignores_helpers_and_warns_on_unknown(tmp_path):
         _private = 1
         def post_fork(server, worker):
             pass
-        def pre_exec(server):
+        def on_dirty_starting(arbiter):
             pass
         favourite_colour = "blue"
         print_config = True
@@ -348,7 +348,7 @@ def test_config_file_ignores_helpers_and_warns_on_unknown(tmp_path):
     assert any("print_config can only be given on the command line" in w for w in cfg.warnings)
     # A hook is a setting; the one that cannot be called here says why.
     assert cfg.post_fork is not None and not any("post_fork" in w for w in cfg.warnings)
-    assert any("gunicorn's 'pre_exec' has no effect" in w for w in cfg.warnings)
+    assert any("gunicorn's 'on_dirty_starting' has no effect" in w for w in cfg.warnings)
     assert not any("'os'" in w or "_private" in w for w in cfg.warnings)
     assert len(cfg.warnings) == 3
 
