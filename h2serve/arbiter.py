@@ -24,6 +24,7 @@ from typing import Any
 
 from h2serve import hooks, metrics
 from h2serve.loadshare import LoadTable
+from h2serve.logs import report_start_failure
 
 log = logging.getLogger("h2serve.error")
 
@@ -109,6 +110,7 @@ class Arbiter:
         self.statsd: Any = None
         self.statsd_due = 0.0
         self.serving_dev_cert = False
+        self.dev_ca_cert = ""
         self.preloaded_app: Any = None   # preload_app: imported here once, before fork
         self.log = log   # for hook code: server.log.info(...)
         # Binary upgrade (USR2): how this master was started, to start the next one
@@ -117,6 +119,7 @@ class Arbiter:
         self.start_cwd = os.getcwd()
         self.start_argv = list(sys.argv[1:])
         self.reexec_pid = 0
+        self.halt_reason = ""   # why the master stops on its own (logged as gunicorn's "Reason:")
         self.upgraded_from = int(os.environ.pop(UPGRADE_FROM_ENV, "0") or 0)
         # A worker has imported the app and served (or the master preloaded it):
         # from then on a worker that cannot import it is a boot failure, not a stop.
@@ -151,7 +154,7 @@ class Arbiter:
             dev = ensure_dev_certificate()
             cfg.certfile, cfg.keyfile = str(dev.cert), str(dev.key)
             log.info("No --certfile given: serving the development certificate %s", dev.cert)
-            log.info("Trust its CA to connect: curl --cacert %s https://localhost:PORT/", dev.ca_cert)
+            self.dev_ca_cert = str(dev.ca_cert)
             self.serving_dev_cert = True
         hooks.server_tls_context(cfg)
 
@@ -163,6 +166,9 @@ class Arbiter:
         scheme = "http" if self.cfg.plaintext else "https"
         for lsock in self.listeners:
             log.info("Listening at: %s://%s (%d)", scheme, describe(lsock), self.pid)
+            if self.serving_dev_cert and lsock.family in (socket.AF_INET, socket.AF_INET6):
+                log.info("Trust its CA to connect: curl --cacert %s https://localhost:%d/",
+                         self.dev_ca_cert, lsock.getsockname()[1])
             if self.serving_dev_cert and not _is_loopback(lsock):
                 log.warning("The development certificate is served on %s, which is reachable "
                             "from other machines: its CA key sits on this host and clients "
@@ -283,12 +289,27 @@ class Arbiter:
                 except OSError:
                     pass
 
+    def _start_failed(self, reason: object) -> None:
+        """The master cannot start: one `h2serve: error:` line on standard error,
+        and the same in the error log when that is a file."""
+        print(f"h2serve: error: {reason}", file=sys.stderr)
+        if self.cfg.error_logfile not in (None, "", "-"):
+            log.error("%s", reason)
+
     # --- main loop ---------------------------------------------------------------
 
     def run(self) -> int:
         from h2serve.logs import setup_logging
 
-        setup_logging(self.cfg)
+        try:
+            setup_logging(self.cfg)
+        except (OSError, ValueError, TypeError, KeyError) as exc:   # syslog, logconfig*
+            print(f"h2serve: error: logging: {exc}", file=sys.stderr)
+            return 2
+        for note in self.cfg.notes:
+            log.info("%s", note)
+        for warning in self.cfg.warnings:
+            log.warning("%s", warning)
         if self.upgraded_from:
             log.info("Binary upgrade: taking over the listening sockets of master %d",
                      self.upgraded_from)
@@ -300,7 +321,7 @@ class Arbiter:
             for path in (self.cfg.error_logfile, self.cfg.access_logfile):
                 process.hand_over(path, self.cfg)   # workers reopen them on USR1
         except process.ProcessSetupError as exc:
-            print(f"h2serve: error: {exc}", file=sys.stderr)
+            self._start_failed(exc)
             return 2
         self._start_metrics()
         if self.cfg.chdir:
@@ -308,14 +329,14 @@ class Arbiter:
         try:
             hooks.call(self.cfg, "on_starting", self)
         except hooks.HookError as exc:
-            print(f"h2serve: error: {exc}", file=sys.stderr)
+            self._start_failed(exc)
             return 1
         try:
             self._prepare_tls()
             self._open_listeners()
             self._write_pidfile()
         except (OSError, ValueError) as exc:
-            print(f"h2serve: error: {exc}", file=sys.stderr)
+            self._start_failed(exc)
             if self.listeners:   # ours: bound before the pidfile failed
                 self._unlink_unix()
             return 2
@@ -325,7 +346,7 @@ class Arbiter:
             try:
                 self.preloaded_app = load_app(self.cfg.app_uri, self.cfg.chdir)
             except AppLoadError as exc:
-                print(f"h2serve: error: {exc}", file=sys.stderr)
+                self._start_failed(exc)
                 self._remove_pidfile()
                 if self.listeners:
                     self._unlink_unix()
@@ -362,10 +383,14 @@ class Arbiter:
             self._stop(graceful=False)
         except hooks.HookError as exc:
             # As in gunicorn, a master hook that raises stops the server.
-            log.error("Stopping: %s", exc)
+            self.halt_reason = str(exc)
             self.exit_code = 1
             self._stop(graceful=False)
         finally:
+            say = log.info if self.exit_code == 0 else log.error
+            say("Shutting down: Master")   # gunicorn's line, then its reason
+            if self.halt_reason:
+                say("Reason: %s", self.halt_reason)
             hooks.call_logged(self.cfg, "on_exit", self)
             self._remove_pidfile()
             self._unlink_unix()
@@ -397,31 +422,29 @@ class Arbiter:
                 raise
 
     def _handle_signal(self, signum: int) -> None:
+        # The line gunicorn logs ("Handling signal: term"), for alerts that grep it.
+        log.info("Handling signal: %s", signal.Signals(signum).name[3:].lower())
         if signum in (signal.SIGTERM, signal.SIGINT):
-            log.info("Handling signal: %s", signal.Signals(signum).name)
             self._stop(graceful=True)
         elif signum == signal.SIGQUIT:
-            log.info("Handling signal: QUIT")
             self._stop(graceful=False)
         elif signum == signal.SIGHUP:
-            log.info("Handling signal: HUP (reloading)")
             self._request_reload()
         elif signum == signal.SIGTTIN:
             self._set_num_workers(self.num_workers + 1)
-            log.info("Handling signal: TTIN, workers: %d", self.num_workers)
+            log.info("Workers wanted: %d", self.num_workers)
         elif signum == signal.SIGTTOU:
             if self.num_workers > 1:
                 self._set_num_workers(self.num_workers - 1)
-            log.info("Handling signal: TTOU, workers: %d", self.num_workers)
+            log.info("Workers wanted: %d", self.num_workers)
         elif signum == signal.SIGUSR2:
-            log.info("Handling signal: USR2 (binary upgrade)")
             self._reexec()
         elif signum == signal.SIGWINCH:
             if self.cfg.daemon:
-                log.info("Handling signal: WINCH, graceful stop of workers")
+                log.info("graceful stop of workers")
                 self._set_num_workers(0)
             else:
-                log.info("Handling signal: WINCH, ignored: not daemonized")
+                log.info("SIGWINCH ignored: not daemonized")
         elif signum == signal.SIGUSR1:
             from h2serve.logs import reopen_logs
 
@@ -585,7 +608,7 @@ class Arbiter:
                 _import_serving_modules()
             switch_user(self.cfg)   # bound already; the app is not imported yet
         except (ProcessSetupError, OSError, ValueError, hooks.HookError) as exc:
-            print(f"h2serve: worker failed to boot: {exc}", file=sys.stderr)
+            report_start_failure(self.cfg, f"worker failed to boot: {exc}")
             return WORKER_BOOT_ERROR
         app = self.preloaded_app
         if self.source_watcher is not None and app is None:
@@ -595,7 +618,7 @@ class Arbiter:
             try:
                 app = load_app(self.cfg.app_uri, self.cfg.chdir)
             except Exception as exc:
-                print(f"h2serve: error: {exc}", file=sys.stderr)
+                report_start_failure(self.cfg, str(exc))
                 return APP_LOAD_ERROR
             self.source_watcher.report_imports(self.cfg.chdir, self.cfg.app_uri)
         worker = Worker(self.cfg, listeners, app=app, ssl_context=ssl_context, hook_view=view,
@@ -628,20 +651,30 @@ class Arbiter:
             if code == APP_LOAD_ERROR and not self.app_loaded:
                 # The first workers cannot import the app: nothing will ever serve.
                 # (After a reload, the workers still running keep serving instead.)
-                log.error("App failed to load: stopping")
+                self.halt_reason = "App failed to load."
                 self.exit_code = 2
                 self._stop(graceful=False)
             elif code in (WORKER_BOOT_ERROR, APP_LOAD_ERROR):
                 self.boot_failures += 1
                 log.error("Worker %d failed to boot", pid)
                 if self.boot_failures >= HALT_ON_BOOT_ERRORS and not self.workers:
-                    log.error("Workers keep failing to boot: stopping")
+                    self.halt_reason = "Worker failed to boot."
                     self.exit_code = 3
                     self._stop(graceful=False)
             elif code < 0:
-                log.warning("Worker %d was killed by signal %d", pid, -code)
+                # gunicorn's wording and levels: alerts on "Perhaps out of memory?" keep firing.
+                try:
+                    name = signal.Signals(-code).name
+                except ValueError:
+                    name = f"signal {-code}"
+                if -code == signal.SIGKILL:
+                    log.error("Worker (pid:%d) was sent %s! Perhaps out of memory?", pid, name)
+                elif -code == signal.SIGTERM:
+                    log.info("Worker (pid:%d) was sent %s!", pid, name)
+                else:
+                    log.warning("Worker (pid:%d) was sent %s!", pid, name)
             elif code != 0:
-                log.error("Worker %d exited with code %d", pid, code)
+                log.error("Worker (pid:%d) exited with code %d.", pid, code)
             else:
                 self.boot_failures = 0
                 log.info("Worker exiting (pid: %d)", pid)
@@ -724,7 +757,11 @@ class Arbiter:
             return
         from h2serve.logs import setup_logging
 
-        setup_logging(self.cfg)
+        try:
+            setup_logging(self.cfg)
+        except (OSError, ValueError, TypeError, KeyError) as exc:
+            log.error("Reload: the new logging settings failed (%s); logging goes on as before",
+                      exc)
         self._start_metrics()
         hooks.call(self.cfg, "on_reload", self)
         self._set_num_workers(self.cfg.workers)

@@ -74,10 +74,13 @@ def _serve(args: list[str]) -> int:
         cfg = Config.from_sources(args, os.environ)
     except ConfigError as exc:
         return _error(str(exc))
-    for note in cfg.notes:
-        print(f"h2serve: {note}", file=sys.stderr)
-    for warning in cfg.warnings:
-        print(f"h2serve: warning: {warning}", file=sys.stderr)
+    if cfg.print_config or cfg.check_config:
+        # Nothing will be served: say it here. A server logs them to its error
+        # log instead, once logging is set up (Arbiter.run).
+        for note in cfg.notes:
+            print(f"h2serve: {note}", file=sys.stderr)
+        for warning in cfg.warnings:
+            print(f"h2serve: warning: {warning}", file=sys.stderr)
 
     if cfg.print_config:
         sys.stdout.write(format_config(cfg))

@@ -54,19 +54,19 @@ GUNICORN_SETTINGS: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ('secure_scheme_headers', (), IMPLEMENTED),
     ('forwarded_allow_ips', ('--forwarded-allow-ips',), IMPLEMENTED),
     ('accesslog', ('--access-logfile',), IMPLEMENTED),
-    ('disable_redirect_access_to_syslog', ('--disable-redirect-access-to-syslog',), REFUSED),
+    ('disable_redirect_access_to_syslog', ('--disable-redirect-access-to-syslog',), IMPLEMENTED),
     ('access_log_format', ('--access-logformat',), IMPLEMENTED),
     ('errorlog', ('--error-logfile', '--log-file'), IMPLEMENTED),
     ('loglevel', ('--log-level',), IMPLEMENTED),
     ('capture_output', ('--capture-output',), IMPLEMENTED),
     ('logger_class', ('--logger-class',), REFUSED),
-    ('logconfig', ('--log-config',), REFUSED),
-    ('logconfig_dict', (), REFUSED),
-    ('logconfig_json', ('--log-config-json',), REFUSED),
-    ('syslog_addr', ('--log-syslog-to',), REFUSED),
-    ('syslog', ('--log-syslog',), REFUSED),
-    ('syslog_prefix', ('--log-syslog-prefix',), REFUSED),
-    ('syslog_facility', ('--log-syslog-facility',), REFUSED),
+    ('logconfig', ('--log-config',), IMPLEMENTED),
+    ('logconfig_dict', (), IMPLEMENTED),
+    ('logconfig_json', ('--log-config-json',), IMPLEMENTED),
+    ('syslog_addr', ('--log-syslog-to',), IMPLEMENTED),
+    ('syslog', ('--log-syslog',), IMPLEMENTED),
+    ('syslog_prefix', ('--log-syslog-prefix',), IMPLEMENTED),
+    ('syslog_facility', ('--log-syslog-facility',), IMPLEMENTED),
     ('enable_stdio_inheritance', ('-R', '--enable-stdio-inheritance'), IMPLEMENTED),
     ('statsd_host', ('--statsd-host',), IMPLEMENTED),
     ('dogstatsd_tags', ('--dogstatsd-tags',), IMPLEMENTED),
@@ -139,9 +139,8 @@ GUNICORN_SETTINGS: tuple[tuple[str, tuple[str, ...], str], ...] = (
 )
 
 _NO_DAEMON = "there is no daemon mode; run under systemd, a container runtime or another supervisor"
-_SYSLOG = "there is no syslog handler; log to standard error and let journald or the container runtime collect it"
 _LOGCONF = ("logs go through the standard loggers `h2serve.error` and `h2serve.access`; "
-            "configure them from Python if the built-in handlers are not enough")
+            "configure their handlers with logconfig_dict, logconfig_json or logconfig")
 _STRICT_HTTP = "HTTP/1.1 parsing is strict (RFC 9112) and cannot be relaxed"
 _ASGI = "h2serve serves WSGI applications only; use an ASGI server for ASGI and websockets"
 _DIRTY = ("there are no dirty arbiters; run long jobs in a task queue (Celery, RQ) or a second "
@@ -158,15 +157,7 @@ REFUSED_REASONS: dict[str, str] = {
     "reload_extra_files": ("--reload watches the application's imported modules only"),
     "spew": ("there is no line tracer; use a debugger or faulthandler"),
     "tmp_upload_dir": ("request bodies are streamed to the application, never spooled to disk"),
-    "disable_redirect_access_to_syslog": _SYSLOG,
-    "syslog": _SYSLOG,
-    "syslog_addr": _SYSLOG,
-    "syslog_prefix": _SYSLOG,
-    "syslog_facility": _SYSLOG,
     "logger_class": _LOGCONF,
-    "logconfig": _LOGCONF,
-    "logconfig_dict": _LOGCONF,
-    "logconfig_json": _LOGCONF,
     "default_proc_name": ("use proc_name"),
     "paste": _PASTE,
     "raw_paste_global_conf": _PASTE,

@@ -94,6 +94,105 @@ def setup_logging(cfg: Any) -> None:
         access_handler = _make_handler(cfg.access_logfile, sys.stdout)
         access_handler.setFormatter(logging.Formatter("%(message)s"))
     _install(logging.getLogger(ACCESS_LOGGER), access_handler, logging.INFO)
+    if getattr(cfg, "syslog", False):
+        _add_syslog(logging.getLogger(ERROR_LOGGER), cfg, "error")
+        if not cfg.disable_redirect_access_to_syslog:
+            _add_syslog(logging.getLogger(ACCESS_LOGGER), cfg, "access")
+    _apply_logging_config(cfg)
+
+
+# gunicorn's logger names, which logging configurations written for it use.
+GUNICORN_LOGGERS = {"gunicorn.error": ERROR_LOGGER, "gunicorn.access": ACCESS_LOGGER}
+
+_SYSLOG_FACILITY_CODES = {
+    "kern": 0, "user": 1, "mail": 2, "daemon": 3, "auth": 4, "security": 4, "syslog": 5,
+    "lpr": 6, "news": 7, "uucp": 8, "cron": 9, "authpriv": 10, "ftp": 11,
+    **{f"local{n}": 16 + n for n in range(8)},
+}
+
+
+def syslog_target(address: str) -> tuple[Any, int | None]:
+    """(address, socket type) for logging.handlers.SysLogHandler from gunicorn's
+    syslog_addr forms: unix://PATH[#dgram], udp://HOST:PORT, tcp://HOST:PORT."""
+    import socket
+
+    if address.startswith("unix://"):
+        path, _, kind = address[len("unix://"):].partition("#")
+        return path, socket.SOCK_DGRAM if kind == "dgram" else None
+    scheme, _, rest = address.partition("://")
+    host, _, port = rest.rpartition(":")
+    return ((host.strip("[]") or "localhost", int(port or 514)),
+            socket.SOCK_STREAM if scheme == "tcp" else socket.SOCK_DGRAM)
+
+
+def _add_syslog(logger: logging.Logger, cfg: Any, which: str) -> None:
+    """A syslog handler beside the log's own: program name
+    h2serve.PREFIX.error (or .access), then `[pid] message`, as gunicorn's
+    lines are (with its `gunicorn.` replaced by `h2serve.`)."""
+    import logging.handlers
+
+    address, socktype = syslog_target(cfg.syslog_addr)
+    prefix = (cfg.syslog_prefix or cfg.proc_name or "h2serve").replace(":", ".")
+    try:
+        handler = logging.handlers.SysLogHandler(
+            address=address, facility=_SYSLOG_FACILITY_CODES[cfg.syslog_facility.lower()],
+            socktype=socktype)
+    except OSError as exc:
+        raise ValueError(f"--log-syslog-to {cfg.syslog_addr}: {exc.strerror or exc}") from None
+    level = "[%(levelname)s] " if which == "error" else ""
+    handler.setFormatter(EscapingFormatter(f"h2serve.{prefix}.{which}: [%(process)d] {level}%(message)s"))
+    logger.addHandler(handler)
+
+
+def _apply_logging_config(cfg: Any) -> None:
+    """logconfig_dict, else logconfig_json, else logconfig, applied over the
+    handlers above (existing loggers are left alone). Where it configures
+    gunicorn's loggers, h2serve's loggers take their handlers and level."""
+    import json
+    import logging.config
+
+    names: list[str] = []
+    if getattr(cfg, "logconfig_dict", None):
+        config = {"version": 1, "disable_existing_loggers": False, **cfg.logconfig_dict}
+        logging.config.dictConfig(config)
+        names = list(config.get("loggers", {}))
+    elif getattr(cfg, "logconfig_json", None):
+        with open(cfg.logconfig_json, encoding="utf-8") as handle:
+            loaded = json.load(handle)
+        config = {"version": 1, "disable_existing_loggers": False, **loaded}
+        logging.config.dictConfig(config)
+        names = list(config.get("loggers", {}))
+    elif getattr(cfg, "logconfig", None):
+        import configparser
+
+        parser = configparser.ConfigParser()
+        parser.read(cfg.logconfig, encoding="utf-8")
+        keys = parser.get("loggers", "keys", fallback="")
+        names = [parser.get(f"logger_{key.strip()}", "qualname", fallback=key.strip())
+                 for key in keys.split(",") if key.strip()]
+        logging.config.fileConfig(cfg.logconfig, disable_existing_loggers=False,
+                                  defaults={"__file__": cfg.logconfig,
+                                            "here": os.path.dirname(cfg.logconfig)})
+    for name in names:
+        ours = GUNICORN_LOGGERS.get(name)
+        if ours is None:
+            continue
+        source, target = logging.getLogger(name), logging.getLogger(ours)
+        for old in list(target.handlers):
+            target.removeHandler(old)
+        for handler in source.handlers:
+            target.addHandler(handler)
+        target.setLevel(source.level or target.level)
+        target.propagate = source.propagate
+
+
+def report_start_failure(cfg: Any, message: str) -> None:
+    """Why the server or a worker could not start: in the error log, and on
+    standard error as one `h2serve: error:` line when the error log is a file
+    (so a terminal or a service manager's journal sees it too)."""
+    logging.getLogger("h2serve.error").error("%s", message)
+    if cfg.error_logfile not in (None, "", "-"):
+        print(f"h2serve: error: {message}", file=sys.stderr)
 
 
 def reopen_logs() -> None:
@@ -240,8 +339,10 @@ def _atom_getters(time_cache: _TimeCache) -> dict[str, Getter]:
         value = environ.get("QUERY_STRING")
         return "-" if value is None else value
 
-    def bytes_or_dash(environ, status, headers, nbytes, start, duration):
-        return str(nbytes) if nbytes else "-"
+    def body_bytes(environ, status, headers, nbytes, start, duration):
+        # gunicorn writes "-" only when nothing is known of the response; an
+        # empty body is 0 there, and here.
+        return str(nbytes) if nbytes is not None else "-"
 
     return {
         "h": remote_addr,
@@ -255,7 +356,7 @@ def _atom_getters(time_cache: _TimeCache) -> dict[str, Getter]:
         "H": _environ_getter("SERVER_PROTOCOL"),
         "s": lambda environ, status, headers, nbytes, start, duration: _status_code(status),
         "B": lambda environ, status, headers, nbytes, start, duration: str(nbytes),
-        "b": bytes_or_dash,
+        "b": body_bytes,
         "f": _environ_getter("HTTP_REFERER"),
         "a": _environ_getter("HTTP_USER_AGENT"),
         "T": lambda environ, status, headers, nbytes, start, duration: str(int(duration)),
@@ -286,7 +387,12 @@ class AccessLog:
     ``setup_logging`` points at cfg.access_logfile."""
 
     def __init__(self, cfg: Any) -> None:
-        self._enabled = cfg.access_logfile is not None
+        # Off unless something receives the lines: a file, syslog, or a handler
+        # a logging configuration put on the access logger.
+        self._enabled = (cfg.access_logfile is not None
+                         or (getattr(cfg, "syslog", False)
+                             and not cfg.disable_redirect_access_to_syslog)
+                         or bool(logging.getLogger(ACCESS_LOGGER).handlers))
         self._logger = logging.getLogger(ACCESS_LOGGER)
         self._format_text = cfg.access_logformat
         self._json = self._format_text == "json"

@@ -367,6 +367,22 @@ def _check_bind(addresses: list[str]) -> None:
             raise ValueError(reason) from None
 
 
+SYSLOG_FACILITIES = ("user", "daemon", "auth", "authpriv", "cron", "ftp", "kern", "lpr", "mail",
+                     "news", "security", "syslog", "uucp",
+                     *(f"local{n}" for n in range(8)))
+
+
+def _check_syslog_address(address: str) -> None:
+    if not address.startswith(("unix://", "udp://", "tcp://")):
+        raise ValueError("must be unix://PATH, udp://HOST:PORT or tcp://HOST:PORT")
+
+
+def _to_log_dict(value: Any) -> dict:
+    if not isinstance(value, dict):
+        raise ValueError("must be a dict (logging.config.dictConfig's format)")
+    return value
+
+
 def _check_statsd_address(address: str) -> None:
     from h2serve.statsd import parse_address  # lazy: only when the setting is used
 
@@ -906,6 +922,56 @@ SETTINGS: tuple[Setting, ...] = (
         "Least severe server message that is logged: debug, info, warning, error or critical. "
         "`debug` also shows protocol errors caused by clients.",
         _to_log_level, default="info", choices=LOG_LEVELS, aliases=("loglevel",),
+    ),
+    Setting(
+        "logconfig", ("--log-config",), S_LOGGING, "path", "FILE",
+        "A logging configuration file in the `logging.config.fileConfig` (ini) format, applied "
+        "after h2serve's own handlers. Loggers named `gunicorn.error` and `gunicorn.access` in "
+        "it configure h2serve's error and access logs (as do `h2serve.error`, `h2serve.access`).",
+        _opt_str, validate=_check_file, is_path=True,
+    ),
+    Setting(
+        "logconfig_dict", (), S_LOGGING, "dict", "DICT",
+        "A logging configuration as a `logging.config.dictConfig` dictionary (config file only); "
+        "`gunicorn.error` and `gunicorn.access` loggers in it configure h2serve's logs. "
+        "Takes precedence over --log-config-json and --log-config.",
+        _to_log_dict, default={}, default_doc="`{}`",
+    ),
+    Setting(
+        "logconfig_json", ("--log-config-json",), S_LOGGING, "path", "FILE",
+        "A JSON file holding a `dictConfig` dictionary, as logconfig_dict. Takes precedence "
+        "over --log-config.",
+        _opt_str, validate=_check_file, is_path=True,
+    ),
+    Setting(
+        "syslog", ("--log-syslog",), S_LOGGING, "bool", "BOOL",
+        "Also send the error log (and the access log, see "
+        "--disable-redirect-access-to-syslog) to syslog at --log-syslog-to.",
+        _to_bool, default=False, kind="switch",
+    ),
+    Setting(
+        "syslog_addr", ("--log-syslog-to",), S_LOGGING, "address", "SYSLOG_ADDR",
+        "Where syslog listens: `unix://PATH` (add `#dgram` to force a datagram socket), "
+        "`udp://HOST:PORT` or `tcp://HOST:PORT`.",
+        _to_str, default="unix:///dev/log", validate=_check_syslog_address,
+    ),
+    Setting(
+        "syslog_prefix", ("--log-syslog-prefix",), S_LOGGING, "string", "SYSLOG_PREFIX",
+        "The program name in syslog lines is `h2serve.PREFIX.error` (or `.access`); the "
+        "default prefix is --name, else `h2serve`.",
+        _opt_str,
+    ),
+    Setting(
+        "syslog_facility", ("--log-syslog-facility",), S_LOGGING, "choice", "FACILITY",
+        "Syslog facility: user, daemon, auth, authpriv, cron, ftp, kern, lpr, mail, news, "
+        "syslog, uucp or local0 to local7.",
+        _to_str, default="user", choices=SYSLOG_FACILITIES,
+    ),
+    Setting(
+        "disable_redirect_access_to_syslog", ("--disable-redirect-access-to-syslog",),
+        S_LOGGING, "bool", "BOOL",
+        "With --log-syslog, keep the access log out of syslog.",
+        _to_bool, default=False, kind="switch",
     ),
     Setting(
         "statsd_host", ("--statsd-host",), S_LOGGING, "address", "STATSD_ADDR",

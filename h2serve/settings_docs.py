@@ -140,8 +140,16 @@ GUNICORN_DIFFERENCES: dict[str, str] = {
     "http2_initial_window_size":
         f"Default {SETTINGS_BY_NAME['http2_initial_window_size'].default} bytes (gunicorn: 65535).",
     "http_protocols": "Default `h2,h1`: HTTP/2 is on unless switched off.",
-    "limit_request_line": "HTTP/1.1 request lines; HTTP/2 paths are bounded by "
-                          "--limit-request-field-size and --http2-max-header-list-size.",
+    "limit_request_line": "HTTP/1.1 request lines only: an HTTP/2 `:path` is bounded by "
+                          "--http2-max-header-list-size (64 KiB by default; a longer header "
+                          "block gets 431), not by this or --limit-request-field-size.",
+    "syslog_prefix": "Syslog program names read `h2serve.PREFIX.error` and `h2serve.PREFIX.access` "
+                     "(gunicorn's: `gunicorn.PREFIX.error`); the default prefix is --name, else "
+                     "`h2serve`.",
+    "reuse_port": "With it, each worker opens its own SO_REUSEPORT socket and the kernel "
+                  "spreads new connections over them (gunicorn sets the option on the one "
+                  "socket its workers share); without it, the workers share one socket and "
+                  "balance through it.",
     "limit_request_fields": "Applies to HTTP/2 header blocks and trailers too.",
     "limit_request_field_size": "Applies to HTTP/2 header fields too.",
     "forwarded_allow_ips": "X-Forwarded-For sets REMOTE_ADDR (the nearest hop not in this list); "

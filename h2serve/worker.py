@@ -28,7 +28,7 @@ from h2serve import hooks, metrics
 from h2serve.allocator import give_back_memory
 from h2serve.connection.base import Connection
 from h2serve.loadshare import LoadTable
-from h2serve.logs import AccessLog
+from h2serve.logs import AccessLog, report_start_failure
 from h2serve.stuck import StuckWatcher, describe_in_flight, log_in_flight
 from h2serve.transport.forwarded import ForwardedPolicy
 from h2serve.transport.listeners import accept_queue_length, stop_new_handshakes
@@ -917,7 +917,7 @@ class Worker:
                 try:
                     self.app = load_app(self.cfg.app_uri, self.cfg.chdir)
                 except AppLoadError as exc:
-                    print(f"h2serve: error: {exc}", file=sys.stderr)
+                    report_start_failure(self.cfg, str(exc))
                     return APP_LOAD_ERROR
             if not self.cfg.plaintext and self.ssl_context is None:
                 self.ssl_context = hooks.server_tls_context(self.cfg)
@@ -925,7 +925,7 @@ class Worker:
             self.hook_view.app = self.app
             hooks.call(self.cfg, "post_worker_init", self.hook_view)
         except Exception as exc:  # the arbiter already vetted these; report and stop
-            print(f"h2serve: worker failed to boot: {exc}", file=sys.stderr)
+            report_start_failure(self.cfg, f"worker failed to boot: {exc}")
             return WORKER_BOOT_ERROR
         self.hook_view.booted = True
         log.info("Booting worker with pid: %d", os.getpid())

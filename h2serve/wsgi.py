@@ -47,7 +47,7 @@ class ClientDisconnected(OSError):
 class Exchange(Protocol):
     """What a connection driver offers the adapter for one request."""
 
-    protocol: str          # SERVER_PROTOCOL: "HTTP/1.1", "HTTP/1.0" or "HTTP/2"
+    protocol: str          # SERVER_PROTOCOL: "HTTP/1.1", "HTTP/1.0" or "HTTP/2.0" (as gunicorn and nginx say it)
 
     def read(self, size: int) -> bytes:
         """Up to size bytes of request body (size < 0: all); b"" at the end."""

@@ -110,7 +110,7 @@ def served(server: ServerProcess, path: str) -> int:
     """How many requests for `path` the app answered (access log lines)."""
     log = server.workdir / "access.log"
     text = log.read_text() if log.exists() else ""
-    return len(re.findall(rf'"GET {re.escape(path)} HTTP/2"', text))
+    return len(re.findall(rf'"GET {re.escape(path)} HTTP/2.0"', text))
 
 
 # --------------------------------------------------------------------------- measuring

@@ -48,7 +48,7 @@ def test_operator_log_lines_and_the_documented_greps(h2serve_server, tmp_path):
     error_log = tmp_path / "error.log"      # what --error-logfile would hold
     error_log.write_text(text + "\n")
     assert f"WORKER TIMEOUT (pid:{first_worker})" in text
-    assert f"Worker {first_worker} was killed by signal 9" in text
+    assert f"Worker (pid:{first_worker}) was sent SIGKILL! Perhaps out of memory?" in text
     assert re.search(r"\] \[\d+\] \[INFO\] Worker exiting \(pid: \d+\)", text)
     assert re.search(r"\[INFO\] bad request from 127\.0\.0\.1:\d+: ", text)
     assert re.search(r"\[INFO\] HTTP/2 protocol error from 127\.0\.0\.1:\d+: ", text)

@@ -36,7 +36,7 @@ DEFAULT_CERT_DIR = "~/.local/share/h2serve/certs"
 README_SERVE = ("python3 -m venv .venv && .venv/bin/pip install -e . && "
                 ".venv/bin/h2serve examples.hello:app")
 README_CURL = "curl --http2 --cacert ~/.local/share/h2serve/certs/ca.pem https://localhost:8443/"
-HELLO_H2 = "Hello from h2serve over HTTP/2"
+HELLO_H2 = "Hello from h2serve over HTTP/2.0"
 
 
 # --------------------------------------------------------------------------

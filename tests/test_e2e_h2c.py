@@ -31,7 +31,7 @@ def test_curl_prior_knowledge(h2serve_server):
     assert "< HTTP/2 200" in result.stderr
     assert "101 Switching Protocols" not in result.stderr
     environ = json.loads(result.stdout)
-    assert environ["SERVER_PROTOCOL"] == "HTTP/2"
+    assert environ["SERVER_PROTOCOL"] == "HTTP/2.0"
     assert environ["wsgi.url_scheme"] == "http"
     assert environ["h2serve.stream_id"] == 1
 
@@ -45,7 +45,7 @@ def test_httpx_prior_knowledge(h2serve_server):
     assert [r.http_version for r in responses] == ["HTTP/2", "HTTP/2"]
     assert responses[0].text == "Hello, world!"
     assert responses[1].content == b"x" * 200_000
-    assert environ["SERVER_PROTOCOL"] == "HTTP/2"
+    assert environ["SERVER_PROTOCOL"] == "HTTP/2.0"
     assert environ["h2serve.stream_id"] == 5          # third stream of one connection
 
 
@@ -59,7 +59,7 @@ def test_curl_upgrade_h2c(h2serve_server):
     assert "< HTTP/1.1 101 Switching Protocols" in err, err
     assert err.index("< HTTP/1.1 101") < err.index("< HTTP/2 200"), err
     environ = json.loads(result.stdout)
-    assert environ["SERVER_PROTOCOL"] == "HTTP/2"
+    assert environ["SERVER_PROTOCOL"] == "HTTP/2.0"
     assert environ["h2serve.stream_id"] == 1
     assert environ["h2serve.alpn"] == "h2c"
 
@@ -77,7 +77,7 @@ def test_raw_upgrade_answers_on_stream_1_then_serves_more_streams(h2serve_server
         response = client.response(1)
         assert response.status == 200
         environ = json.loads(response.body)
-        assert environ["SERVER_PROTOCOL"] == "HTTP/2" and environ["h2serve.stream_id"] == 1
+        assert environ["SERVER_PROTOCOL"] == "HTTP/2.0" and environ["h2serve.stream_id"] == 1
         assert environ["REQUEST_METHOD"] == "GET" and environ["PATH_INFO"] == "/environ"
         (first,) = [f for f in client.frames if isinstance(f, HeadersFrame)]
         assert first.stream_id == 1

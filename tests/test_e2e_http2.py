@@ -509,7 +509,7 @@ def test_request_headers_map_to_the_environ(h2serve_server):
     assert environ["HTTP_X_PLAIN"] == "ok"
     assert not [key for key in environ if "UNDER" in key], environ
     assert environ["wsgi.url_scheme"] == "https"       # :scheme http does not downgrade TLS
-    assert environ["SERVER_PROTOCOL"] == "HTTP/2"
+    assert environ["SERVER_PROTOCOL"] == "HTTP/2.0"
     assert environ["h2serve.stream_id"] == stream
     assert environ["h2serve.alpn"] == "h2"
 

@@ -67,7 +67,7 @@ def test_readme_serve_command(tmp_path, monkeypatch):
         assert (cert_dir / "ca.pem").is_file() and (cert_dir / "localhost.pem").is_file()
         result = run_doc_curl(README_CURL, server.port, cert_dir, tmp_path)
         assert result.returncode == 0, result.stderr
-        assert result.stdout == b"Hello from h2serve over HTTP/2\n"
+        assert result.stdout == b"Hello from h2serve over HTTP/2.0\n"
     finally:
         server.stop()
     assert server.proc.returncode == 0, server.log

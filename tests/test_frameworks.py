@@ -88,7 +88,7 @@ def check_over_http2(server) -> None:
     with httpx.Client(http2=True, verify=context, timeout=10) as client:
         page = client.get(f"{server.url}/")
         assert page.status_code == 200 and page.http_version == "HTTP/2"
-        assert "Served over HTTP/2." in page.text
+        assert "Served over HTTP/2.0." in page.text
         check_streaming(client, server.url)
         download = client.get(f"{server.url}/checksum", params={"size": "300000"})
         assert hashlib.sha256(download.content).hexdigest() == expected_checksum(300_000)[7:]

@@ -98,7 +98,7 @@ def test_gunicorn_config_file_is_read(tmp_path, dev_certs):
 
 @pytest.mark.parametrize("argv, flag", [
     (["--spew"], "--spew"),
-    (["--log-syslog"], "--log-syslog"),
+    (["--logger-class", "x.Logger"], "--logger-class"),
 ])
 def test_gunicorn_only_flags_are_refused_with_the_reason(argv, flag):
     with pytest.raises(ConfigError, match=f"gunicorn's {re.escape(flag)} has no equivalent: "):
@@ -218,7 +218,7 @@ def test_gunicorn_config_and_app_run_unchanged(h2serve_server, tmp_path, dev_cer
     # the PROXY protocol from the file is switched off for this direct client.
     server = h2serve_server("gunicorn_style:app", "-c", conf, "--chdir", str(tmp_path),
                             "--no-proxy-protocol", "--log-level", "info", workers=1)
-    assert "h2serve: warning: config file" in server.log
+    assert "[WARNING] config file" in server.log   # in the error log, where operators look
     assert "gunicorn's 'tmp_upload_dir' has no effect here" in server.log
     with H2Client(server.host, server.port, cafile=server.cafile) as client:
         stream_id = client.request("/", headers=[("x-gunicorn", "yes")], priority=(0, 201, False))
@@ -228,4 +228,4 @@ def test_gunicorn_config_and_app_run_unchanged(h2serve_server, tmp_path, dev_cer
     assert dict(response.trailers or []) == {"x-served-by": "gunicorn-style app"}
     server.stop()
     line = access_log.read_text().strip().splitlines()[-1]
-    assert re.fullmatch(r'127\.0\.0\.1 "GET / HTTP/2" 200 2 \{yes\}', line), line
+    assert re.fullmatch(r'127\.0\.0\.1 "GET / HTTP/2\.0" 200 2 \{yes\}', line), line

@@ -175,7 +175,7 @@ def test_a_failing_post_fork_fails_the_workers_boot(h2serve_server, tmp_path):
                           cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 3
     assert "Exception in post_fork hook" in done.stderr
-    assert "Workers keep failing to boot" in done.stderr
+    assert "Reason: Worker failed to boot." in done.stderr
 
 
 def test_ssl_context_hook_gets_the_default_factory(h2serve_server, tmp_path):

@@ -44,7 +44,7 @@ def environ(**extra):
         "SCRIPT_NAME": "",
         "PATH_INFO": "/items/7",
         "QUERY_STRING": "sort=asc",
-        "SERVER_PROTOCOL": "HTTP/2",
+        "SERVER_PROTOCOL": "HTTP/2.0",
         "HTTP_REFERER": "https://example.test/",
         "HTTP_USER_AGENT": "curl/8.5",
         "HTTP_X_REQUEST_ID": "abc-123",
@@ -69,11 +69,11 @@ def line(fmt, env=None, status="200 OK", headers=HEADERS, nbytes=512, start=STAR
         ("l", "-"),
         ("u", "-"),
         ("t", "[05/Mar/2024:14:03:09 +0000]"),
-        ("r", "GET /items/7?sort=asc HTTP/2"),
+        ("r", "GET /items/7?sort=asc HTTP/2.0"),
         ("m", "GET"),
         ("U", "/items/7"),
         ("q", "sort=asc"),
-        ("H", "HTTP/2"),
+        ("H", "HTTP/2.0"),
         ("s", "200"),
         ("B", "512"),
         ("b", "512"),
@@ -104,12 +104,16 @@ def test_missing_values_become_dash(atom):
     assert line(f"%({atom})s", env={}, headers=[]) == "-"
 
 
+def test_an_empty_body_is_0_bytes_as_in_gunicorn():
+    assert line("%(b)s %(B)s", nbytes=0) == "0 0"
+
+
 def test_zero_bytes_and_raw_uri():
     assert line("%(b)s %(B)s", nbytes=0) == "- 0"
     env = environ(RAW_URI="/items/7?sort=asc&x=%20", SERVER_PROTOCOL="HTTP/1.1", REQUEST_METHOD="POST")
     assert line("%(r)s", env=env) == "POST /items/7?sort=asc&x=%20 HTTP/1.1"
     env = environ(QUERY_STRING="")
-    assert line("%(r)s|%(q)s", env=env) == "GET /items/7 HTTP/2|"
+    assert line("%(r)s|%(q)s", env=env) == "GET /items/7 HTTP/2.0|"
 
 
 def test_remote_user_from_basic_auth():
@@ -122,7 +126,7 @@ def test_remote_user_from_basic_auth():
 
 def test_gunicorn_default_format(utc):
     expected = (
-        '192.0.2.10 - - [05/Mar/2024:14:03:09 +0000] "GET /items/7?sort=asc HTTP/2" 200 512 '
+        '192.0.2.10 - - [05/Mar/2024:14:03:09 +0000] "GET /items/7?sort=asc HTTP/2.0" 200 512 '
         '"https://example.test/" "curl/8.5"'
     )
     access = AccessLog(Config(access_logfile="-"))
@@ -148,7 +152,7 @@ def test_json_format(utc):
         "method": "GET",
         "path": "/items/7",
         "query": "sort=asc",
-        "protocol": "HTTP/2",
+        "protocol": "HTTP/2.0",
         "status": 200,
         "bytes": 512,
         "referer": "https://example.test/",

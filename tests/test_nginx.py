@@ -303,7 +303,7 @@ def test_grpc_pass_carries_trailers(h2serve_server, nginx, dev_certs, upstream):
     assert call.trailers is not None, "no trailers reached the client"
     trailers = dict(call.trailers)
     assert trailers.get("grpc-status") == "0" and trailers.get("grpc-message") == "ok"
-    assert environ["SERVER_PROTOCOL"] == "HTTP/2"           # HTTP/2 all the way to h2serve
+    assert environ["SERVER_PROTOCOL"] == "HTTP/2.0"           # HTTP/2 all the way to h2serve
     assert environ["h2serve.alpn"] == upstream.replace("tls", "h2")   # "h2c" or "h2"
     assert environ["wsgi.url_scheme"] == ("http" if upstream == "h2c" else "https")
     assert "[error]" not in proxy.log()

@@ -442,7 +442,13 @@ def test_subprocess_bad_setting_exits_2_without_traceback(tmp_path):
 
 
 def _error_lines(stderr: str) -> list[str]:
-    return [line for line in stderr.splitlines() if line.startswith("h2serve: error: ")]
+    """The start-up failures reported: `h2serve: error:` lines from the master,
+    [ERROR] lines from the workers (their error log is standard error here)."""
+    return [line.split("] ", 3)[-1] if line.startswith("[") else line[len("h2serve: error: "):]
+            for line in stderr.splitlines()
+            if line.startswith("h2serve: error: ") or ("[ERROR]" in line and "Reason:" not in line
+                                                      and "Shutting down" not in line
+                                                      and "failed to boot" not in line)]
 
 
 def test_subprocess_bad_app_exits_2_with_one_line(tmp_path):
@@ -452,17 +458,17 @@ def test_subprocess_bad_app_exits_2_with_one_line(tmp_path):
     result = run_h2serve([*bind, "no_such_module_here:app"], tmp_path)
     assert result.returncode == 2
     assert _error_lines(result.stderr) == [
-        "h2serve: error: cannot import 'no_such_module_here': no module named 'no_such_module_here'"]
-    assert "Traceback" not in result.stderr and "App failed to load: stopping" in result.stderr
+        "cannot import 'no_such_module_here': no module named 'no_such_module_here'"]
+    assert "Traceback" not in result.stderr and "Reason: App failed to load." in result.stderr
 
     (tmp_path / "goodapp.py").write_text("def app(e, s):\n    return []\n")
     result = run_h2serve([*bind, "goodapp:missing"], tmp_path)
     assert result.returncode == 2
-    assert _error_lines(result.stderr) == ["h2serve: error: 'goodapp' has no attribute 'missing'"]
+    assert _error_lines(result.stderr) == ["'goodapp' has no attribute 'missing'"]
 
     result = run_h2serve([*bind, "--preload", "goodapp:missing"], tmp_path)   # the master's import
     assert result.returncode == 2
-    assert _error_lines(result.stderr) == ["h2serve: error: 'goodapp' has no attribute 'missing'"]
+    assert _error_lines(result.stderr) == ["'goodapp' has no attribute 'missing'"]
     assert "Traceback" not in result.stderr
 
 

@@ -83,7 +83,7 @@ class H2Stream:
         self.done = False
         self.in_pool = False      # handed to the thread pool and not finished yet
         self.handed_off = False   # the app is done; the poller frames its response
-        self.protocol = "HTTP/2"
+        self.protocol = "HTTP/2.0"
         # Body pacing (body_min_rate): bytes arrived, seconds spent waiting for them,
         # and while the stream waits unstarted in the poller, since when and the last arrival.
         self.received = 0
