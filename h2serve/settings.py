@@ -565,7 +565,7 @@ SETTINGS: tuple[Setting, ...] = (
         "int", "INT",
         "Most connections one client address may hold open on a worker after the TLS handshake "
         "without having sent a request (0 = no cap). Past it, that address's oldest unused "
-        "connection that has been silent a second is closed (HTTP/2: GOAWAY NO_ERROR), so one "
+        "connections that have been silent 3 s are closed (HTTP/2: GOAWAY NO_ERROR), so one "
         "address cannot fill the worker with held handshakes (about 24 KiB each, 14 KiB of it "
         "OpenSSL's). A browser pre-connects at most a few connections and uses them within "
         "seconds; proxies send a request on each connection they open.",

@@ -43,7 +43,10 @@ ACCEPT_BATCH = 64        # connections accepted per listener per wake-up at leas
 LOAD_SLACK_DIVISOR = 16  # a worker takes a connection while it holds <= least + least/16
 SURGE_QUEUE = 32         # with more than this waiting to be accepted, no worker yields
 SQUEEZED_OUT_S = 10.0    # an address that had a response cut past its share is watched this long
-UNUSED_GRACE_S = 1.0     # an unused connection past its address's cap is closed after this
+# An unused connection past its address's cap is closed once silent this long:
+# in a surge of clients from one address (a benchmark, a NAT gateway) the first
+# request may come a second or two after the handshake.
+UNUSED_GRACE_S = 3.0
 EVICT_TRIES = 8          # idle connections tried per accept at worker_connections
 BACKLOG_PASS_PAUSE_S = 0.01
 LINGER_S = 2.0           # a closing connection's unread input is drained this long
@@ -589,6 +592,7 @@ class Worker:
             oldest = min(idle, key=lambda c: c.driver.last_activity)
             oldest.driver.close_idle()
             self.release(oldest)
+            oldest.driver = None   # idle: no thread holds it
             self._note_eviction()
             return True
         return False
@@ -634,12 +638,16 @@ class Worker:
 
     def _close_unused(self, conn: Connection) -> bool:
         """Close one unused connection if it is idle in the poller (not being
-        read or served by a pool thread right now); True if it was closed."""
+        read or served by a pool thread right now, nothing unread from its
+        peer); True if it was closed."""
         if conn.stage == "h2":
-            if conn not in self.h2_connections or not conn.driver.is_idle():
+            driver = conn.driver
+            if (conn not in self.h2_connections or not driver.is_idle() or driver.more_to_read
+                    or driver.proto.has_backlog or conn.has_input()):
                 return False
             conn.driver.close_idle()
             self.release(conn)
+            conn.driver = None   # no thread holds it: freed now, not at the next full collection
             return True
         if conn not in self.waiting:
             return False

@@ -114,6 +114,7 @@ def test_usr2_upgrade_under_h2load_loses_no_request(h2serve_server, tmp_path):
 def test_winch_is_ignored_unless_daemonized(h2serve_server):
     server = h2serve_server("tests.apps:router", workers=1)
     server.send_signal(signal.SIGWINCH)
-    server.wait_for_log(r"WINCH, ignored: not daemonized")
+    server.wait_for_log(r"Handling signal: winch")
+    server.wait_for_log(r"SIGWINCH ignored: not daemonized")
     with httpx.Client(http2=True, verify=ssl.create_default_context(cafile=server.cafile)) as client:
         assert client.get(f"{server.url}/hello").status_code == 200

@@ -203,7 +203,7 @@ def _stream_and_alpn(server: DocServer) -> None:
     with httpx.Client(http2=True, verify=ssl.create_default_context(cafile=server.cafile),
                       timeout=10) as client:
         texts = [client.get(f"https://localhost:{server.port}/").text for _ in range(2)]
-    assert texts == ["HTTP/2 via h2, stream 1\n", "HTTP/2 via h2, stream 3\n"], texts
+    assert texts == ["HTTP/2.0 via h2, stream 1\n", "HTTP/2.0 via h2, stream 3\n"], texts
     with httpx.Client(verify=ssl.create_default_context(cafile=server.cafile), timeout=10) as client:
         text = client.get(f"https://localhost:{server.port}/").text
     assert text == "HTTP/1.1 via http/1.1, stream 1\n", text
