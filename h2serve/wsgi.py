@@ -430,11 +430,13 @@ def serve_request(app: Callable, exchange: Exchange, request: RequestReceived,
         log.exception("Error handling request %s %s", request.method, request.target)
         if not responder.head_sent:
             responder.status_code = 500
+            responder.status = "500 Internal Server Error"
+            responder.headers = [("Content-Type", "text/plain"),
+                                 ("Content-Length", str(len(_ERROR_BODY)))]
+            body = b"" if request.method == "HEAD" else _ERROR_BODY
             try:
-                exchange.send_complete(500, "Internal Server Error",
-                                       [("Content-Type", "text/plain"),
-                                        ("Content-Length", str(len(_ERROR_BODY)))],
-                                       b"" if request.method == "HEAD" else _ERROR_BODY, None)
+                exchange.send_complete(500, "Internal Server Error", responder.headers, body, None)
+                responder.bytes_sent = len(body)   # the access log counts it, as gunicorn's does
             except (ClientDisconnected, OSError):
                 pass
         else:
