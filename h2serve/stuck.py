@@ -110,10 +110,13 @@ class StuckWatcher:
                 frames = sys._current_frames()
             frame = frames.get(ident)
             stack = "".join(traceback.format_stack(frame)) if frame is not None else "  (no stack: the request ended)\n"
+            # The stack is our own code's, not client text: it goes in the message,
+            # so its lines stay lines (arguments are escaped whole, newlines too).
             log.warning('Stuck request: "%s" from %s has run %.1f s (stuck_request_timeout %g s) '
-                        "on thread %s; its stack, most recent call last:\n%s",
+                        "on thread %s; its stack, most recent call last:\n"
+                        + stack.rstrip("\n").replace("%", "%%"),
                         request_line(request, environ), escape(str(environ.get("REMOTE_ADDR", "-"))),
-                        now - started, self.limit, names.get(ident, ident), stack.rstrip("\n"))
+                        now - started, self.limit, names.get(ident, ident))
             metrics.count(metrics.REQUESTS_STUCK)
         self.reported = keys   # each stuck request is reported once
         self.stuck_now = len(stuck)

@@ -273,6 +273,8 @@ def test_a_stuck_request_is_logged_once_with_its_stack(h2serve_server):
     stack = server.log.split("Stuck request:", 1)[1]
     assert 'metrics_apps.py", line' in stack and "in stuck_view_sleeping_here" in stack
     assert "time.sleep(seconds)" in stack
+    # One frame per line, as in a traceback (newlines in the stack were once escaped to \x0a).
+    assert "\\x0a" not in stack and "\n    time.sleep(seconds)\n" in stack
     server.wait_for_log(r"\[ERROR\] All 1 pool threads of worker are running stuck requests")
     server.wait_for_log(r"A pool thread is free again")
 
