@@ -18,6 +18,17 @@ ROOT = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
+def start_expecting_exit(config_text: str, tmp_path: Path, app: str = "tests.apps:hello",
+                         timeout: float = 60) -> subprocess.CompletedProcess:
+    """Run h2serve (plaintext, any port) with a config file holding config_text
+    until it exits by itself: for start-ups that must fail, and how."""
+    conf = tmp_path / "failing.conf.py"
+    conf.write_text(config_text)
+    return subprocess.run([sys.executable, "-m", "h2serve", "-c", str(conf), "--plaintext",
+                           "--bind", "127.0.0.1:0", app],
+                          cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+
+
 def require_tool(name: str) -> str:
     """The path of an external tool; skip loudly outside CI, fail in CI."""
     path = shutil.which(name)

@@ -7,8 +7,6 @@ from __future__ import annotations
 import json
 import signal
 import ssl
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,7 +14,7 @@ import httpx
 import pytest
 
 from h2serve.config import Config, ConfigError
-from tests.conftest import ROOT
+from tests.conftest import start_expecting_exit
 
 HOOKS_CONF = '''
 import json, os
@@ -157,22 +155,16 @@ def test_pre_request_raising_is_a_500_and_post_request_raising_is_only_logged(
 
 
 def test_a_failing_master_hook_stops_the_server_with_its_traceback(h2serve_server, tmp_path):
-    conf = tmp_path / "bad.conf.py"
-    conf.write_text("def on_starting(server):\n    raise RuntimeError('no database')\n")
-    done = subprocess.run([sys.executable, "-m", "h2serve", "-c", str(conf), "--plaintext",
-                           "--bind", "127.0.0.1:0", "tests.apps:hello"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    done = start_expecting_exit("def on_starting(server):\n    raise RuntimeError('no database')\n",
+                                tmp_path)
     assert done.returncode == 1
     assert "Exception in on_starting hook" in done.stderr and "Traceback" in done.stderr
     assert "h2serve: error: the on_starting hook raised RuntimeError: no database" in done.stderr
 
 
 def test_a_failing_post_fork_fails_the_workers_boot(h2serve_server, tmp_path):
-    conf = tmp_path / "bad.conf.py"
-    conf.write_text("def post_fork(server, worker):\n    raise OSError('no socket to the cache')\n")
-    done = subprocess.run([sys.executable, "-m", "h2serve", "-c", str(conf), "--plaintext",
-                           "--bind", "127.0.0.1:0", "tests.apps:hello"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    done = start_expecting_exit(
+        "def post_fork(server, worker):\n    raise OSError('no socket to the cache')\n", tmp_path)
     assert done.returncode == 3
     assert "Exception in post_fork hook" in done.stderr
     assert "Reason: Worker failed to boot." in done.stderr

@@ -13,6 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.conftest import start_expecting_exit
+
 
 def _get(server, path: str = "/hello") -> None:
     with httpx.Client(http2=True, verify=ssl.create_default_context(cafile=server.cafile)) as client:
@@ -153,15 +155,7 @@ def test_a_gunicorn_logging_configuration_drives_the_logs(h2serve_server, tmp_pa
 
 
 def test_a_broken_logging_configuration_stops_the_start(tmp_path):
-    import subprocess
-    import sys
-
-    from tests.conftest import ROOT
-
-    conf = tmp_path / "gunicorn.conf.py"
-    conf.write_text("logconfig_dict = {'handlers': {'x': {'class': 'no.such.Handler'}}}\n")
-    done = subprocess.run([sys.executable, "-m", "h2serve", "-c", str(conf), "--plaintext",
-                           "--bind", "127.0.0.1:0", "tests.apps:hello"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    done = start_expecting_exit(
+        "logconfig_dict = {'handlers': {'x': {'class': 'no.such.Handler'}}}\n", tmp_path)
     assert done.returncode == 2
     assert done.stderr.startswith("h2serve: error: logging: ") and "Traceback" not in done.stderr
