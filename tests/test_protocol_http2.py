@@ -34,8 +34,8 @@ from h2serve.protocol.events import (
     StreamReset,
     WindowUpdated,
 )
+from h2serve.protocol.h2_internals import CLOSED_STREAMS_REMEMBERED
 from h2serve.protocol.http2 import (
-    CLOSED_STREAMS_REMEMBERED,
     PREFACE,
     HTTP2Limits,
     HTTP2Protocol,

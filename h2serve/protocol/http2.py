@@ -6,26 +6,9 @@ Bytes go in through :meth:`HTTP2Protocol.receive`, events from
 locking: the connection driver serialises every call.
 
 ``h2`` does most of RFC 9113, but a few of its answers are not the ones the
-RFC asks for. :class:`_ServerConnection` overrides the handful of frame
-handlers where that matters:
-
-* a malformed request (bad pseudo-headers, connection-specific fields,
-  content-length mismatch...) is a *stream* error (RST_STREAM PROTOCOL_ERROR),
-  where h2 tears the whole connection down;
-* HPACK decoding failures are COMPRESSION_ERROR (h2 says PROTOCOL_ERROR), and
-  the header block is always decoded, even for refused streams, so the HPACK
-  context never drifts;
-* streams beyond SETTINGS_MAX_CONCURRENT_STREAMS get REFUSED_STREAM (h2 would
-  end the connection), as do new streams after our graceful GOAWAY;
-* a stream depending on itself is a stream error; RST_STREAM on an idle
-  stream is a connection error (h2 ignores it);
-* frames on a closed stream get the answer RFC 9113 section 5.1 gives for
-  how it closed: discarded (connection credit returned) after we sent
-  RST_STREAM, a stream error STREAM_CLOSED after the peer's RST_STREAM, a
-  connection error STREAM_CLOSED once END_STREAM went both ways (h2 answers
-  DATA there with RST_STREAM); a CONTINUATION that continues nothing is
-  always a connection error PROTOCOL_ERROR (section 6.10);
-* PRIORITY_UPDATE (RFC 9218) frames are validated and parsed.
+RFC asks for: :class:`h2serve.protocol.h2_internals.ServerConnection`
+overrides the frame handlers where that matters (the list is there, with
+everything else that relies on h2's private internals).
 
 h2's own header checks are switched off: http2_fields.py does them in one
 pass (and a request block's split with them), and hpack_cache.py skips HPACK
@@ -78,8 +61,7 @@ import h2.exceptions
 import h2.frame_buffer
 import h2.settings
 import h2.stream
-from hpack.exceptions import HPACKError, OversizedHeaderListError
-from hyperframe.frame import Frame, GoAwayFrame, HeadersFrame, RstStreamFrame, WindowUpdateFrame
+from hyperframe.frame import Frame, GoAwayFrame, RstStreamFrame
 
 from h2serve import metrics
 
@@ -94,13 +76,18 @@ from .events import (
     StreamReset,
     WindowUpdated,
 )
-from .h2_internals import CompactSettings, break_reference_cycle, use_compact_settings
-from .hpack_cache import CachingDecoder, CachingEncoder
+from .h2_internals import (
+    FRAME_TYPE_PRIORITY_UPDATE,
+    CompactSettings,
+    PriorityUpdateReceived,
+    ServerConnection,
+    StreamRejected,
+    break_reference_cycle,
+    use_compact_settings,
+)
 from .http2_fields import (
     RequestFields,
     check_request_target,
-    check_trailer_fields,
-    parse_request_fields,
     response_fields,
 )
 from .quick_frames import (
@@ -125,7 +112,6 @@ FRAME_TYPE_SETTINGS = 0x4
 FRAME_TYPE_PING = 0x6
 FRAME_TYPE_GOAWAY = 0x7
 FRAME_TYPE_WINDOW_UPDATE = 0x8
-FRAME_TYPE_PRIORITY_UPDATE = 0x10
 FLAG_ACK = 0x1
 FLAG_PADDED = 0x8
 # h2 refuses a header block of more CONTINUATION frames than this with
@@ -140,8 +126,6 @@ CONTROL_REFUND_PER_REQUEST = 2
 # bytes (RFC 9113 size) of header block it made us decode: the budget follows CPU.
 HEADER_BYTES_PER_RESET = 4096
 MAX_WINDOW = 2**31 - 1
-# Closed streams remembered per connection (see _ServerConnection).
-CLOSED_STREAMS_REMEMBERED = 1024
 # Upper bound on the connection receive window we advertise.
 MAX_CONNECTION_WINDOW = 16 * 1024 * 1024
 
@@ -200,35 +184,6 @@ class _Budget:
 
     def refund(self, amount: float) -> None:
         self.level = max(0.0, self.level - amount)
-
-
-# --------------------------------------------------------------------------
-# Events private to the h2 subclass -> HTTP2Protocol hand-off.
-
-
-@dataclass
-class _StreamRejected:
-    """The connection already queued RST_STREAM for this stream."""
-
-    stream_id: int
-    error_code: int
-    reason: str
-
-
-@dataclass
-class _PriorityUpdateReceived:
-    """A valid RFC 9218 PRIORITY_UPDATE frame."""
-
-    stream_id: int
-    field_value: str
-
-
-class _ConnectionError(h2.exceptions.ProtocolError):
-    """A ProtocolError carrying an explicit error code; h2 turns it into GOAWAY."""
-
-    def __init__(self, message: str, error_code: int) -> None:
-        super().__init__(message)
-        self.error_code = error_code
 
 
 # --------------------------------------------------------------------------
@@ -305,325 +260,6 @@ def parse_priority_field(value: str | None) -> dict:
 
 
 # --------------------------------------------------------------------------
-# The h2 connection with RFC-accurate error handling.
-
-
-class _ServerConnection(h2.connection.H2Connection):
-    """h2's H2Connection with the stream-level error handling RFC 9113 asks for.
-
-    Overrides private frame handlers of h2 4.x (checked against 4.1-4.4).
-    """
-
-    # How many closed streams h2 remembers, to answer a late frame on one as
-    # its way of closing asks (RFC 9113 5.1). h2 keeps 65,536: about 8 MiB per
-    # connection that has served that many requests. Older streams count as
-    # closed long ago, which section 5.1 lets an endpoint treat as an error.
-    MAX_CLOSED_STREAMS = CLOSED_STREAMS_REMEMBERED
-
-    def __init__(self, config: h2.config.H2Configuration, decode_limit: int) -> None:
-        super().__init__(config=config)
-        # Repeated header blocks (the common case once the dynamic tables are
-        # warm) are encoded and decoded once; swapped in before any frame.
-        self.encoder = CachingEncoder()
-        self.decoder = CachingDecoder()
-        # Highest stream id still served after our graceful GOAWAY (None: none sent).
-        self.refuse_streams_above: int | None = None
-        self.decoder.max_header_list_size = decode_limit
-        self._decode_limit = decode_limit
-        # RST_STREAM frames with an error code queued so far (and 431 answers):
-        # HTTP2Protocol charges those a client's frames caused to its reset budget.
-        self.errors_answered = 0
-
-    def receive_frame(self, frame: Frame) -> list:
-        """receive_data for one frame its caller has already split off and built."""
-        try:
-            return self._receive_frame(frame)
-        except h2.exceptions.ProtocolError as exc:
-            self._terminate_connection(exc.error_code)
-            raise
-
-    def _prepare_for_sending(self, frames: list) -> None:
-        for frame in frames:
-            if isinstance(frame, RstStreamFrame):
-                metrics.count(metrics.H2_RESETS_SENT)
-                self.errors_answered += frame.error_code != 0
-        super()._prepare_for_sending(frames)
-
-    # -- helpers ----------------------------------------------------------
-
-    def _inbound_streams_full(self) -> bool:
-        """Would one more client stream exceed our SETTINGS_MAX_CONCURRENT_STREAMS?
-
-        h2 counts by walking every stream it holds; closed streams are dropped
-        as soon as they close (forget_closed), so while fewer streams than the
-        limit are held the answer is no without the walk.
-        """
-        limit = self.local_settings.max_concurrent_streams
-        return len(self.streams) >= limit and self.open_inbound_streams + 1 > limit
-
-    def forget_closed(self, stream_id: int) -> None:
-        """Drop a closed stream's state now, keeping how it closed (as h2 does
-        lazily when it next counts streams)."""
-        stream = self.streams.get(stream_id)
-        if stream is not None and stream.closed:
-            del self.streams[stream_id]
-            self._closed_streams[stream_id] = stream.closed_by
-
-    def _decode_block(self, data: bytes) -> list[tuple[bytes, bytes]]:
-        try:
-            return list(self.decoder.decode(data, raw=True))
-        except OversizedHeaderListError as exc:
-            raise _ConnectionError(
-                f"header block above {self._decode_limit} bytes", ErrorCodes.ENHANCE_YOUR_CALM
-            ) from exc
-        except (HPACKError, IndexError, TypeError, UnicodeDecodeError, ValueError) as exc:
-            raise _ConnectionError(
-                f"HPACK decoding failed: {exc}", ErrorCodes.COMPRESSION_ERROR
-            ) from exc
-
-    def _open_and_reset(
-        self, stream: h2.stream.H2Stream, end_stream: bool, error_code: int
-    ) -> list:
-        """Move an idle stream through HEADERS (and END_STREAM), then reset it."""
-        machine = stream.state_machine
-        if machine.state == h2.stream.StreamState.IDLE:
-            machine.process_input(h2.stream.StreamInputs.RECV_HEADERS)
-            if end_stream:
-                machine.process_input(h2.stream.StreamInputs.RECV_END_STREAM)
-        return stream.reset_stream(error_code)
-
-    def closed_by(self, stream_id: int) -> h2.stream.StreamClosedBy | None:
-        """How a closed stream closed; None if it is idle, still open, closed
-        implicitly (a higher id was opened first) or long forgotten."""
-        stream = self.streams.get(stream_id)
-        if stream is not None:
-            return stream.closed_by if stream.closed else None
-        return self._closed_streams.get(stream_id)
-
-    def _reset_any(self, stream_id: int, error_code: int) -> list:
-        """RST_STREAM for a stream that may be open, closed or never opened."""
-        stream = self.streams.get(stream_id)
-        if stream is not None and stream.open:
-            return stream.reset_stream(error_code)
-        frame = RstStreamFrame(stream_id)
-        frame.error_code = error_code
-        return [frame]
-
-    # -- overridden frame handlers -----------------------------------------
-
-    def _receive_frame(self, frame) -> list:
-        """h2's frame dispatch, minus the ``repr(frame)`` it formats for a trace
-        log on every frame whether or not anything logs (about 3% of a small
-        request's CPU). Closed-stream errors map as in h2: a stream error if
-        the stream was reset, else a connection error."""
-        try:
-            frames, events = self._frame_dispatch_table[frame.__class__](frame)
-        except h2.exceptions.StreamClosedError as exc:
-            if not self._stream_is_closed_by_reset(exc.stream_id):
-                raise
-            frames = [RstStreamFrame(exc.stream_id, error_code=exc.error_code)]
-            events = exc._events
-        except h2.exceptions.StreamIDTooLowError as exc:
-            if self._stream_is_closed_by_reset(exc.stream_id):
-                frames = [RstStreamFrame(exc.stream_id, error_code=ErrorCodes.STREAM_CLOSED)]
-                events = []
-            elif self._stream_is_closed_by_end(exc.stream_id):
-                raise h2.exceptions.StreamClosedError(exc.stream_id) from exc
-            else:
-                raise
-        self._prepare_for_sending(frames)
-        return events
-
-    def _receive_headers_frame(self, frame: HeadersFrame) -> tuple[list, list]:
-        # Always decode first: HPACK state is connection-wide.
-        headers = self._decode_block(frame.data)
-        events = self.state_machine.process_input(h2.connection.ConnectionInputs.RECV_HEADERS)
-        end_stream = "END_STREAM" in frame.flags
-        stream_id = frame.stream_id
-        is_new = (
-            stream_id not in self.streams
-            and stream_id % 2 == 1
-            and stream_id > self.highest_inbound_stream_id
-        )
-        if is_new:
-            refuse_reason = None
-            if self.refuse_streams_above is not None and stream_id > self.refuse_streams_above:
-                refuse_reason = "stream opened after GOAWAY"
-            elif self._inbound_streams_full():
-                refuse_reason = "too many concurrent streams"
-            if refuse_reason is not None:
-                stream = self._begin_new_stream(stream_id, h2.connection.AllowedStreamIDs.ODD)
-                frames = self._open_and_reset(stream, end_stream, ErrorCodes.REFUSED_STREAM)
-                metrics.count(metrics.H2_STREAMS_REFUSED)
-                return frames, events + [
-                    _StreamRejected(stream_id, ErrorCodes.REFUSED_STREAM, refuse_reason)
-                ]
-        if self.closed_by(stream_id) == h2.stream.StreamClosedBy.SEND_RST_STREAM:
-            # RFC 9113 5.1: after our RST_STREAM, frames the peer had in flight
-            # are discarded; the block was decoded above, so HPACK stays in step.
-            return [], events
-        # Raises StreamIDTooLowError / ProtocolError for ids h2 must refuse.
-        stream = self._get_or_create_stream(stream_id, h2.connection.AllowedStreamIDs.ODD)
-
-        if "PRIORITY" in frame.flags and frame.depends_on == stream_id:
-            frames = self._open_and_reset(stream, end_stream, ErrorCodes.PROTOCOL_ERROR)
-            return frames, events + [
-                _StreamRejected(stream_id, ErrorCodes.PROTOCOL_ERROR, "stream depends on itself")
-            ]
-        if is_new and headers and headers[0][0] == b":status":
-            frames = self._open_and_reset(stream, end_stream, ErrorCodes.PROTOCOL_ERROR)
-            return frames, events + [
-                _StreamRejected(stream_id, ErrorCodes.PROTOCOL_ERROR, "response pseudo-header")
-            ]
-
-        # Our own single-pass checks stand in for h2's (switched off in the
-        # config); they run only where h2's state machine accepts a header
-        # block, so a block on a closed stream still gets h2's answer.
-        state = stream.state_machine.state
-        request: RequestFields | None = None
-        try:
-            if state == h2.stream.StreamState.IDLE:
-                request = parse_request_fields(headers)
-            elif state in (h2.stream.StreamState.OPEN, h2.stream.StreamState.HALF_CLOSED_LOCAL):
-                headers = check_trailer_fields(headers)
-            frames, stream_events = stream.receive_headers(
-                headers, end_stream, self.config.header_encoding
-            )
-        except h2.exceptions.StreamClosedError:
-            raise
-        except h2.exceptions.ProtocolError as exc:
-            machine = stream.state_machine
-            if machine.state == h2.stream.StreamState.CLOSED and machine.stream_closed_by is None:
-                raise  # an illegal state transition: connection error
-            if machine.stream_closed_by == h2.stream.StreamClosedBy.RECV_END_STREAM:
-                # Malformed trailers whose END_STREAM closed a half-closed (local)
-                # stream: h2 applied END_STREAM before validating. The block is
-                # still a stream error (RFC 9113 8.1.1), not a frame on a closed
-                # stream; answer it and treat the stream as reset by us.
-                machine.stream_closed_by = h2.stream.StreamClosedBy.SEND_RST_STREAM
-                frames = self._reset_any(stream_id, ErrorCodes.PROTOCOL_ERROR)
-                return frames, events + [
-                    _StreamRejected(
-                        stream_id, ErrorCodes.PROTOCOL_ERROR, f"malformed header block: {exc}"
-                    )
-                ]
-            frames = self._open_and_reset(stream, end_stream, ErrorCodes.PROTOCOL_ERROR)
-            return frames, events + [
-                _StreamRejected(stream_id, ErrorCodes.PROTOCOL_ERROR, f"malformed header block: {exc}")
-            ]
-
-        if request is not None and stream_events:
-            stream_events[0].request_fields = request
-        if "PRIORITY" in frame.flags and stream_events:
-            update = h2.events.PriorityUpdated()
-            update.stream_id = stream_id
-            update.depends_on = frame.depends_on
-            update.exclusive = frame.exclusive
-            update.weight = frame.stream_weight + 1
-            stream_events[0].priority_updated = update
-        return frames, events + stream_events
-
-    def _receive_data_frame(self, frame) -> tuple[list, list]:
-        closed_by = self.closed_by(frame.stream_id)
-        if closed_by == h2.stream.StreamClosedBy.SEND_RST_STREAM:
-            # RFC 9113 5.1: in flight when we reset the stream. Discard it, but it
-            # counts against the connection window, so the credit goes back.
-            events = self.state_machine.process_input(h2.connection.ConnectionInputs.RECV_DATA)
-            manager = self._inbound_flow_control_window_manager
-            manager.window_consumed(frame.flow_controlled_length)
-            increment = manager.process_bytes(frame.flow_controlled_length)
-            return (self._window_update_frames(increment) if increment else []), events
-        if closed_by in (h2.stream.StreamClosedBy.RECV_END_STREAM,
-                         h2.stream.StreamClosedBy.SEND_END_STREAM):
-            # Both sides sent END_STREAM: RFC 9113 5.1 (RFC 7540 5.1: MUST) makes
-            # this a connection error; h2 would only reset the stream.
-            self.state_machine.process_input(h2.connection.ConnectionInputs.RECV_DATA)
-            raise _ConnectionError(
-                f"DATA on stream {frame.stream_id} after END_STREAM in both directions",
-                ErrorCodes.STREAM_CLOSED,
-            )
-        try:
-            return super()._receive_data_frame(frame)
-        except h2.exceptions.InvalidBodyLengthError as exc:
-            # The connection window was already charged; the app never sees these bytes.
-            frames = []
-            increment = self._inbound_flow_control_window_manager.process_bytes(
-                frame.flow_controlled_length
-            )
-            if increment:
-                frames.extend(self._window_update_frames(increment))
-            frames.extend(self._reset_any(frame.stream_id, ErrorCodes.PROTOCOL_ERROR))
-            return frames, [_StreamRejected(frame.stream_id, ErrorCodes.PROTOCOL_ERROR, str(exc))]
-
-    @staticmethod
-    def _window_update_frames(increment: int) -> list:
-        update = WindowUpdateFrame(0)
-        update.window_increment = increment
-        return [update]
-
-    def _receive_priority_frame(self, frame) -> tuple[list, list]:
-        events = self.state_machine.process_input(h2.connection.ConnectionInputs.RECV_PRIORITY)
-        if frame.depends_on == frame.stream_id:
-            frames = self._reset_any(frame.stream_id, ErrorCodes.PROTOCOL_ERROR)
-            return frames, events + [
-                _StreamRejected(frame.stream_id, ErrorCodes.PROTOCOL_ERROR, "stream depends on itself")
-            ]
-        update = h2.events.PriorityUpdated()
-        update.stream_id = frame.stream_id
-        update.depends_on = frame.depends_on
-        update.exclusive = frame.exclusive
-        update.weight = frame.stream_weight + 1
-        return [], events + [update]
-
-    def _receive_rst_stream_frame(self, frame) -> tuple[list, list]:
-        stream_id = frame.stream_id
-        if stream_id not in self.streams:
-            highest = (
-                self.highest_inbound_stream_id if stream_id % 2 else self.highest_outbound_stream_id
-            )
-            if stream_id > highest:
-                raise _ConnectionError("RST_STREAM on an idle stream", ErrorCodes.PROTOCOL_ERROR)
-        return super()._receive_rst_stream_frame(frame)
-
-    def _receive_goaway_frame(self, frame: GoAwayFrame) -> tuple[list, list]:
-        # A graceful GOAWAY from the client (RFC 9113 6.8) only says it opens no
-        # more streams; the responses it is waiting for still go out. h2 would
-        # close the connection state and refuse to send them.
-        if frame.error_code != ErrorCodes.NO_ERROR:
-            return super()._receive_goaway_frame(frame)
-        event = h2.events.ConnectionTerminated()
-        event.error_code = ErrorCodes.NO_ERROR
-        event.last_stream_id = frame.last_stream_id
-        event.additional_data = frame.additional_data or None
-        return [], [event]
-
-    def _receive_naked_continuation(self, frame) -> tuple[list, list]:
-        # h2 answers RST_STREAM when the stream was reset and already culled;
-        # RFC 9113 6.10 wants a connection error whatever the stream's state.
-        raise _ConnectionError(
-            f"CONTINUATION on stream {frame.stream_id} without an open header block",
-            ErrorCodes.PROTOCOL_ERROR,
-        )
-
-    def _receive_unknown_frame(self, frame) -> tuple[list, list]:
-        if frame.type != FRAME_TYPE_PRIORITY_UPDATE:
-            return [], []  # RFC 9113 section 5.5: ignore unknown frame types
-        if frame.stream_id != 0:
-            raise _ConnectionError("PRIORITY_UPDATE on a stream", ErrorCodes.PROTOCOL_ERROR)
-        body = frame.body
-        if len(body) < 4:
-            raise _ConnectionError("PRIORITY_UPDATE too short", ErrorCodes.FRAME_SIZE_ERROR)
-        prioritized = int.from_bytes(body[:4], "big") & 0x7FFFFFFF
-        if prioritized == 0 or prioritized % 2 == 0:
-            # 0 is forbidden; even ids would be push streams, which we never open.
-            raise _ConnectionError(
-                f"PRIORITY_UPDATE for stream {prioritized}", ErrorCodes.PROTOCOL_ERROR
-            )
-        field_value = body[4:].decode("latin-1")
-        return [], [_PriorityUpdateReceived(prioritized, field_value)]
-
-
-# --------------------------------------------------------------------------
 # Per-stream bookkeeping.
 
 
@@ -689,7 +325,7 @@ class HTTP2Protocol:
         # Decode up to twice the advertised list size so an oversized (but not
         # abusive) block can still get a clean 431 instead of a dead connection.
         decode_limit = max(2 * limits.max_header_list_size, 16384)
-        self._conn = _ServerConnection(config, decode_limit)
+        self._conn = ServerConnection(config, decode_limit)
         use_compact_settings(self._conn)
         self._conn.local_settings = CompactSettings(
             client=False,
@@ -910,7 +546,7 @@ class HTTP2Protocol:
                                  self._quick_frame(frame_type, flags, stream_id, frame_bytes))
             if self._terminated:
                 return
-            if not self._conn.incoming_buffer._headers_buffer:
+            if not self._conn.header_block_open():
                 self._block_started = 0.0
             charged = (self._conn.errors_answered - errors_before
                        + self._client_resets - resets_before)
@@ -939,8 +575,8 @@ class HTTP2Protocol:
             if self._block_started:
                 self._block_bytes += length
                 self._block_frames += 1
-                if self._block_bytes > self._conn._decode_limit:
-                    return f"header block above {self._conn._decode_limit} bytes"
+                if self._block_bytes > self._conn.decode_limit:
+                    return f"header block above {self._conn.decode_limit} bytes"
                 if self._block_frames >= MAX_CONTINUATION_FRAMES:
                     return f"header block of more than {MAX_CONTINUATION_FRAMES} CONTINUATION frames"
             if not length and not flags & FLAG_END_HEADERS:
@@ -1006,7 +642,7 @@ class HTTP2Protocol:
     ) -> bool:
         """Handle frames h2 would answer with a connection error where RFC 9113
         asks for a stream error. Returns True if the frame was consumed."""
-        if self._conn.incoming_buffer._headers_buffer:
+        if self._conn.header_block_open():
             return False  # inside a header block: h2 reports the CONTINUATION violation
         error_code = None
         reason = ""
@@ -1038,7 +674,7 @@ class HTTP2Protocol:
         if (
             stream_id % 2 == 0
             or stream_id <= conn.highest_inbound_stream_id
-            or conn.incoming_buffer._headers_buffer
+            or conn.header_block_open()
             or (conn.refuse_streams_above is not None and stream_id > conn.refuse_streams_above)
         ):
             return
@@ -1063,8 +699,7 @@ class HTTP2Protocol:
         """The frame object for a common HEADERS or DATA frame, built directly,
         while h2's own buffer holds nothing (no preface left, no open header
         block); None: h2 parses the bytes itself."""
-        buffer = self._conn.incoming_buffer
-        if buffer._data or buffer._headers_buffer or buffer._preamble_len:
+        if not self._conn.frame_buffer_empty():
             return None
         if frame_type == FRAME_TYPE_HEADERS:
             return headers_frame(stream_id, flags, frame_bytes[FRAME_HEADER_LEN:])
@@ -1118,9 +753,9 @@ class HTTP2Protocol:
                     record.priority, weight=event.weight, depends_on=event.depends_on
                 )
                 out.append(PriorityUpdated(event.stream_id, dict(record.priority)))
-        elif isinstance(event, _PriorityUpdateReceived):
+        elif isinstance(event, PriorityUpdateReceived):
             self._on_priority_update(event, out)
-        elif isinstance(event, _StreamRejected):
+        elif isinstance(event, StreamRejected):
             out.append(
                 ProtocolViolation(event.reason, stream_id=event.stream_id, error_code=event.error_code)
             )
@@ -1129,7 +764,7 @@ class HTTP2Protocol:
         elif isinstance(event, h2.events.ConnectionTerminated):
             reason = (event.additional_data or b"").decode("latin-1")
             if int(event.error_code) == ErrorCodes.NO_ERROR:
-                # Graceful (see _ServerConnection._receive_goaway_frame): the
+                # Graceful (see ServerConnection._receive_goaway_frame): the
                 # streams it opened are still answered; it just opens no more.
                 self._peer_goaway = True
             else:
@@ -1338,7 +973,7 @@ class HTTP2Protocol:
         if known:
             out.append(StreamReset(stream_id, int(event.error_code)))
 
-    def _on_priority_update(self, event: _PriorityUpdateReceived, out: list) -> None:
+    def _on_priority_update(self, event: PriorityUpdateReceived, out: list) -> None:
         stream_id = event.stream_id
         record = self._streams.get(stream_id)
         if record is not None:

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import struct
 
-from hyperframe.flags import Flags
 from hyperframe.frame import DataFrame, HeadersFrame
+
+from .h2_internals import make_flags
 
 FRAME_TYPE_DATA = 0x0
 FRAME_TYPE_HEADERS = 0x1
@@ -33,11 +34,7 @@ def frame_header(length: int, frame_type: int, flags: int, stream_id: int) -> by
     return _HEADER.pack(length >> 8, length & 0xFF, frame_type, flags, stream_id)
 
 
-def _flags(valid: frozenset[str], names: set[str]) -> Flags:
-    flags = Flags.__new__(Flags)
-    flags._valid_flags = valid
-    flags._flags = names
-    return flags
+_flags = make_flags   # h2_internals: hyperframe's Flags built directly
 
 
 def headers_frame(stream_id: int, flag_bits: int, block: bytes) -> HeadersFrame | None:
