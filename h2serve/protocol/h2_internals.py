@@ -49,6 +49,7 @@ import h2.exceptions
 import h2.settings
 import h2.stream
 from hpack.exceptions import HPACKError, OversizedHeaderListError
+from hyperframe.flags import Flags
 from hyperframe.frame import Frame, GoAwayFrame, HeadersFrame, RstStreamFrame, WindowUpdateFrame
 
 from h2serve import metrics
@@ -474,8 +475,6 @@ def make_flags(valid: frozenset[str], names: set[str]) -> Any:
     """A hyperframe ``Flags`` holding `names`, built without its per-flag
     checks (quick_frames.py builds frames for the hot path); relies on
     ``Flags._valid_flags`` and ``Flags._flags``."""
-    from hyperframe.flags import Flags
-
     flags = Flags.__new__(Flags)
     flags._valid_flags = valid
     flags._flags = names
