@@ -34,6 +34,11 @@ value, and a connection has two Settings of five to seven settings each, so
 about 9 KiB of a held connection's 33 KiB was empty deque blocks
 (:class:`CompactSettings`). And an H2Connection is a reference cycle through
 its dispatch table (:func:`break_reference_cycle`).
+
+hpack_cache.py's caches need to see every change of an HPACK table
+(:class:`GenerationHeaderTable` hooks ``HeaderTable._shrink``) and hpack's
+table-size check (:func:`assert_valid_table_size`); quick_frames.py builds
+hyperframe's ``Flags`` directly (:func:`make_flags`).
 """
 
 from __future__ import annotations
@@ -49,12 +54,12 @@ import h2.exceptions
 import h2.settings
 import h2.stream
 from hpack.exceptions import HPACKError, OversizedHeaderListError
+from hpack.table import HeaderTable
 from hyperframe.flags import Flags
 from hyperframe.frame import Frame, GoAwayFrame, HeadersFrame, RstStreamFrame, WindowUpdateFrame
 
 from h2serve import metrics
 
-from .hpack_cache import CachingDecoder, CachingEncoder
 from .http2_fields import RequestFields, check_trailer_fields, parse_request_fields
 
 ErrorCodes = h2.errors.ErrorCodes
@@ -158,6 +163,8 @@ class ServerConnection(h2.connection.H2Connection):
     MAX_CLOSED_STREAMS = CLOSED_STREAMS_REMEMBERED
 
     def __init__(self, config: h2.config.H2Configuration, decode_limit: int) -> None:
+        from .hpack_cache import CachingDecoder, CachingEncoder  # (it imports this module)
+
         super().__init__(config=config)
         # Repeated header blocks (the common case once the dynamic tables are
         # warm) are encoded and decoded once; swapped in before any frame.
@@ -479,3 +486,40 @@ def make_flags(valid: frozenset[str], names: set[str]) -> Any:
     flags._valid_flags = valid
     flags._flags = names
     return flags
+
+
+class GenerationHeaderTable(HeaderTable):
+    """HeaderTable with a counter that moves on every mutation.
+
+    hpack changes a table only through ``add``, ``_shrink`` (evictions) and the
+    ``maxsize`` setter (which also backs ``header_table_size`` on both the
+    encoder and the decoder, including size updates read from a block). The
+    counter moves even when a call turns out to change nothing (setting the
+    same size): a spurious miss is harmless, a missed change is not. Code that
+    edits ``dynamic_entries`` directly is not seen; hpack and h2 never do.
+    """
+
+    def __init__(self) -> None:
+        self.generation = 0
+        super().__init__()
+
+    def add(self, name: bytes, value: bytes) -> None:
+        self.generation += 1
+        super().add(name, value)
+
+    def _shrink(self) -> None:
+        self.generation += 1
+        super()._shrink()
+
+    def _set_maxsize(self, newmax: int) -> None:
+        self.generation += 1
+        HeaderTable.maxsize.fset(self, newmax)  # type: ignore[attr-defined]
+
+    maxsize = property(HeaderTable.maxsize.fget, _set_maxsize)  # type: ignore[assignment]
+
+
+def assert_valid_table_size(decoder: Any) -> None:
+    """What hpack's Decoder checks after decoding a block (a table size update
+    must not exceed the advertised maximum), for a decode served from the
+    cache (hpack_cache.py); relies on ``Decoder._assert_valid_table_size``."""
+    decoder._assert_valid_table_size()

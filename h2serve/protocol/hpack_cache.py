@@ -8,7 +8,8 @@ table's content. These subclasses remember those results and hand them back
 while the table is unchanged, which saves the per-field Python work of
 ``hpack.Encoder.encode`` and ``hpack.Decoder.decode``.
 
-"Unchanged" is tracked by `GenerationHeaderTable`, which counts every
+"Unchanged" is tracked by `GenerationHeaderTable` (in h2_internals.py: it
+hooks a private hpack method), which counts every
 mutation of the table (add, eviction, resize); any change empties the cache.
 A result is stored only if computing it changed nothing, so a hit can never
 skip a state change the plain class would have made. Both caches are small
@@ -26,6 +27,8 @@ import hpack
 from hpack import HeaderTuple, NeverIndexedHeaderTuple
 from hpack.table import HeaderTable
 
+from .h2_internals import GenerationHeaderTable, assert_valid_table_size
+
 #: Most results kept per encoder or decoder; the oldest goes first.
 MAX_ENTRIES = 64
 #: Largest input cached: the encoded block's length for the decoder; for the
@@ -38,36 +41,6 @@ MAX_DECODED_BYTES = 4096
 
 # Header tuple classes whose "never index" meaning is fixed by the class.
 _CACHEABLE_KINDS = frozenset({tuple, HeaderTuple, NeverIndexedHeaderTuple})
-
-
-class GenerationHeaderTable(HeaderTable):
-    """HeaderTable with a counter that moves on every mutation.
-
-    hpack changes a table only through ``add``, ``_shrink`` (evictions) and the
-    ``maxsize`` setter (which also backs ``header_table_size`` on both the
-    encoder and the decoder, including size updates read from a block). The
-    counter moves even when a call turns out to change nothing (setting the
-    same size): a spurious miss is harmless, a missed change is not. Code that
-    edits ``dynamic_entries`` directly is not seen; hpack and h2 never do.
-    """
-
-    def __init__(self) -> None:
-        self.generation = 0
-        super().__init__()
-
-    def add(self, name: bytes, value: bytes) -> None:
-        self.generation += 1
-        super().add(name, value)
-
-    def _shrink(self) -> None:
-        self.generation += 1
-        super()._shrink()
-
-    def _set_maxsize(self, newmax: int) -> None:
-        self.generation += 1
-        HeaderTable.maxsize.fset(self, newmax)  # type: ignore[attr-defined]
-
-    maxsize = property(HeaderTable.maxsize.fget, _set_maxsize)  # type: ignore[assignment]
 
 
 class _ResultCache:
@@ -198,7 +171,7 @@ class CachingDecoder(_ResultCache, hpack.Decoder):
         cache = self._valid_cache(generation)
         headers = cache.get(key)
         if headers is not None:
-            self._assert_valid_table_size()
+            assert_valid_table_size(self)
             return list(headers)
         decoded = super().decode(data, raw)
         if table.generation == generation:  # type: ignore[attr-defined]
