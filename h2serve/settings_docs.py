@@ -142,7 +142,8 @@ GUNICORN_DIFFERENCES: dict[str, str] = {
     "http_protocols": "Default `h2,h1`: HTTP/2 is on unless switched off.",
     "limit_request_line": "HTTP/1.1 request lines only: an HTTP/2 `:path` is bounded by "
                           "--http2-max-header-list-size (64 KiB by default; a longer header "
-                          "block gets 431), not by this or --limit-request-field-size.",
+                          "block gets 431, one over twice that ends the connection), not by "
+                          "this or --limit-request-field-size.",
     "syslog_prefix": "Syslog program names read `h2serve.PREFIX.error` and `h2serve.PREFIX.access` "
                      "(gunicorn's: `gunicorn.PREFIX.error`); the default prefix is --name, else "
                      "`h2serve`.",
