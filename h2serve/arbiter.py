@@ -23,17 +23,15 @@ import time
 from typing import Any
 
 from h2serve import hooks, metrics
+from h2serve.lifecycle import APP_LOAD_ERROR, RETIRING_MODE, WORKER_BOOT_ERROR
 from h2serve.loadshare import LoadTable
 from h2serve.logs import report_start_failure
 
 log = logging.getLogger("h2serve.error")
 
 HANDLED_SIGNALS = ("HUP", "QUIT", "INT", "TERM", "TTIN", "TTOU", "USR1", "USR2", "WINCH")
-WORKER_BOOT_ERROR = 3
 UPGRADE_FROM_ENV = "H2SERVE_UPGRADE_FROM"   # set for a master started by USR2: the old one's pid
 METRICS_FDS_ENV = "H2SERVE_METRICS_FDS"     # ... and the --metrics-bind sockets it hands over
-APP_LOAD_ERROR = 4        # a worker could not import the application (it printed why)
-RETIRING_MODE = 0o2       # see h2serve.worker.Heartbeat
 HALT_ON_BOOT_ERRORS = 5   # consecutive boot failures with no healthy worker: give up
 ABORT_GRACE_S = 0.3       # a hung worker gets this long to dump its stacks before SIGKILL
 STATSD_GAUGE_INTERVAL_S = 1.0

@@ -6,8 +6,8 @@ checked and documented. The command-line parser and the merging of sources
 are derived from it, so they cannot drift apart. gunicorn's settings and what
 h2serve does with each are in h2serve.gunicorn_settings.
 
-Regenerate the docs with ``python -m h2serve.settings > docs/settings.md``;
-``python -m h2serve.settings gunicorn`` prints the tables of docs/gunicorn.md.
+Regenerate the docs with ``python -m h2serve.settings_docs > docs/settings.md``;
+``python -m h2serve.settings_docs gunicorn`` prints the tables of docs/gunicorn.md.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import ipaddress
 import math
 import os
 import ssl
-import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -1118,11 +1117,3 @@ GUNICORN_ONLY: dict[str, tuple[tuple[str, ...], str]] = {
     for name, flags, status in GUNICORN_SETTINGS if status == REFUSED
 }
 
-
-if __name__ == "__main__":
-    from h2serve.settings_docs import render_gunicorn_tables, render_markdown
-
-    if sys.argv[1:] == ["gunicorn"]:
-        sys.stdout.write(render_gunicorn_tables())
-    else:
-        sys.stdout.write(render_markdown())

@@ -8,8 +8,6 @@ poller's state needs a lock.
 
 from __future__ import annotations
 
-import collections
-import contextlib
 import itertools
 import logging
 import os
@@ -21,14 +19,16 @@ import ssl
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 from h2serve import hooks, metrics
 from h2serve.allocator import give_back_memory
-from h2serve.connection.base import Connection
+from h2serve.connection.setup import Connection
+from h2serve.lifecycle import APP_LOAD_ERROR, WORKER_BOOT_ERROR, Heartbeat
 from h2serve.loadshare import LoadTable
 from h2serve.logs import AccessLog, report_start_failure
+from h2serve.pool import ThreadPool
 from h2serve.stuck import StuckWatcher, describe_in_flight, log_in_flight
 from h2serve.transport.forwarded import ForwardedPolicy
 from h2serve.transport.listeners import accept_queue_length, stop_new_handshakes
@@ -55,147 +55,8 @@ TRIM_INTERVAL_S = 10.0   # ... at most this often
 CHURN_TRIM_INTERVAL_S = 1.0   # ... or, while connections are pushed out, this often
 TRIM_SETTLE_S = 0.5      # ... once the count has not changed for this long
 GAUGE_INTERVAL_S = 0.5   # how often the poller publishes the worker's gauges
-WORKER_BOOT_ERROR = 3
-APP_LOAD_ERROR = 4   # the arbiter stops at start, when no worker ever loaded the app
 
 _WAKE = object()
-
-
-_URGENT = object()   # a marker in the job queue: an urgent job is waiting
-
-
-class ThreadPool:
-    """A fixed set of threads taking callables from one queue.
-
-    Connection setup (a TLS handshake step, the first bytes) goes ahead of the
-    app work already waiting: a backlog of slow views must not make a new
-    client's handshake time out."""
-
-    def __init__(self, size: int, name: str = "h2serve-pool") -> None:
-        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
-        self._urgent: collections.deque = collections.deque()
-        self._threads = [threading.Thread(target=self._loop, name=f"{name}-{i}", daemon=True)
-                         for i in range(size)]
-        self.size = size
-        self.name = name
-        # Slots lent by threads in a short bounded wait (lend_slot), and the spare
-        # threads running jobs meanwhile; guarded by _spare_lock.
-        self._spare_lock = threading.Lock()
-        self._lent = 0
-        self._spares = 0
-        self._stopping = False
-
-    def start(self) -> None:
-        for thread in self._threads:
-            thread.start()
-
-    def submit(self, fn: Callable, *args: Any) -> None:
-        self._jobs.put((fn, args))
-
-    def queued(self) -> int:
-        """Jobs waiting for a thread (approximate: stop markers count too)."""
-        return self._jobs.qsize()
-
-    def submit_urgent(self, fn: Callable, *args: Any) -> None:
-        self._urgent.append((fn, args))
-        self._jobs.put(_URGENT)   # wakes a thread even when nothing else is queued
-
-    def _loop(self, spare: bool = False) -> None:
-        get, urgent = self._jobs.get, self._urgent
-        while True:
-            job = get()
-            while urgent:   # whatever was taken, urgent jobs run first
-                try:
-                    self._run(*urgent.popleft())
-                except IndexError:
-                    break
-            if job is None:
-                return
-            if job is not _URGENT:   # (an urgent marker's job has run by now)
-                self._run(*job)
-            if spare and self._spare_done():
-                return
-
-    def _spare_done(self) -> bool:
-        with self._spare_lock:
-            if self._spares > self._lent:
-                self._spares -= 1
-                return True
-            return False
-
-    @contextlib.contextmanager
-    def lend_slot(self) -> Iterator[None]:
-        """Pool thread: for a short bounded wait on a stalled client, lend this
-        thread's slot to a spare thread, so the wait costs other clients no thread.
-        Spares are at most as many as the threads lending (so at most size), and
-        each leaves after its job once the slot it borrowed is back."""
-        with self._spare_lock:
-            self._lent += 1
-            start = not self._stopping and self._spares < self._lent
-            if start:
-                self._spares += 1
-        if start:
-            threading.Thread(target=self._loop, args=(True,), daemon=True,
-                             name=f"{self.name}-spare").start()
-        try:
-            yield
-        finally:
-            with self._spare_lock:
-                self._lent -= 1
-
-    @staticmethod
-    def _run(fn: Callable, args: tuple) -> None:
-        try:
-            fn(*args)
-        except Exception:
-            log.exception("unhandled error in a pool thread")
-
-    def stop(self, wait_s: float = 0.0) -> None:
-        with self._spare_lock:
-            self._stopping = True
-            spares = self._spares
-        for _ in range(len(self._threads) + spares):
-            self._jobs.put(None)
-        deadline = time.monotonic() + wait_s
-        for thread in self._threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
-
-
-RETIRING_MODE = 0o2   # heartbeat file mode bit: this worker stopped accepting for good
-
-
-class Heartbeat:
-    """Tells the arbiter this worker is alive by changing a temp file's ctime, and
-    that it is retiring (max_requests) through a mode bit."""
-
-    def __init__(self, fd: int | None) -> None:
-        self.fd = fd
-        self._mode = 0
-        self._last = 0.0
-
-    def beat(self, now: float) -> None:
-        if self.fd is None or now - self._last < 0.5:
-            return
-        self._last = now
-        self._mode ^= 1
-        self._write_mode()
-
-    def retire(self, arbiter_pid: int) -> None:
-        """Ask for a replacement now, while this worker drains, and wake the arbiter."""
-        if self.fd is None:
-            return
-        self._mode |= RETIRING_MODE
-        self._write_mode()
-        try:
-            os.kill(arbiter_pid, signal.SIGCHLD)
-        except OSError:
-            pass
-
-    def _write_mode(self) -> None:
-        try:
-            os.fchmod(self.fd, self._mode)
-        except OSError:
-            pass
 
 
 class Worker:
@@ -537,7 +398,7 @@ class Worker:
         self._unregister(conn)
         self.waiting.pop(conn, None)
         self.h2_connections.discard(conn)
-        if conn.driver is not None and hasattr(conn.driver, "mark_dead"):
+        if conn.driver is not None:
             conn.driver.mark_dead()   # no app thread may touch the socket from here on
         try:
             conn.sock.setblocking(False)

@@ -187,11 +187,11 @@ def test_compat_tables_are_consistent():
 
 def test_docs_gunicorn_md_tables_are_generated_from_the_settings():
     text = (ROOT / "docs" / "gunicorn.md").read_text()
-    match = re.search(r"<!-- BEGIN GENERATED: python -m h2serve.settings gunicorn -->\n(.*?)"
+    match = re.search(r"<!-- BEGIN GENERATED: python -m h2serve.settings_docs gunicorn -->\n(.*?)"
                       r"<!-- END GENERATED -->", text, re.S)
     assert match, "docs/gunicorn.md lost its generated section"
     assert match.group(1) == render_gunicorn_tables(), (
-        "docs/gunicorn.md is stale: paste the output of `python -m h2serve.settings gunicorn`")
+        "docs/gunicorn.md is stale: paste the output of `python -m h2serve.settings_docs gunicorn`")
     for name in GUNICORN_ONLY:
         assert f"| `{name}` |" in match.group(1)
 

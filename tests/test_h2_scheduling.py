@@ -7,7 +7,7 @@ import contextlib
 import threading
 from dataclasses import dataclass
 
-from h2serve.connection.base import SQUEEZED_WAIT_S
+from h2serve.connection.common import SQUEEZED_WAIT_S
 from h2serve.connection.h2_scheduling import StreamScheduler
 
 

@@ -399,7 +399,7 @@ def test_docs_are_current():
     docs = REPO / "docs" / "settings.md"
     assert docs.exists() and docs.read_text() == render_markdown(), (
         "docs/settings.md is stale; regenerate it with "
-        "`python -m h2serve.settings > docs/settings.md`"
+        "`python -m h2serve.settings_docs > docs/settings.md`"
     )
 
 

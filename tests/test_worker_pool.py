@@ -7,7 +7,7 @@ import ssl
 import threading
 import time
 
-from h2serve.worker import ThreadPool
+from h2serve.pool import ThreadPool
 from tests.h2client import H2Client
 
 

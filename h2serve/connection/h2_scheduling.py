@@ -28,7 +28,8 @@ import contextlib
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
-from h2serve.connection.base import SQUEEZED_WAIT_S
+from h2serve.connection.common import SQUEEZED_WAIT_S
+from h2serve.connection.contracts import WorkerHost
 
 
 class ScheduledStream(Protocol):
@@ -46,7 +47,7 @@ class StreamScheduler:
 
     __slots__ = ("worker", "peer_key", "blocked_cap", "ready", "in_pool", "blocked")
 
-    def __init__(self, worker: Any, peer_key: str) -> None:
+    def __init__(self, worker: WorkerHost, peer_key: str) -> None:
         self.worker = worker
         self.peer_key = peer_key
         self.blocked_cap: int = worker.blocked_cap

@@ -13,10 +13,10 @@ import ssl
 import sys
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from h2serve import SERVER_SOFTWARE
-from h2serve.connection.base import SQUEEZED_WAIT_S, WOULD_BLOCK, http_date, recv_nowait
+from h2serve.connection.common import SQUEEZED_WAIT_S, WOULD_BLOCK, add_default_fields, recv_nowait
+from h2serve.connection.contracts import Link
 from h2serve.protocol.events import (
     BodyEnded,
     BodyReceived,
@@ -31,9 +31,6 @@ from h2serve.protocol.http1 import (
     switching_protocols_response,
 )
 from h2serve.wsgi import ClientDisconnected, connection_environ, serve_request
-
-if TYPE_CHECKING:
-    from h2serve.connection.base import Connection
 
 log = logging.getLogger("h2serve.error")
 
@@ -50,7 +47,7 @@ SQUEEZED_PIECE = 16 * 1024
 class HTTP1Driver:
     """Serves the requests of one HTTP/1.x connection, one after another."""
 
-    def __init__(self, conn: Connection, initial: bytes = b"") -> None:
+    def __init__(self, conn: Link, initial: bytes = b"") -> None:
         cfg = conn.worker.cfg
         self.conn = conn
         self.cfg = cfg
@@ -213,6 +210,14 @@ class HTTP1Driver:
         return data
 
     # --- the request loop ------------------------------------------------------
+
+    def on_readable(self) -> None:
+        """Pool thread, when the poller saw the socket readable."""
+        self.serve()
+
+    def mark_dead(self) -> None:
+        """Poller, as the socket closes. Nothing to stop: one pool thread at a time
+        serves an HTTP/1.1 connection, and it hands the socket back before closing."""
 
     def serve(self) -> None:
         """Pool thread entry: the socket is readable, or a request is buffered."""
@@ -442,9 +447,8 @@ class HTTP1Driver:
         return True
 
     def _upgrade_to_h2(self, request: RequestReceived, settings: bytes) -> None:
-        """RFC 7540 §3.2: 101, then the request is stream 1 of an HTTP/2 connection."""
-        from h2serve.connection.http2 import HTTP2Driver
-
+        """RFC 7540 §3.2: 101, then the connection setup makes the request stream 1
+        of an HTTP/2 connection."""
         conn = self.conn
         try:
             self.sendall(switching_protocols_response())
@@ -452,13 +456,8 @@ class HTTP1Driver:
             conn.worker.call_soon(conn.worker.release, conn)
             return
         self._set_timeout(0.0)
-        leftover = self.proto.trailing_data
-        conn.alpn = "h2c"
-        conn.stage = "h2"
         # h2c_upgrade_requested decoded the header; HTTP2Protocol.initiate wants it encoded
-        encoded = base64.urlsafe_b64encode(settings)
-        conn.driver = HTTP2Driver(conn, upgrade=(encoded, request))
-        conn.driver.start(leftover)
+        conn.switch_to_h2c(base64.urlsafe_b64encode(settings), request, self.proto.trailing_data)
 
 
 class HTTP1Exchange:
@@ -545,11 +544,7 @@ class HTTP1Exchange:
         if self.driver.conn.worker.draining:
             self.proto.close_after_response()  # a drain began while the app ran: say so
         headers = list(headers)
-        names = {name.lower() for name, _ in headers}
-        if "date" not in names:
-            headers.append(("Date", http_date()))
-        if "server" not in names:
-            headers.append(("Server", SERVER_SOFTWARE))
+        add_default_fields(headers, title_case=True)
         return self.proto.response_head(status, reason, headers)
 
     def send_informational(self, status: int, headers: Headers) -> None:

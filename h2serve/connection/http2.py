@@ -18,10 +18,11 @@ import threading
 import time
 from collections import deque
 from threading import get_ident
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from h2serve import SERVER_SOFTWARE, metrics
-from h2serve.connection.base import WOULD_BLOCK, http_date
+from h2serve import metrics
+from h2serve.connection.common import WOULD_BLOCK, add_default_fields
+from h2serve.connection.contracts import Link
 from h2serve.connection.h2_scheduling import StreamScheduler
 from h2serve.protocol.events import (
     BodyEnded,
@@ -36,9 +37,6 @@ from h2serve.protocol.events import (
 )
 from h2serve.protocol.http2 import HTTP2Limits, HTTP2Protocol, response_head
 from h2serve.wsgi import ClientDisconnected, connection_environ, serve_request
-
-if TYPE_CHECKING:
-    from h2serve.connection.base import Connection
 
 log = logging.getLogger("h2serve.error")
 
@@ -129,23 +127,14 @@ class H2Stream:
 def _response_headers(headers: Headers) -> Headers:
     """Lower-cased names, plus Date and Server when the app set none."""
     out = [(name.lower(), value) for name, value in headers]
-    has_date = has_server = False
-    for name, _ in out:
-        if name == "date":
-            has_date = True
-        elif name == "server":
-            has_server = True
-    if not has_date:
-        out.append(("date", http_date()))
-    if not has_server:
-        out.append(("server", SERVER_SOFTWARE))
+    add_default_fields(out, title_case=False)
     return out
 
 
 class HTTP2Driver:
     """Owns one HTTP/2 connection's socket, protocol state and streams."""
 
-    def __init__(self, conn: Connection, upgrade: tuple[bytes, RequestReceived] | None = None) -> None:
+    def __init__(self, conn: Link, upgrade: tuple[bytes, RequestReceived] | None = None) -> None:
         worker = conn.worker
         cfg = worker.cfg
         self.conn = conn

@@ -53,6 +53,7 @@ import h2.events
 import h2.exceptions
 import h2.settings
 import h2.stream
+import hpack
 from hpack.exceptions import HPACKError, OversizedHeaderListError
 from hpack.table import HeaderTable
 from hyperframe.flags import Flags
@@ -162,14 +163,14 @@ class ServerConnection(h2.connection.H2Connection):
     # closed long ago, which section 5.1 lets an endpoint treat as an error.
     MAX_CLOSED_STREAMS = CLOSED_STREAMS_REMEMBERED
 
-    def __init__(self, config: h2.config.H2Configuration, decode_limit: int) -> None:
-        from .hpack_cache import CachingDecoder, CachingEncoder  # (it imports this module)
-
+    def __init__(self, config: h2.config.H2Configuration, decode_limit: int,
+                 encoder: hpack.Encoder, decoder: hpack.Decoder) -> None:
         super().__init__(config=config)
-        # Repeated header blocks (the common case once the dynamic tables are
-        # warm) are encoded and decoded once; swapped in before any frame.
-        self.encoder = CachingEncoder()
-        self.decoder = CachingDecoder()
+        # HTTP2Protocol passes hpack_cache.py's caching coders (repeated header
+        # blocks, the common case once the dynamic tables are warm, are encoded
+        # and decoded once); swapped in before any frame.
+        self.encoder = encoder
+        self.decoder = decoder
         # Highest stream id still served after our graceful GOAWAY (None: none sent).
         self.refuse_streams_above: int | None = None
         self.decoder.max_header_list_size = decode_limit

@@ -85,6 +85,7 @@ from .h2_internals import (
     break_reference_cycle,
     use_compact_settings,
 )
+from .hpack_cache import CachingDecoder, CachingEncoder
 from .http2_fields import (
     RequestFields,
     check_request_target,
@@ -325,7 +326,7 @@ class HTTP2Protocol:
         # Decode up to twice the advertised list size so an oversized (but not
         # abusive) block can still get a clean 431 instead of a dead connection.
         decode_limit = max(2 * limits.max_header_list_size, 16384)
-        self._conn = ServerConnection(config, decode_limit)
+        self._conn = ServerConnection(config, decode_limit, CachingEncoder(), CachingDecoder())
         use_compact_settings(self._conn)
         self._conn.local_settings = CompactSettings(
             client=False,

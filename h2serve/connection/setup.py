@@ -1,9 +1,12 @@
-"""One accepted socket, from its first byte to the protocol driver.
+"""Connection setup: one accepted socket, from its first byte to its protocol
+driver (PROXY header, plain HTTP on a TLS port, TLS handshake, ALPN or the
+HTTP/2 preface, and the h2c switch from HTTP/1.1).
 
 A connection waits in the poller (no thread) until it is readable; then a
 pool thread takes one step: a TLS handshake step, or reading the bytes that
 decide the protocol. When a step would block, the connection goes back to
 the poller under the same deadline, so a stalled client never holds a thread.
+This is the one module that knows both drivers.
 """
 
 from __future__ import annotations
@@ -12,73 +15,35 @@ import logging
 import socket
 import ssl
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from h2serve.connection.common import WOULD_BLOCK, describe_peer, recv_nowait
+from h2serve.connection.contracts import Driver, WorkerHost
+from h2serve.connection.http1 import HTTP1Driver
+from h2serve.connection.http2 import HTTP2Driver
+from h2serve.protocol.events import RequestReceived
+from h2serve.protocol.http2 import PREFACE as H2_PREFACE
 from h2serve.transport.proxy_protocol import (
     VERSIONS_BY_MODE,
     ProxyHeader,
     ProxyProtocolError,
     parse_proxy_header,
 )
-from h2serve.transport.tls import looks_like_plain_http, plain_http_refusal
-
-if TYPE_CHECKING:
-    from h2serve.worker import Worker
+from h2serve.transport.tls import (
+    looks_like_plain_http,
+    peer_certificate_environ,
+    plain_http_refusal,
+)
 
 log = logging.getLogger("h2serve.error")
 
-H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
-# A pool thread that must wait on its client while that client's address
-# already keeps max_blocked_threads threads waiting gets this long, no more.
-SQUEEZED_WAIT_S = 0.5
 PLAIN_HTTP_WARN_S = 60.0  # at most one warning about plain HTTP on a TLS port per worker so often
 PROXY_PEEK_BYTES = 536    # a v1 line or a v2 header with a few TLVs, in one look
-
-_date_cache: list[Any] = [0, ""]
-
-
-_WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
-_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-
-
-def format_http_date(seconds: float) -> str:
-    """RFC 9110 IMF-fixdate, in English whatever the locale (email.utils would
-    do it too, at the cost of a megabyte of imports in every worker)."""
-    t = time.gmtime(seconds)
-    return (f"{_WEEKDAYS[t.tm_wday]}, {t.tm_mday:02d} {_MONTHS[t.tm_mon - 1]} {t.tm_year} "
-            f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} GMT")
-
-
-def http_date() -> str:
-    """The Date header value, formatted at most once a second."""
-    now = int(time.time())
-    if _date_cache[0] != now:
-        _date_cache[0] = now
-        _date_cache[1] = format_http_date(now)
-    return _date_cache[1]
-
-
-def describe_peer(peer: Any) -> str:
-    if isinstance(peer, tuple) and len(peer) >= 2:
-        host = peer[0]
-        return f"[{host}]:{peer[1]}" if ":" in host else f"{host}:{peer[1]}"
-    return str(peer) or "unix"
 
 
 def _proxy_allowed(worker: Any, peer: Any) -> bool:
     """Whether peer may send a PROXY header; unix-socket peers are local, so always."""
     return not isinstance(peer, tuple) or worker.proxy_policy.trusts(str(peer[0]))
-
-
-def recv_nowait(sock: socket.socket, size: int = 65536) -> bytes | None:
-    """Bytes available now; b"" at EOF or on a broken connection; None when none yet."""
-    try:
-        return sock.recv(size)
-    except WOULD_BLOCK:
-        return None
-    except (ssl.SSLError, OSError):
-        return b""
 
 
 class Connection:
@@ -89,7 +54,7 @@ class Connection:
         "peer_key", "deadline", "idle_keepalive", "wait_reason", "alpn", "buffered", "__weakref__",
     )
 
-    def __init__(self, worker: Worker, sock: socket.socket, peer: Any) -> None:
+    def __init__(self, worker: WorkerHost, sock: socket.socket, peer: Any) -> None:
         self.worker = worker
         self.sock = sock
         self.peer = peer
@@ -98,7 +63,7 @@ class Connection:
         self.peer_key = str(peer[0]) if isinstance(peer, tuple) and peer else ""
         self.closed = False
         self.lingering = False
-        self.driver: Any = None
+        self.driver: Driver | None = None
         self.stage = "new"
         self.deadline = 0.0
         self.idle_keepalive = False
@@ -112,9 +77,8 @@ class Connection:
     # --- poller-side helpers ---------------------------------------------------
 
     def close_socket(self) -> None:
-        driver = self.driver
-        if driver is not None and hasattr(driver, "mark_dead"):
-            driver.mark_dead()
+        if self.driver is not None:
+            self.driver.mark_dead()
         try:
             self.sock.close()
         except OSError:
@@ -133,8 +97,6 @@ class Connection:
 
     def tls_environ(self) -> dict[str, Any]:
         """SSL_CLIENT_* keys when the client presented a certificate."""
-        from h2serve.transport.tls import peer_certificate_environ
-
         try:
             return peer_certificate_environ(self.sock)
         except (ValueError, OSError):
@@ -145,8 +107,8 @@ class Connection:
     def on_readable(self) -> None:
         """Runs in a pool thread whenever the poller saw this socket readable."""
         try:
-            if self.stage == "h1":
-                self.driver.serve()
+            if self.stage == "h1" and self.driver is not None:
+                self.driver.on_readable()
             elif self.stage == "handshake":
                 self._handshake_step()
             elif self.stage in ("new", "proxy", "proxied"):
@@ -289,13 +251,12 @@ class Connection:
         cfg = worker.cfg
         initial, self.buffered = self.buffered, b""
         if alpn == "h2" and cfg.h2_enabled:
-            from h2serve.connection.http2 import HTTP2Driver
-
             self.alpn = "h2" if worker.ssl_context is not None else "h2c"
             self.stage = "h2"
-            self.driver = HTTP2Driver(self)
+            h2_driver = HTTP2Driver(self)
+            self.driver = h2_driver
             worker.call_soon(worker.note_unused, self)
-            self.driver.start(initial)
+            h2_driver.start(initial)
             return
         if not cfg.h1_enabled:
             # HTTP/2 only, and the client cannot speak it: a plain refusal it can read.
@@ -310,10 +271,20 @@ class Connection:
                 pass
             worker.call_soon(worker.linger, self)
             return
-        from h2serve.connection.http1 import HTTP1Driver
-
         self.alpn = "http/1.1"
         self.stage = "h1"
-        self.driver = HTTP1Driver(self, initial)
+        h1_driver = HTTP1Driver(self, initial)
+        self.driver = h1_driver
         worker.call_soon(worker.note_unused, self)
-        self.driver.serve()
+        h1_driver.serve()
+
+    def switch_to_h2c(self, settings: bytes, request: RequestReceived, leftover: bytes) -> None:
+        """RFC 7540 §3.2, after the HTTP/1.1 driver sent 101: the upgrading request
+        becomes stream 1 of an HTTP/2 connection. settings is HTTP2-Settings,
+        base64url-encoded as HTTP2Protocol.initiate wants it; leftover, the bytes
+        read past the request. Runs on the pool thread that served the request."""
+        self.alpn = "h2c"
+        self.stage = "h2"
+        driver = HTTP2Driver(self, upgrade=(settings, request))
+        self.driver = driver
+        driver.start(leftover)

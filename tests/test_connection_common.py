@@ -1,11 +1,11 @@
-"""The Date header value (h2serve.connection.base)."""
+"""The Date header value (h2serve.connection.common)."""
 
 import email.utils
 import time
 
 import pytest
 
-from h2serve.connection.base import format_http_date, http_date
+from h2serve.connection.common import format_http_date, http_date
 
 
 @pytest.mark.parametrize("seconds", [0, 951_782_400, 1_700_000_000, 1_798_761_599, 4_102_444_800])
