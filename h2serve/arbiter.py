@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import logging
 import os
 import select
-import shutil
 import signal
 import socket
 import sys
@@ -22,16 +20,15 @@ import tempfile
 import time
 from typing import Any
 
-from h2serve import hooks, metrics
+from h2serve import hooks, metrics, process, upgrade
 from h2serve.lifecycle import APP_LOAD_ERROR, RETIRING_MODE, WORKER_BOOT_ERROR
 from h2serve.loadshare import LoadTable
 from h2serve.logs import report_start_failure
+from h2serve.reloader import SourceWatcher
 
 log = logging.getLogger("h2serve.error")
 
 HANDLED_SIGNALS = ("HUP", "QUIT", "INT", "TERM", "TTIN", "TTOU", "USR1", "USR2", "WINCH")
-UPGRADE_FROM_ENV = "H2SERVE_UPGRADE_FROM"   # set for a master started by USR2: the old one's pid
-METRICS_FDS_ENV = "H2SERVE_METRICS_FDS"     # ... and the --metrics-bind sockets it hands over
 HALT_ON_BOOT_ERRORS = 5   # consecutive boot failures with no healthy worker: give up
 ABORT_GRACE_S = 0.3       # a hung worker gets this long to dump its stacks before SIGKILL
 STATSD_GAUGE_INTERVAL_S = 1.0
@@ -118,7 +115,7 @@ class Arbiter:
         self.start_argv = list(sys.argv[1:])
         self.reexec_pid = 0
         self.halt_reason = ""   # why the master stops on its own (logged as gunicorn's "Reason:")
-        self.upgraded_from = int(os.environ.pop(UPGRADE_FROM_ENV, "0") or 0)
+        self.upgraded_from = int(os.environ.pop(upgrade.UPGRADE_FROM_ENV, "0") or 0)
         # A worker has imported the app and served (or the master preloaded it):
         # from then on a worker that cannot import it is a boot failure, not a stop.
         self.app_loaded = cfg.preload_app
@@ -157,7 +154,12 @@ class Arbiter:
         hooks.server_tls_context(cfg)
 
     def _open_listeners(self) -> None:
-        from h2serve.transport.listeners import create_listeners, describe, reuse_port_holder
+        from h2serve.transport.listeners import (
+            create_listeners,
+            describe,
+            is_loopback,
+            reuse_port_holder,
+        )
 
         self.listeners = create_listeners(list(self.cfg.bind), self.cfg.backlog,
                                           reuse_port=self.cfg.reuse_port)
@@ -167,7 +169,7 @@ class Arbiter:
             if self.serving_dev_cert and lsock.family in (socket.AF_INET, socket.AF_INET6):
                 log.info("Trust its CA to connect: curl --cacert %s https://localhost:%d/",
                          self.dev_ca_cert, lsock.getsockname()[1])
-            if self.serving_dev_cert and not _is_loopback(lsock):
+            if self.serving_dev_cert and not is_loopback(lsock):
                 log.warning("The development certificate is served on %s, which is reachable "
                             "from other machines: its CA key sits on this host and clients "
                             "elsewhere will not trust it. Give --certfile/--keyfile for "
@@ -177,7 +179,7 @@ class Arbiter:
         if self.cfg.metrics_bind:
             from h2serve.prometheus import MetricsServer
 
-            handed_over = os.environ.pop(METRICS_FDS_ENV, "")
+            handed_over = os.environ.pop(upgrade.METRICS_FDS_ENV, "")
             if handed_over:   # a binary upgrade: the old master still has the address
                 sockets = [socket.socket(fileno=int(fd)) for fd in handed_over.split(",")]
                 for sock in sockets:
@@ -311,7 +313,6 @@ class Arbiter:
         if self.upgraded_from:
             log.info("Binary upgrade: taking over the listening sockets of master %d",
                      self.upgraded_from)
-        from h2serve import process
 
         if self.cfg.capture_output:
             process.capture_output(self.cfg.error_logfile)
@@ -350,7 +351,7 @@ class Arbiter:
                     self._unlink_unix()
                 return 2
         if self.cfg.proc_name:
-            _set_proc_title(f"h2serve: master [{self.cfg.proc_name}]")
+            process.set_proc_title(f"h2serve: master [{self.cfg.proc_name}]")
         self._install_signals()
         if self.cfg.reload:
             self.source_watcher = SourceWatcher()
@@ -447,7 +448,6 @@ class Arbiter:
             from h2serve.logs import reopen_logs
 
             reopen_logs()
-            from h2serve import process
 
             if self.cfg.capture_output:
                 process.capture_output(self.cfg.error_logfile)
@@ -461,12 +461,9 @@ class Arbiter:
     # --- binary upgrade ----------------------------------------------------------
 
     def _reexec(self) -> None:
-        """USR2, as gunicorn's binary upgrade: start a new master from the
-        executable and code now installed, with this one's arguments and start
-        directory, handing it the listening sockets (by the systemd protocol:
-        fds 3, 4, ... and LISTEN_FDS). Both serve until this one is stopped
-        (TERM, or WINCH then QUIT); the pidfile moves to PIDFILE.oldbin
-        meanwhile."""
+        """USR2, as gunicorn's binary upgrade (h2serve.upgrade): a new master
+        from the code now installed, handed the listening sockets. Both serve
+        until this one is stopped (TERM, or WINCH then QUIT)."""
         if self.reexec_pid:
             log.warning("USR2 ignored: a new master (pid %d) is already running", self.reexec_pid)
             return
@@ -474,49 +471,17 @@ class Arbiter:
             log.warning("USR2 ignored: the master this one is upgrading (pid %d) still runs",
                         self.upgraded_from)
             return
-        pidfile = self.cfg.pidfile
-        if pidfile:
-            with contextlib.suppress(OSError):
-                os.replace(pidfile, f"{pidfile}.oldbin")
-        sys.stdout.flush()
-        sys.stderr.flush()
-        pid = os.fork()
-        if pid:
-            self.reexec_pid = pid
-            log.info("Started a new master (pid %d) with the listening sockets; stop this one "
-                     "(pid %d) once it serves", pid, self.pid)
-            return
-        try:   # --- the new master, before exec --------------------------------------
-            hooks.call(self.cfg, "pre_exec", self)
-            env = dict(os.environ)
-            sockets = list(self.listeners)
-            metrics_sockets = list(self.metrics_server.listeners) if self.metrics_server else []
-            high = [fcntl.fcntl(sock.fileno(), fcntl.F_DUPFD, 256)
-                    for sock in sockets + metrics_sockets]
-            for index, fd in enumerate(high):
-                os.dup2(fd, 3 + index, inheritable=True)
-            env["LISTEN_FDS"] = str(len(sockets))
-            env["LISTEN_PID"] = str(os.getpid())   # exec keeps the pid
-            if metrics_sockets:
-                env[METRICS_FDS_ENV] = ",".join(
-                    str(3 + len(sockets) + index) for index in range(len(metrics_sockets)))
-            env[UPGRADE_FROM_ENV] = str(self.pid)
-            os.chdir(self.start_cwd)
-            os.execve(sys.executable, [sys.executable, "-m", "h2serve", *self.start_argv], env)
-        except BaseException:
-            log.exception("USR2: the new master could not be started")
-        finally:
-            os._exit(1)
+        metrics_sockets = list(self.metrics_server.listeners) if self.metrics_server else []
+        self.reexec_pid = upgrade.start_new_master(self, list(self.listeners), metrics_sockets)
+        log.info("Started a new master (pid %d) with the listening sockets; stop this one "
+                 "(pid %d) once it serves", self.reexec_pid, self.pid)
 
     def _new_master_exited(self, status: int) -> None:
         """The master a USR2 started is gone: this one stays in charge."""
         log.error("The new master (pid %d) exited with code %d; this master (pid %d) keeps "
                   "serving", self.reexec_pid, os.waitstatus_to_exitcode(status), self.pid)
         self.reexec_pid = 0
-        pidfile = self.cfg.pidfile
-        if pidfile and os.path.exists(f"{pidfile}.oldbin"):
-            with contextlib.suppress(OSError):
-                os.replace(f"{pidfile}.oldbin", pidfile)
+        upgrade.take_pidfile_back(self.cfg.pidfile)
 
     # --- workers -----------------------------------------------------------------
 
@@ -591,7 +556,7 @@ class Arbiter:
                     mine.append(lsock)
             listeners = mine
         if self.cfg.proc_name:
-            _set_proc_title(f"h2serve: worker [{self.cfg.proc_name}]")
+            process.set_proc_title(f"h2serve: worker [{self.cfg.proc_name}]")
         ssl_context = None
         from h2serve.process import ProcessSetupError, switch_user, wants_switch
 
@@ -603,7 +568,7 @@ class Arbiter:
                 # Read the key while still privileged: it is often readable by root only.
                 ssl_context = hooks.server_tls_context(self.cfg)
             if wants_switch(self.cfg):
-                _import_serving_modules()
+                process.import_serving_modules()
             switch_user(self.cfg)   # bound already; the app is not imported yet
         except (ProcessSetupError, OSError, ValueError, hooks.HookError) as exc:
             report_start_failure(self.cfg, f"worker failed to boot: {exc}")
@@ -817,136 +782,3 @@ class Arbiter:
                     os.unlink(bind[5:])
                 except OSError:
                     pass
-
-
-class SourceWatcher:
-    """--reload without a dependency: the master polls modification times, once a
-    second, of the source files the workers imported.
-
-    The master never imports the application, so each worker, right after loading
-    it, reports the files it imported (with their modification times at that
-    moment) in a small file this watcher owns.
-    """
-
-    POLL_INTERVAL_S = 1.0
-
-    def __init__(self) -> None:
-        self.directory = tempfile.mkdtemp(prefix="h2serve-reload-")
-        self.report_path = os.path.join(self.directory, "imported")
-        self.mtimes: dict[str, int | None] = {}
-        self._report_stamp: int | None = None
-        self._next_poll = 0.0
-
-    # --- in a worker -----------------------------------------------------------
-
-    def report_imports(self, chdir: str | None, app_uri: str | None) -> None:
-        """Write the application's imported source files (those under chdir or the
-        app's package, outside the interpreter's and h2serve's own trees)."""
-        roots = [os.path.realpath(chdir or os.getcwd())]
-        top = (app_uri or "").partition(":")[0].split(".")[0]
-        top_file = getattr(sys.modules.get(top), "__file__", None)
-        if top_file:
-            roots.append(os.path.dirname(os.path.realpath(top_file)))
-        excluded = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
-        excluded.add(os.path.dirname(os.path.realpath(__file__)))   # h2serve itself
-        lines = []
-        for module in list(sys.modules.values()):
-            path = getattr(module, "__file__", None)
-            if not path or not path.endswith(".py"):
-                continue
-            path = os.path.realpath(path)
-            if not any(_is_within(path, root) for root in roots):
-                continue
-            if "site-packages" in path or any(_is_within(path, ex) for ex in excluded):
-                continue
-            try:
-                lines.append(f"{os.stat(path).st_mtime_ns}\t{path}\n")
-            except OSError:
-                continue
-        temporary = f"{self.report_path}.{os.getpid()}"
-        try:
-            with open(temporary, "w") as handle:
-                handle.writelines(lines)
-            os.replace(temporary, self.report_path)
-        except OSError as exc:
-            log.warning("--reload: cannot report imported files: %s", exc)
-
-    # --- in the master ----------------------------------------------------------
-
-    def changed_file(self) -> str | None:
-        """A watched file whose modification time changed since the last look, if any."""
-        now = time.monotonic()
-        if now < self._next_poll:
-            return None
-        self._next_poll = now + self.POLL_INTERVAL_S
-        self._read_report()
-        changed = None
-        for path, known in self.mtimes.items():
-            current = _mtime_ns(path)
-            if current != known:
-                self.mtimes[path] = current
-                changed = changed or path
-        return changed
-
-    def _read_report(self) -> None:
-        stamp = _mtime_ns(self.report_path)
-        if stamp is None or stamp == self._report_stamp:
-            return
-        self._report_stamp = stamp
-        try:
-            with open(self.report_path) as handle:
-                for line in handle:
-                    mtime_text, _, path = line.rstrip("\n").partition("\t")
-                    if path and path not in self.mtimes:
-                        self.mtimes[path] = int(mtime_text)   # as the worker imported it
-        except (OSError, ValueError):
-            pass
-
-    def remove(self) -> None:
-        shutil.rmtree(self.directory, ignore_errors=True)
-
-
-def _mtime_ns(path: str) -> int | None:
-    try:
-        return os.stat(path).st_mtime_ns
-    except OSError:
-        return None
-
-
-def _is_within(path: str, root: str) -> bool:
-    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
-
-
-# Modules a worker imports lazily while it serves. Imported before --user takes
-# effect, so a Python installed where that user cannot read still serves.
-SERVING_MODULES = ("h2serve.connection.http1", "h2serve.connection.http2", "h2serve.app",
-                   "h2serve.transport.tls", "h2serve.statsd", "faulthandler", "json")
-
-
-def _import_serving_modules() -> None:
-    import importlib
-
-    for name in SERVING_MODULES:
-        importlib.import_module(name)
-
-
-def _is_loopback(lsock: socket.socket) -> bool:
-    """Whether a listener only takes connections from this machine (unix sockets do)."""
-    if lsock.family not in (socket.AF_INET, socket.AF_INET6):
-        return True
-    import ipaddress
-
-    host = lsock.getsockname()[0].split("%", 1)[0]
-    address = ipaddress.ip_address(host)
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    return address.is_loopback
-
-
-def _set_proc_title(title: str) -> None:
-    try:
-        import setproctitle  # optional
-
-        setproctitle.setproctitle(title)
-    except ImportError:
-        pass

@@ -163,3 +163,27 @@ def capture_output(error_logfile: str) -> None:
     os.dup2(fd, 1)
     os.dup2(fd, 2)
     os.close(fd)
+
+
+# Modules a worker imports lazily while it serves. Imported before --user takes
+# effect, so a Python installed where that user cannot read still serves.
+SERVING_MODULES = ("h2serve.connection.http1", "h2serve.connection.http2", "h2serve.app",
+                   "h2serve.transport.tls", "h2serve.statsd", "faulthandler", "json")
+
+
+def import_serving_modules() -> None:
+    """Before a worker switches user, so a Python it cannot read still serves."""
+    import importlib
+
+    for name in SERVING_MODULES:
+        importlib.import_module(name)
+
+
+def set_proc_title(title: str) -> None:
+    """ps shows the role, as gunicorn's do, when setproctitle is installed."""
+    try:
+        import setproctitle  # optional
+
+        setproctitle.setproctitle(title)
+    except ImportError:
+        pass

@@ -15,7 +15,9 @@ lock and run no Python at all by then.
 
 from __future__ import annotations
 
+import faulthandler
 import logging
+import signal
 import sys
 import threading
 import time
@@ -128,3 +130,19 @@ class StuckWatcher:
         elif self.all_stuck and not all_stuck:
             log.info("A pool thread is free again after every thread was stuck")
         self.all_stuck = all_stuck
+
+
+def dump_stacks_on_usr2() -> None:
+    """SIGUSR2 (sent by the arbiter before it kills a worker that stopped answering,
+    or by an operator) writes every thread's stack to the error log, from C, even
+    while some thread holds the interpreter lock; then the worker goes on."""
+    stream = None
+    for handler in logging.getLogger("h2serve.error").handlers:
+        candidate = getattr(handler, "stream", None)
+        if candidate is not None and hasattr(candidate, "fileno"):
+            stream = candidate
+            break
+    try:
+        faulthandler.register(signal.SIGUSR2, file=stream or sys.stderr, all_threads=True, chain=False)
+    except (ValueError, OSError, AttributeError, RuntimeError):
+        pass

@@ -16,20 +16,19 @@ import selectors
 import signal
 import socket
 import ssl
-import sys
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
 from h2serve import hooks, metrics
-from h2serve.allocator import give_back_memory
+from h2serve.allocator import MemoryReturn
 from h2serve.connection.setup import Connection
 from h2serve.lifecycle import APP_LOAD_ERROR, WORKER_BOOT_ERROR, Heartbeat
 from h2serve.loadshare import LoadTable
 from h2serve.logs import AccessLog, report_start_failure
 from h2serve.pool import ThreadPool
-from h2serve.stuck import StuckWatcher, describe_in_flight, log_in_flight
+from h2serve.stuck import StuckWatcher, describe_in_flight, dump_stacks_on_usr2, log_in_flight
 from h2serve.transport.forwarded import ForwardedPolicy
 from h2serve.transport.listeners import accept_queue_length, stop_new_handshakes
 
@@ -50,10 +49,6 @@ UNUSED_GRACE_S = 3.0
 EVICT_TRIES = 8          # idle connections tried per accept at worker_connections
 BACKLOG_PASS_PAUSE_S = 0.01
 LINGER_S = 2.0           # a closing connection's unread input is drained this long
-TRIM_DROP = 256          # connections gone since the peak before memory is given back
-TRIM_INTERVAL_S = 10.0   # ... at most this often
-CHURN_TRIM_INTERVAL_S = 1.0   # ... or, while connections are pushed out, this often
-TRIM_SETTLE_S = 0.5      # ... once the count has not changed for this long
 GAUGE_INTERVAL_S = 0.5   # how often the poller publishes the worker's gauges
 
 _WAKE = object()
@@ -102,14 +97,7 @@ class Worker:
         # was (updated by the pool threads doing setup; a lost update only miscounts).
         self.plain_http_refused = 0
         self.plain_http_warned_at = -3600.0
-        self.connections_peak = 0      # most connections since memory was last given back
-        self.trim_due = 0.0
-        # Connections closed to make room (worker_connections, unused per address)
-        # since memory was last given back: a churning crowd never lets the
-        # count settle, so these trigger it as well.
-        self.pushed_out = 0
-        self.churn_trim_due = 0.0
-        self.connections_seen, self.connections_seen_at = 0, 0.0
+        self.memory = MemoryReturn()
         # Per client address, guarded by blocked_lock: pool threads now waiting on
         # that client (at most blocked_cap wait long: StreamScheduler.squeeze,
         # HTTP1Driver._wait_on_client), its HTTP/2 streams in the pool, and its
@@ -199,7 +187,7 @@ class Worker:
         if self.cfg.capture_output:   # print() follows the error log to its new file
             from h2serve.process import capture_output
             capture_output(self.cfg.error_logfile)
-        _dump_stacks_on_usr2()   # the old file descriptor is closed now
+        dump_stacks_on_usr2()   # the old file descriptor is closed now
 
     # --- metrics and stuck requests ------------------------------------------------
 
@@ -227,7 +215,7 @@ class Worker:
         if limit or publish is not None:
             self.stuck_watcher = StuckWatcher(limit, self.pool.size, publish)
             self.stuck_watcher.start()
-        _dump_stacks_on_usr2()
+        dump_stacks_on_usr2()
 
     def _publish_gauges(self, now: float) -> None:
         """Poller thread, twice a second: current values for the arbiter to sum."""
@@ -516,7 +504,7 @@ class Worker:
         return conn.closed
 
     def _note_unused_shed(self, peer: str) -> None:
-        self.pushed_out += 1
+        self.memory.pushed_out += 1
         now = time.monotonic()
         if now >= self.unused_logged_at + 60:
             self.unused_logged_at = now
@@ -525,7 +513,7 @@ class Worker:
                         peer or "unix", self.cfg.max_unused_connections_per_peer)
 
     def _note_eviction(self) -> None:
-        self.pushed_out += 1
+        self.memory.pushed_out += 1
         now = time.monotonic()
         if now >= self.eviction_logged_at + 60:
             self.eviction_logged_at = now
@@ -670,35 +658,13 @@ class Worker:
             conn.driver.on_tick(now)
         if self.share_waiting:
             self._retry_shares(now)
-        self._maybe_give_back_memory(now)
+        self.memory.tick(len(self.connections), now)
         if self.unused_over:
             self._shed_unused(now)
         if self.squeezed_out:
             for peer, at in list(self.squeezed_out.items()):
                 if now - at >= SQUEEZED_OUT_S:
                     self.squeezed_out.pop(peer, None)
-
-    def _maybe_give_back_memory(self, now: float) -> None:
-        """Poller: once a crowd of connections has left, free what they held, so
-        that a flood does not leave the worker at its peak size."""
-        count = len(self.connections)
-        if count != self.connections_seen:   # wait until the crowd has finished leaving
-            self.connections_seen, self.connections_seen_at = count, now
-        if count > self.connections_peak:
-            self.connections_peak = count
-        crowd_left = (self.connections_peak - count >= TRIM_DROP
-                      and now - self.connections_seen_at >= TRIM_SETTLE_S)
-        if crowd_left and now >= self.trim_due:
-            self.connections_peak = count
-            self.pushed_out = 0
-            self.trim_due = now + TRIM_INTERVAL_S
-            give_back_memory()
-        elif self.pushed_out >= TRIM_DROP and now >= self.churn_trim_due:
-            # Still under attack: only the allocator's free pages, often (no
-            # full collection, whose pause grows with the application's heap).
-            self.pushed_out = 0
-            self.churn_trim_due = now + CHURN_TRIM_INTERVAL_S
-            give_back_memory(collect=False)
 
     def _on_linger_readable(self, conn: Connection) -> None:
         try:
@@ -802,20 +768,3 @@ class Worker:
         self.serve_forever()
         return 0
 
-
-def _dump_stacks_on_usr2() -> None:
-    """SIGUSR2 (sent by the arbiter before it kills a worker that stopped answering,
-    or by an operator) writes every thread's stack to the error log, from C, even
-    while some thread holds the interpreter lock; then the worker goes on."""
-    import faulthandler
-
-    stream = None
-    for handler in logging.getLogger("h2serve.error").handlers:
-        candidate = getattr(handler, "stream", None)
-        if candidate is not None and hasattr(candidate, "fileno"):
-            stream = candidate
-            break
-    try:
-        faulthandler.register(signal.SIGUSR2, file=stream or sys.stderr, all_threads=True, chain=False)
-    except (ValueError, OSError, AttributeError, RuntimeError):
-        pass

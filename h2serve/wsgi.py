@@ -17,7 +17,7 @@ from urllib.parse import unquote_to_bytes
 
 from h2serve import SERVER_SOFTWARE, metrics
 from h2serve.protocol.events import Headers, RequestReceived
-from h2serve.protocol.http2 import parse_priority_field
+from h2serve.protocol.priority import parse_priority_field
 from h2serve.transport.forwarded import ForwardedPolicy, apply_root_path
 
 log = logging.getLogger("h2serve.error")

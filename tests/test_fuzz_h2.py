@@ -35,7 +35,8 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from h2serve.protocol.events import ConnectionTerminated, RequestReceived
-from h2serve.protocol.http2 import PREFACE, HTTP2Limits, HTTP2Protocol
+from h2serve.protocol.h2_frames import PREFACE
+from h2serve.protocol.http2 import HTTP2Limits, HTTP2Protocol
 
 GET = [(":method", "GET"), (":scheme", "https"), (":path", "/"), (":authority", "example.com")]
 POST = [(":method", "POST"), (":scheme", "https"), (":path", "/up"), (":authority", "example.com"),

@@ -34,14 +34,11 @@ from h2serve.protocol.events import (
     StreamReset,
     WindowUpdated,
 )
+from h2serve.protocol.h2_frames import PREFACE
 from h2serve.protocol.h2_internals import CLOSED_STREAMS_REMEMBERED
-from h2serve.protocol.http2 import (
-    PREFACE,
-    HTTP2Limits,
-    HTTP2Protocol,
-    parse_priority_field,
-    response_head,
-)
+from h2serve.protocol.h2_responses import response_head
+from h2serve.protocol.http2 import HTTP2Limits, HTTP2Protocol
+from h2serve.protocol.priority import parse_priority_field
 
 NO_ERROR = 0x0
 PROTOCOL_ERROR = 0x1
@@ -1714,7 +1711,7 @@ def test_receive_stops_at_its_deadline_and_keeps_the_rest():
 def test_oversized_priority_field_is_ignored_whole() -> None:
     """A 16 KB Priority value (PRIORITY_UPDATE hoarding) parses as the default
     without walking it, and what is kept for unopened streams is the result."""
-    from h2serve.protocol.http2 import MAX_PRIORITY_FIELD, parse_priority_field
+    from h2serve.protocol.priority import MAX_PRIORITY_FIELD, parse_priority_field
 
     assert parse_priority_field("u=1, i") == {"urgency": 1, "incremental": True}
     padded = "u=1, " + "a=1, " * (MAX_PRIORITY_FIELD // 5)

@@ -6,13 +6,8 @@ from hyperframe.frame import DataFrame, Frame, HeadersFrame
 from hypothesis import given
 from hypothesis import strategies as st
 
-from h2serve.protocol.quick_frames import (
-    FRAME_TYPE_DATA,
-    FRAME_TYPE_HEADERS,
-    data_frame,
-    frame_header,
-    headers_frame,
-)
+from h2serve.protocol.h2_frames import FRAME_TYPE_DATA, FRAME_TYPE_HEADERS, frame_header
+from h2serve.protocol.quick_frames import data_frame, headers_frame
 
 stream_ids = st.integers(min_value=0, max_value=2**31 - 1)
 flag_bytes = st.integers(min_value=0, max_value=255)

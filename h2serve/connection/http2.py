@@ -35,7 +35,8 @@ from h2serve.protocol.events import (
     StreamReset,
     WindowUpdated,
 )
-from h2serve.protocol.http2 import HTTP2Limits, HTTP2Protocol, response_head
+from h2serve.protocol.h2_responses import response_head
+from h2serve.protocol.http2 import HTTP2Limits, HTTP2Protocol
 from h2serve.wsgi import ClientDisconnected, connection_environ, serve_request
 
 log = logging.getLogger("h2serve.error")

@@ -22,7 +22,7 @@ from h2serve.connection.contracts import Driver, WorkerHost
 from h2serve.connection.http1 import HTTP1Driver
 from h2serve.connection.http2 import HTTP2Driver
 from h2serve.protocol.events import RequestReceived
-from h2serve.protocol.http2 import PREFACE as H2_PREFACE
+from h2serve.protocol.h2_frames import PREFACE as H2_PREFACE
 from h2serve.transport.proxy_protocol import (
     VERSIONS_BY_MODE,
     ProxyHeader,

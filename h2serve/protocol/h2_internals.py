@@ -61,11 +61,10 @@ from hyperframe.frame import Frame, GoAwayFrame, HeadersFrame, RstStreamFrame, W
 
 from h2serve import metrics
 
+from .h2_frames import FRAME_TYPE_PRIORITY_UPDATE
 from .http2_fields import RequestFields, check_trailer_fields, parse_request_fields
 
 ErrorCodes = h2.errors.ErrorCodes
-
-FRAME_TYPE_PRIORITY_UPDATE = 0x10
 
 # Closed streams remembered per connection (see ServerConnection).
 CLOSED_STREAMS_REMEMBERED = 1024

@@ -48,10 +48,8 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import h2.config
 import h2.connection
@@ -63,252 +61,45 @@ import h2.settings
 import h2.stream
 from hyperframe.frame import Frame, GoAwayFrame, RstStreamFrame
 
-from h2serve import metrics
-
 from .events import (
-    BodyEnded,
-    BodyReceived,
     ConnectionTerminated,
-    Headers,
-    PriorityUpdated,
     ProtocolViolation,
     RequestReceived,
     StreamReset,
-    WindowUpdated,
+)
+from .floods import FloodGuard
+from .h2_frames import (
+    FRAME_HEADER_LEN,
+    FRAME_TYPE_DATA,
+    FRAME_TYPE_HEADERS,
+    FRAME_TYPE_PRIORITY,
+    FRAME_TYPE_SETTINGS,
+    FRAME_TYPE_WINDOW_UPDATE,
+    MAX_WINDOW,
+    PREFACE,
 )
 from .h2_internals import (
-    FRAME_TYPE_PRIORITY_UPDATE,
     CompactSettings,
-    PriorityUpdateReceived,
     ServerConnection,
-    StreamRejected,
     break_reference_cycle,
     use_compact_settings,
 )
+from .h2_limits import MAX_CONNECTION_WINDOW, HTTP2Limits
+from .h2_requests import RequestTranslation, StreamRecord
+from .h2_responses import ResponseSending
 from .hpack_cache import CachingDecoder, CachingEncoder
-from .http2_fields import (
-    RequestFields,
-    check_request_target,
-    response_fields,
-)
-from .quick_frames import (
-    FLAG_END_HEADERS,
-    FLAG_END_STREAM,
-    FRAME_TYPE_CONTINUATION,
-    FRAME_TYPE_DATA,
-    FRAME_TYPE_HEADERS,
-    data_frame,
-    frame_header,
-    headers_frame,
-)
+from .priority import DEFAULT_URGENCY, priority_dict
+from .quick_frames import data_frame, headers_frame
 
 ErrorCodes = h2.errors.ErrorCodes
 SettingCodes = h2.settings.SettingCodes
 
-PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-FRAME_HEADER_LEN = 9
-FRAME_TYPE_PRIORITY = 0x2
-FRAME_TYPE_RST_STREAM = 0x3
-FRAME_TYPE_SETTINGS = 0x4
-FRAME_TYPE_PING = 0x6
-FRAME_TYPE_GOAWAY = 0x7
-FRAME_TYPE_WINDOW_UPDATE = 0x8
-FLAG_ACK = 0x1
-FLAG_PADDED = 0x8
-# h2 refuses a header block of more CONTINUATION frames than this with
-# PROTOCOL_ERROR; we answer the same flood first, with ENHANCE_YOUR_CALM.
-MAX_CONTINUATION_FRAMES = h2.frame_buffer.CONTINUATION_BACKLOG
-# The flood budgets refill by a tenth of their size per second: a well-behaved
-# client never notices them, a flood meets them within a fraction of a second.
-BUDGET_REFILL_S = 10.0
-# Requests earn back budget: one window raise and one reprioritisation each.
-CONTROL_REFUND_PER_REQUEST = 2
-# A reset (or 431) costs one unit of the reset budget, plus one per this many
-# bytes (RFC 9113 size) of header block it made us decode: the budget follows CPU.
-HEADER_BYTES_PER_RESET = 4096
-MAX_WINDOW = 2**31 - 1
-# Upper bound on the connection receive window we advertise.
-MAX_CONNECTION_WINDOW = 16 * 1024 * 1024
+class HTTP2Protocol(RequestTranslation, ResponseSending):
+    """One server-side HTTP/2 connection, sans I/O.
 
-_SF_KEY = re.compile(r"^[a-z*][a-z0-9_\-.*]*$")
-_SF_INTEGER = re.compile(r"^-?[0-9]{1,15}$")
-
-DEFAULT_URGENCY = 3
-# Longest Priority field value parsed: real ones are a few bytes ("u=1, i"); a
-# longer one is ignored whole, so a 16 KB PRIORITY_UPDATE costs no more CPU
-# or memory than a short one.
-MAX_PRIORITY_FIELD = 1024
-
-@dataclass
-class HTTP2Limits:
-    """Per-connection limits; advertised in our SETTINGS where HTTP/2 has one."""
-
-    max_concurrent_streams: int = 100
-    initial_window_size: int = 65535          # our receive window per stream
-    # Our receive window for the whole connection: request body bytes the client
-    # may send before the application reads them, over all its streams together
-    # (0: the streams' windows added up, at most MAX_CONNECTION_WINDOW).
-    connection_window_size: int = 0
-    max_frame_size: int = 16384
-    max_header_list_size: int = 65536
-    limit_request_fields: int = 100
-    limit_request_field_size: int = 8190
-    # Flood defences (0 disables each); see docs/security.md.
-    max_requests: int = 1000          # requests per connection, then a graceful GOAWAY
-    reset_budget: int = 200           # resets (client's, or ours for client errors) beyond completed requests
-    max_control_frames: int = 1000    # PING, SETTINGS, PRIORITY, empty and redundant frames
-    dribble_frame_size: int = 1024    # flow-control credit below this is not worth a DATA frame
-    stall_timeout: float = 5.0        # seconds for the preface, and for each header block
-
-
-class _Budget:
-    """A leaky bucket: charges fill it, refunds and time drain it (a tenth of
-    its size per second). Past its size the connection is abusing us."""
-
-    __slots__ = ("size", "level", "stamp", "clock")
-
-    def __init__(self, size: int, clock: Callable[[], float]) -> None:
-        self.size = size
-        self.level = 0.0
-        self.clock = clock
-        self.stamp = clock()
-
-    def charge(self, cost: float = 1) -> bool:
-        """Add `cost`; True once the bucket overflows."""
-        if self.size <= 0:
-            return False
-        now = self.clock()
-        drained = (now - self.stamp) * self.size / BUDGET_REFILL_S
-        self.stamp = now
-        self.level = max(0.0, self.level - drained) + cost
-        return self.level > self.size
-
-    def refund(self, amount: float) -> None:
-        self.level = max(0.0, self.level - amount)
-
-
-# --------------------------------------------------------------------------
-# RFC 9218 priority parsing.
-
-
-def _split_top_level(text: str, sep: str) -> list[str] | None:
-    """Split on `sep` outside quoted strings and parentheses; None if unbalanced."""
-    parts: list[str] = []
-    depth = 0
-    in_string = False
-    escaped = False
-    start = 0
-    for index, char in enumerate(text):
-        if in_string:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == '"':
-                in_string = False
-        elif char == '"':
-            in_string = True
-        elif char == "(":
-            depth += 1
-        elif char == ")":
-            depth -= 1
-            if depth < 0:
-                return None
-        elif char == sep and depth == 0:
-            parts.append(text[start:index])
-            start = index + 1
-    if in_string or depth:
-        return None
-    parts.append(text[start:])
-    return parts
-
-
-def parse_priority_field(value: str | None) -> dict:
-    """Parse an RFC 9218 Priority field value (an RFC 8941 dictionary).
-
-    Returns {"urgency": 0..7, "incremental": bool}. A value that does not parse
-    as a dictionary is ignored as a whole; out-of-range or mistyped u / i
-    members and unknown keys are ignored one by one (RFC 9218 section 4).
-    """
-    priority = {"urgency": DEFAULT_URGENCY, "incremental": False}
-    if not value or len(value) > MAX_PRIORITY_FIELD or not value.strip(" \t"):
-        return priority
-    members = _split_top_level(value, ",")
-    if members is None:
-        return priority
-    parsed: dict[str, str | None] = {}
-    for member in members:
-        member = member.strip(" \t")
-        if not member:
-            return {"urgency": DEFAULT_URGENCY, "incremental": False}
-        item = (_split_top_level(member, ";") or [member])[0].strip(" \t")
-        key, has_value, bare = item.partition("=")
-        if not _SF_KEY.match(key):
-            return {"urgency": DEFAULT_URGENCY, "incremental": False}
-        parsed[key] = bare if has_value else None
-    urgency = parsed.get("u", "absent")
-    if urgency not in ("absent", None) and _SF_INTEGER.match(urgency):
-        number = int(urgency)
-        if 0 <= number <= 7:
-            priority["urgency"] = number
-    if "i" in parsed:
-        incremental = parsed["i"]
-        if incremental is None or incremental == "?1":
-            priority["incremental"] = True
-        elif incremental == "?0":
-            priority["incremental"] = False
-    return priority
-
-
-# --------------------------------------------------------------------------
-# Per-stream bookkeeping.
-
-
-class _StreamRecord:
-    """What we keep for a live stream; dropped as soon as it closes or resets."""
-
-    __slots__ = (
-        "content_length",
-        "received",
-        "unacked",
-        "owed",
-        "priority",
-        "remote_ended",
-        "trailers",
-        "request_done",
-        "header_weight",
-    )
-
-    def __init__(self, content_length: int | None, priority: dict, remote_ended: bool) -> None:
-        self.content_length = content_length
-        self.received = 0          # DATA payload bytes seen
-        self.unacked = 0           # flow-controlled bytes handed to the app, not yet acknowledged
-        self.owed = 0              # acknowledged bytes not yet returned on the stream window
-        self.priority = priority
-        self.remote_ended = remote_ended
-        self.trailers: Headers | None = None
-        self.request_done = remote_ended
-        self.header_weight = 0     # extra reset-budget units if the client cancels it
-
-
-# --------------------------------------------------------------------------
-
-
-_SENDABLE_STATES = (h2.stream.StreamState.OPEN, h2.stream.StreamState.HALF_CLOSED_REMOTE)
-
-
-def response_head(status: int, headers: Headers) -> list[tuple[bytes, bytes]]:
-    """The checked field list of a final response head, :status first.
-
-    Pure and thread-safe, so an app thread can raise on a bad status or field
-    before handing the response to the thread that frames it."""
-    if not 200 <= status <= 999:
-        raise ValueError(f"invalid final status {status}")
-    return [(b":status", str(status).encode())] + response_fields(headers)
-
-
-class HTTP2Protocol:
-    """One server-side HTTP/2 connection, sans I/O."""
+    Its jobs are split by module: frames in, floods and connection errors here;
+    h2 events into request events in h2_requests.py; response frames out in
+    h2_responses.py. All three work on the state set up in __init__."""
 
     def __init__(self, limits: HTTP2Limits, clock: Callable[[], float] = time.monotonic) -> None:
         self.limits = limits
@@ -347,9 +138,9 @@ class HTTP2Protocol:
         self._inbound = bytearray()
         self._preface_seen = 0        # bytes of the client preface matched so far
         self._settings_seen = False   # first frame after the preface checked
-        self._streams: dict[int, _StreamRecord] = {}
+        self._streams: dict[int, StreamRecord] = {}
         # Streams the app is done with while the client is still sending, oldest first.
-        self._draining: dict[int, _StreamRecord] = {}
+        self._draining: dict[int, StreamRecord] = {}
         self._pending_priority: dict[int, tuple[int, bool]] = {}  # stream -> (urgency, incremental)
         self._connection_owed = 0
         self._terminated = False
@@ -359,15 +150,9 @@ class HTTP2Protocol:
         self._started_at = clock()
         self._requests = 0
         self._client_resets = 0       # RST_STREAM from the client on streams the app still had
-        self._resets = _Budget(limits.reset_budget, clock)
-        self._control = _Budget(limits.max_control_frames, clock)
-        self._control_overflow = ""   # set when our own sending overflowed the control budget
-        self._settings_acks = 0
-        self._goaways_received = 0
-        self._window_peak = 65535     # the largest connection send window the client granted
-        self._block_started = 0.0     # when the header block still waiting for END_HEADERS began
-        self._block_bytes = 0
-        self._block_frames = 0
+        self._floods = FloodGuard(self._conn, clock, reset_budget=limits.reset_budget,
+                                  max_control_frames=limits.max_control_frames,
+                                  dribble_frame_size=limits.dribble_frame_size)
         self._cap_goaway_due = False   # max_requests reached, its GOAWAY not sent yet
         self._until: float | None = None  # receive()'s time slice ends then
 
@@ -398,10 +183,10 @@ class HTTP2Protocol:
                 )
             if upgrade_request is not None:
                 request = dataclasses.replace(upgrade_request, stream_id=1, end_stream=True)
-                request.priority = request.priority or self._priority_dict(
+                request.priority = request.priority or priority_dict(
                     {"urgency": DEFAULT_URGENCY, "incremental": False}, None, None
                 )
-                self._streams[1] = _StreamRecord(
+                self._streams[1] = StreamRecord(
                     request.content_length, request.priority, remote_ended=True
                 )
                 events.append(request)
@@ -476,7 +261,8 @@ class HTTP2Protocol:
         if not self._settings_seen and now - self._started_at > timeout:
             return self._connection_error(
                 ErrorCodes.NO_ERROR, f"client preface not complete within {timeout:g} s")
-        if self._block_started and now - self._block_started > timeout:
+        block_started = self._floods.block_started
+        if block_started and now - block_started > timeout:
             return self._connection_error(
                 ErrorCodes.ENHANCE_YOUR_CALM, f"header block not complete within {timeout:g} s")
         return []
@@ -532,8 +318,12 @@ class HTTP2Protocol:
                 return
             frame_bytes = bytes(inbound[: FRAME_HEADER_LEN + length])
             del inbound[: FRAME_HEADER_LEN + length]
-            abuse = self._control_overflow or self._account_frame(
-                frame_type, flags, length, stream_id, frame_bytes)
+            abuse = self._floods.overflow
+            if not abuse:
+                if (frame_type == FRAME_TYPE_HEADERS and self._cap_goaway_due
+                        and stream_id > self._conn.highest_inbound_stream_id):
+                    self._send_cap_goaway()  # before the refusal it explains
+                abuse = self._floods.judge(frame_type, flags, length, stream_id, frame_bytes)
             if abuse:
                 events.extend(self._connection_error(ErrorCodes.ENHANCE_YOUR_CALM, abuse))
                 return
@@ -548,95 +338,12 @@ class HTTP2Protocol:
             if self._terminated:
                 return
             if not self._conn.header_block_open():
-                self._block_started = 0.0
-            charged = (self._conn.errors_answered - errors_before
-                       + self._client_resets - resets_before)
-            if charged and self._resets.charge(charged):
-                events.extend(self._connection_error(
-                    ErrorCodes.ENHANCE_YOUR_CALM,
-                    f"too many reset streams (reset budget {self.limits.reset_budget})"))
+                self._floods.header_block_done()
+            abuse = self._floods.charge_resets(self._conn.errors_answered - errors_before
+                                               + self._client_resets - resets_before)
+            if abuse:
+                events.extend(self._connection_error(ErrorCodes.ENHANCE_YOUR_CALM, abuse))
                 return
-
-    def _account_frame(
-        self, frame_type: int, flags: int, length: int, stream_id: int, frame_bytes: bytes
-    ) -> str:
-        """Charge a frame that makes us work without advancing any request to the
-        control-frame budget, and bound header blocks. Returns why the connection
-        must end (ENHANCE_YOUR_CALM), or "" to go on."""
-        cost = 0
-        kind = ""
-        if frame_type == FRAME_TYPE_HEADERS:
-            if self._cap_goaway_due and stream_id > self._conn.highest_inbound_stream_id:
-                self._send_cap_goaway()  # before the refusal it explains
-            if not flags & FLAG_END_HEADERS and not self._block_started:
-                self._block_started = self._clock()
-                self._block_bytes = length
-                self._block_frames = 0
-        elif frame_type == FRAME_TYPE_CONTINUATION:
-            if self._block_started:
-                self._block_bytes += length
-                self._block_frames += 1
-                if self._block_bytes > self._conn.decode_limit:
-                    return f"header block above {self._conn.decode_limit} bytes"
-                if self._block_frames >= MAX_CONTINUATION_FRAMES:
-                    return f"header block of more than {MAX_CONTINUATION_FRAMES} CONTINUATION frames"
-            if not length and not flags & FLAG_END_HEADERS:
-                cost, kind = 1, "empty CONTINUATION"
-        elif frame_type == FRAME_TYPE_DATA:
-            padding = frame_bytes[FRAME_HEADER_LEN] + 1 if flags & FLAG_PADDED and length else 0
-            if length - padding <= 0 and not flags & FLAG_END_STREAM:
-                cost, kind = 1, "empty DATA"
-        elif frame_type == FRAME_TYPE_PING:
-            cost, kind = 1, "PING"
-        elif frame_type == FRAME_TYPE_SETTINGS:
-            if flags & FLAG_ACK:
-                self._settings_acks += 1
-                cost = 1 if self._settings_acks > 1 else 0  # we sent one SETTINGS
-            else:
-                cost = max(1, length // 6)  # h2 applies every entry
-            kind = "SETTINGS"
-        elif frame_type in (FRAME_TYPE_PRIORITY, FRAME_TYPE_PRIORITY_UPDATE):
-            cost, kind = 1, "PRIORITY"
-        elif frame_type == FRAME_TYPE_RST_STREAM:
-            metrics.count(metrics.H2_RESETS_RECEIVED)
-            stream = self._conn.streams.get(stream_id)
-            if stream is None or stream.closed:
-                cost, kind = 1, "RST_STREAM on a closed stream"
-        elif frame_type == FRAME_TYPE_WINDOW_UPDATE:
-            if length == 4 and self._useless_window_update(stream_id, frame_bytes):
-                cost, kind = 1, "WINDOW_UPDATE"
-        elif frame_type == FRAME_TYPE_GOAWAY:
-            self._goaways_received += 1
-            cost, kind = (1, "GOAWAY") if self._goaways_received > 1 else (0, "")
-        else:
-            cost, kind = 1, f"frame of unknown type {frame_type:#x}"
-        if cost and self._control.charge(cost):
-            return f"too many control frames ({kind} flood)"
-        return ""
-
-    def _useless_window_update(self, stream_id: int, frame_bytes: bytes) -> bool:
-        """A WINDOW_UPDATE is worth its cost when it returns credit we used. One
-        for a closed stream, one that only grows a window we never drew on, or
-        one that leaves the window too small for a useful DATA frame (a data
-        dribble, CVE-2019-9511) is charged as a control frame."""
-        increment = int.from_bytes(frame_bytes[9:13], "big") & 0x7FFFFFFF
-        dribble = self.limits.dribble_frame_size
-        conn = self._conn
-        if stream_id == 0:
-            before = conn.outbound_flow_control_window
-            after = before + increment
-            useless = before >= self._window_peak or after < dribble
-            self._window_peak = max(self._window_peak, min(after, MAX_WINDOW))
-            return useless
-        stream = conn.streams.get(stream_id)
-        if stream is None or stream.closed:
-            return True
-        before = stream.outbound_flow_control_window
-        after = before + increment
-        peak = max(getattr(stream, "h2serve_window_peak", 0),
-                   conn.remote_settings.initial_window_size)
-        stream.h2serve_window_peak = max(peak, min(after, MAX_WINDOW))
-        return before >= peak or after < dribble
 
     def _stream_error_frame(
         self, frame_type: int, length: int, stream_id: int, frame_bytes: bytes, events: list
@@ -726,270 +433,6 @@ class HTTP2Protocol:
             if self._terminated:
                 return False
         return True
-
-    # -- h2 event translation -------------------------------------------------
-
-    def _translate(self, event, out: list) -> None:
-        if isinstance(event, h2.events.RequestReceived):
-            self._on_request(event, out)
-        elif isinstance(event, h2.events.DataReceived):
-            self._on_data(event, out)
-        elif isinstance(event, h2.events.TrailersReceived):
-            self._on_trailers(event, out)
-        elif isinstance(event, h2.events.StreamEnded):
-            self._on_stream_ended(event.stream_id, out)
-        elif isinstance(event, h2.events.StreamReset):
-            self._on_stream_reset(event, out)
-        elif isinstance(event, h2.events.WindowUpdated):
-            if event.stream_id == 0 or event.stream_id in self._streams:
-                out.append(WindowUpdated(event.stream_id))
-        elif isinstance(event, h2.events.RemoteSettingsChanged):
-            changed = event.changed_settings
-            if SettingCodes.INITIAL_WINDOW_SIZE in changed or SettingCodes.MAX_FRAME_SIZE in changed:
-                out.append(WindowUpdated(0))
-        elif isinstance(event, h2.events.PriorityUpdated):
-            record = self._streams.get(event.stream_id)
-            if record is not None:
-                record.priority = dict(
-                    record.priority, weight=event.weight, depends_on=event.depends_on
-                )
-                out.append(PriorityUpdated(event.stream_id, dict(record.priority)))
-        elif isinstance(event, PriorityUpdateReceived):
-            self._on_priority_update(event, out)
-        elif isinstance(event, StreamRejected):
-            out.append(
-                ProtocolViolation(event.reason, stream_id=event.stream_id, error_code=event.error_code)
-            )
-            if self._forget(event.stream_id):
-                out.append(StreamReset(event.stream_id, event.error_code))
-        elif isinstance(event, h2.events.ConnectionTerminated):
-            reason = (event.additional_data or b"").decode("latin-1")
-            if int(event.error_code) == ErrorCodes.NO_ERROR:
-                # Graceful (see ServerConnection._receive_goaway_frame): the
-                # streams it opened are still answered; it just opens no more.
-                self._peer_goaway = True
-            else:
-                self._terminated = True
-                self._release_all()
-            out.append(ConnectionTerminated(int(event.error_code), event.last_stream_id or 0, reason))
-
-    def _on_request(self, event: h2.events.RequestReceived, out: list) -> None:
-        stream_id = event.stream_id
-        end_stream = event.stream_ended is not None
-        fields: RequestFields = event.request_fields
-        pseudo = fields.pseudo
-        headers = fields.headers
-        header_weight = fields.list_size // HEADER_BYTES_PER_RESET
-        problem = check_request_target(pseudo)
-        if problem:
-            self._conn.errors_answered += header_weight
-            self._conn.reset_stream(stream_id, ErrorCodes.PROTOCOL_ERROR)
-            out.append(
-                ProtocolViolation(problem, stream_id=stream_id, error_code=ErrorCodes.PROTOCOL_ERROR)
-            )
-            return
-
-        if (
-            fields.longest > self.limits.limit_request_field_size
-            or len(headers) > self.limits.limit_request_fields
-            or fields.list_size > self.limits.max_header_list_size
-        ):
-            self._conn.errors_answered += header_weight
-            self._reject_431(stream_id, end_stream, out)
-            return
-
-        content_length = fields.content_length
-        host = fields.host
-        priority_values = fields.priority
-        if content_length and end_stream:
-            self._conn.reset_stream(stream_id, ErrorCodes.PROTOCOL_ERROR)
-            out.append(
-                ProtocolViolation(
-                    "content-length on a request without body",
-                    stream_id=stream_id,
-                    error_code=ErrorCodes.PROTOCOL_ERROR,
-                )
-            )
-            return
-
-        pending = self._pending_priority.pop(stream_id, None)
-        if pending is not None:   # a PRIORITY_UPDATE before the request replaces its field
-            parsed = {"urgency": pending[0], "incremental": pending[1]}
-        else:
-            parsed = parse_priority_field(", ".join(priority_values))
-        update = event.priority_updated
-        priority = self._priority_dict(
-            parsed,
-            update.weight if update is not None else None,
-            update.depends_on if update is not None else None,
-        )
-        method = pseudo[b":method"].decode("latin-1")
-        authority = pseudo.get(b":authority")
-        if method == "CONNECT":
-            target = (authority or b"").decode("latin-1")
-        else:
-            target = pseudo[b":path"].decode("latin-1")
-        scheme = pseudo.get(b":scheme")
-        record = self._streams[stream_id] = _StreamRecord(content_length, priority, end_stream)
-        record.header_weight = header_weight
-        self._control.refund(CONTROL_REFUND_PER_REQUEST)
-        self._requests += 1
-        if self._requests == self.limits.max_requests and self._conn.refuse_streams_above is None:
-            # nginx's keepalive_requests: this request is served, later ones are
-            # refused. The GOAWAY saying so waits until the responses under way
-            # are sent (clients such as httpx fail any stream still open when
-            # a GOAWAY arrives), or until a refused stream needs explaining.
-            self._conn.refuse_streams_above = stream_id
-            self._cap_goaway_due = True
-        out.append(
-            RequestReceived(
-                stream_id=stream_id,
-                method=method,
-                target=target,
-                headers=headers,
-                authority=authority.decode("latin-1") if authority is not None else host,
-                scheme=scheme.decode("latin-1") if scheme is not None else None,
-                http_version="2",
-                end_stream=end_stream,
-                priority=dict(priority),
-                content_length=content_length,
-            )
-        )
-
-    @staticmethod
-    def _priority_dict(parsed: dict, weight: int | None, depends_on: int | None) -> dict:
-        return {
-            "urgency": parsed["urgency"],
-            "incremental": parsed["incremental"],
-            "weight": weight,
-            "depends_on": depends_on,
-        }
-
-    def _reject_431(self, stream_id: int, end_stream: bool, out: list) -> None:
-        self._conn.errors_answered += 1  # an answer a client's error cost us, like a reset
-        self._conn.send_headers(stream_id, [(b":status", b"431")], end_stream=True)
-        if not end_stream:
-            # The response is complete; ask the client to stop sending the body.
-            self._conn.reset_stream(stream_id, ErrorCodes.NO_ERROR)
-        out.append(
-            ProtocolViolation(
-                "request header fields too large", status=431, stream_id=stream_id, error_code=0
-            )
-        )
-
-    def _on_data(self, event: h2.events.DataReceived, out: list) -> None:
-        stream_id = event.stream_id
-        record = self._streams.get(stream_id)
-        length = event.flow_controlled_length
-        if record is None:
-            self._release(length)
-            if stream_id in self._draining:
-                self._drain(stream_id, length)
-            return
-        data = event.data
-        record.received += len(data)
-        if data:
-            record.unacked += length
-            out.append(BodyReceived(stream_id, data, length))
-        elif length:
-            self._release(length)  # padding-only frame: nothing for the app to consume
-
-    def _on_trailers(self, event: h2.events.TrailersReceived, out: list) -> None:
-        stream_id = event.stream_id
-        record = self._streams.get(stream_id)
-        if record is None:
-            return
-        trailers: Headers = []
-        size = 0
-        for name, value in event.headers:
-            size += len(name) + len(value) + 32
-            if len(name) + len(value) > self.limits.limit_request_field_size:
-                size = -1
-                break
-            trailers.append((name.decode("latin-1"), value.decode("latin-1")))
-        if size < 0 or size > self.limits.max_header_list_size or (
-            len(trailers) > self.limits.limit_request_fields
-        ):
-            self._conn.reset_stream(stream_id, ErrorCodes.ENHANCE_YOUR_CALM)
-            self._forget(stream_id)
-            out.append(
-                ProtocolViolation(
-                    "request trailers too large",
-                    status=431,
-                    stream_id=stream_id,
-                    error_code=ErrorCodes.ENHANCE_YOUR_CALM,
-                )
-            )
-            out.append(StreamReset(stream_id, ErrorCodes.ENHANCE_YOUR_CALM))
-            return
-        record.trailers = trailers
-
-    def _on_stream_ended(self, stream_id: int, out: list) -> None:
-        if self._draining.pop(stream_id, None) is not None:
-            self._flush_connection_credit()  # the discarded body's credit, at the latest now
-            return
-        record = self._streams.get(stream_id)
-        if record is None or record.request_done:
-            if record is not None:
-                record.remote_ended = True
-                self._maybe_forget(stream_id)
-            return
-        if record.content_length is not None and record.content_length != record.received:
-            self._conn.reset_stream(stream_id, ErrorCodes.PROTOCOL_ERROR)
-            self._forget(stream_id)
-            out.append(
-                ProtocolViolation(
-                    "content-length does not match the body",
-                    stream_id=stream_id,
-                    error_code=ErrorCodes.PROTOCOL_ERROR,
-                )
-            )
-            out.append(StreamReset(stream_id, ErrorCodes.PROTOCOL_ERROR))
-            return
-        record.remote_ended = True
-        record.request_done = True
-        trailers, record.trailers = record.trailers, None
-        out.append(BodyEnded(stream_id, trailers))
-        if record.unacked == 0:
-            self._flush_connection_credit()
-        self._maybe_forget(stream_id)
-
-    def _on_stream_reset(self, event: h2.events.StreamReset, out: list) -> None:
-        stream_id = event.stream_id
-        record = self._streams.get(stream_id)
-        known = self._forget(stream_id)
-        if event.remote_reset:
-            if record is not None:
-                # Cancelled while the app still had it: the rapid-reset pattern.
-                self._client_resets += 1 + record.header_weight
-                out.append(StreamReset(stream_id, int(event.error_code)))
-            return
-        out.append(
-            ProtocolViolation(
-                f"stream reset by us (error code {int(event.error_code)})",
-                stream_id=stream_id,
-                error_code=int(event.error_code),
-            )
-        )
-        if known:
-            out.append(StreamReset(stream_id, int(event.error_code)))
-
-    def _on_priority_update(self, event: PriorityUpdateReceived, out: list) -> None:
-        stream_id = event.stream_id
-        record = self._streams.get(stream_id)
-        if record is not None:
-            parsed = parse_priority_field(event.field_value)
-            record.priority = dict(record.priority, **parsed)
-            out.append(PriorityUpdated(stream_id, dict(record.priority)))
-        elif stream_id > self._conn.highest_inbound_stream_id:
-            # Not opened yet: keep the latest signal for when it is, parsed (a
-            # 16 KB value costs what a small one does) and for a bounded count.
-            parsed = parse_priority_field(event.field_value)
-            self._pending_priority.pop(stream_id, None)
-            self._pending_priority[stream_id] = (parsed["urgency"], parsed["incremental"])
-            while len(self._pending_priority) > max(1, self.limits.max_concurrent_streams):
-                self._pending_priority.pop(next(iter(self._pending_priority)))
-        # else: a closed stream; nothing to reprioritise.
 
     # -- connection errors ------------------------------------------------------
 
@@ -1115,251 +558,6 @@ class HTTP2Protocol:
         data = self._outbound
         self._outbound = bytearray()
         return data
-
-    def _sendable(self, stream_id: int) -> bool:
-        if self._terminated:
-            return False
-        stream = self._conn.streams.get(stream_id)
-        return stream is not None and stream.state_machine.state in _SENDABLE_STATES
-
-    def send_informational(self, stream_id: int, status: int, headers: Headers) -> None:
-        """Send a 1xx (for example 103 Early Hints) before the final response."""
-        if not 100 <= status <= 199 or status == 101:
-            raise ValueError(f"{status} is not an informational status usable in HTTP/2")
-        fields = response_fields(headers)
-        if not self._sendable(stream_id):
-            return
-        self._conn.send_headers(stream_id, [(b":status", str(status).encode())] + fields)
-        self._pull()
-
-    def send_response(
-        self, stream_id: int, status: int, headers: Headers, end_stream: bool = False
-    ) -> None:
-        """Send the final response head. No-op if the stream is gone."""
-        self.send_response_head(stream_id, response_head(status, headers), end_stream)
-
-    def send_response_head(
-        self, stream_id: int, head: list[tuple[bytes, bytes]], end_stream: bool = False
-    ) -> None:
-        """Send a head that response_head() built (and checked) beforehand."""
-        if not self._sendable(stream_id):
-            return
-        self._conn.send_headers(stream_id, head, end_stream=end_stream)
-        if end_stream:
-            self._after_local_end(stream_id)
-        self._pull()
-
-    def send_whole_response(self, stream_id: int, head: list[tuple[bytes, bytes]],
-                            body: bytes) -> int:
-        """Send a response_head() head and its body, ending the stream; return the
-        body bytes taken (fewer when the windows are short: send_body the rest).
-
-        A body that fits the windows and one frame is framed here directly:
-        the same state-machine inputs, HPACK encoder and window accounting as
-        h2's send_headers and send_data, without building a frame object per
-        frame, which is most of what sending a small response costs."""
-        conn = self._conn
-        stream = None if self._terminated else conn.streams.get(stream_id)
-        if stream is None or stream.state_machine.state not in _SENDABLE_STATES:
-            return 0
-        size = len(body)
-        frame_limit = conn.max_outbound_frame_size
-        if (size > frame_limit or size > conn.outbound_flow_control_window
-                or size > stream.outbound_flow_control_window):
-            self.send_response_head(stream_id, head)
-            return self.send_body(stream_id, body, end_stream=True)
-        machine = stream.state_machine
-        conn.state_machine.process_input(h2.connection.ConnectionInputs.SEND_HEADERS)
-        machine.process_input(h2.stream.StreamInputs.SEND_HEADERS)
-        block = conn.encoder.encode(head)
-        if not size:
-            machine.process_input(h2.stream.StreamInputs.SEND_END_STREAM)
-        self._pull()   # whatever h2 queued first goes out first
-        out = self._outbound
-        head_flags = 0 if size else FLAG_END_STREAM
-        if len(block) <= frame_limit:
-            out += frame_header(len(block), FRAME_TYPE_HEADERS,
-                                 head_flags | FLAG_END_HEADERS, stream_id)
-            out += block
-        else:   # HEADERS then CONTINUATION frames, END_HEADERS on the last
-            view = memoryview(block)
-            pieces = [view[i:i + frame_limit] for i in range(0, len(view), frame_limit)]
-            for index, piece in enumerate(pieces):
-                kind = FRAME_TYPE_HEADERS if index == 0 else FRAME_TYPE_CONTINUATION
-                flags = (head_flags if index == 0 else 0) | (
-                    FLAG_END_HEADERS if index == len(pieces) - 1 else 0)
-                out += frame_header(len(piece), kind, flags, stream_id)
-                out += piece
-        if size:
-            self._frame_data(stream, body, True)
-        self._after_local_end(stream_id)
-        return size
-
-    def _frame_data(self, stream: h2.stream.H2Stream, piece: bytes | memoryview,
-                    last: bool) -> None:
-        """One DATA frame that the windows and frame size allow, as h2's
-        send_data would make it, straight into our output buffer."""
-        conn = self._conn
-        conn.state_machine.process_input(h2.connection.ConnectionInputs.SEND_DATA)
-        stream.state_machine.process_input(h2.stream.StreamInputs.SEND_DATA)
-        if last:
-            stream.state_machine.process_input(h2.stream.StreamInputs.SEND_END_STREAM)
-        size = len(piece)
-        conn.outbound_flow_control_window -= size
-        stream.outbound_flow_control_window -= size
-        out = self._outbound
-        out += frame_header(size, FRAME_TYPE_DATA, FLAG_END_STREAM if last else 0,
-                            stream.stream_id)
-        out += piece
-
-    def send_body(self, stream_id: int, data: bytes | memoryview, end_stream: bool = False) -> int:
-        """Frame as much of `data` as the send windows allow; return bytes taken."""
-        if not self._sendable(stream_id):
-            return 0
-        view = memoryview(data).cast("B") if not isinstance(data, bytes) else memoryview(data)
-        total = len(view)
-        taken = 0
-        conn = self._conn
-        stream = conn.streams[stream_id]
-        frame_limit = conn.max_outbound_frame_size
-        # Credit below this is not worth a frame while more data waits (data
-        # dribble, CVE-2019-9511): it is held back, or, if the client's whole
-        # stream window is that small, sent but charged as a control frame.
-        dribble = self.limits.dribble_frame_size
-        hold_back = dribble <= conn.remote_settings.initial_window_size
-        self._pull()   # what h2 queued before goes out before these frames
-        while taken < total:
-            window = min(conn.outbound_flow_control_window, stream.outbound_flow_control_window)
-            if window <= 0:
-                break
-            want = min(frame_limit, total - taken)
-            if window < want and window < dribble:
-                if hold_back:
-                    break
-                if self._control.charge(1):
-                    self._control_overflow = "too many control frames (tiny flow-control window)"
-            size = min(window, want)
-            last = end_stream and taken + size == total
-            self._frame_data(stream, view[taken : taken + size], last)
-            taken += size
-        if end_stream and taken == total:
-            if total == 0:
-                self._conn.end_stream(stream_id)
-            self._after_local_end(stream_id)
-        self._pull()
-        return taken
-
-    def end_stream(self, stream_id: int, trailers: Headers | None = None) -> None:
-        """Finish the response, optionally with trailers."""
-        if trailers:
-            fields = response_fields(trailers)
-            if not self._sendable(stream_id):
-                return
-            self._conn.send_headers(stream_id, fields, end_stream=True)
-        else:
-            if not self._sendable(stream_id):
-                return
-            self._conn.end_stream(stream_id)
-        self._after_local_end(stream_id)
-        self._pull()
-
-    def _after_local_end(self, stream_id: int) -> None:
-        self._resets.refund(1)  # a completed response earns back a reset (as in h2o)
-        self._maybe_forget(stream_id)
-
-    def finish_stream(self, stream_id: int) -> None:
-        """The application is done with the stream: forget it.
-
-        Call it once the response is complete (or the app gave up) instead of
-        acknowledging the body bytes the app never read: they are credited
-        here. A response that was never completed is reset (INTERNAL_ERROR).
-
-        If the client is still sending its request, the stream drains (see the
-        module docstring): it stays half-closed (local), what the client sends
-        is discarded and credited as if read, so every client can finish its
-        upload, and it gives its slot up -- RST_STREAM(NO_ERROR), RFC 9113 8.1
-        -- only when a new stream would otherwise be refused.
-        """
-        if self._terminated or stream_id in self._draining:
-            return
-        record = self._streams.pop(stream_id, None)
-        unread = record.unacked if record is not None else 0
-        self._release(unread)
-        stream = self._conn.streams.get(stream_id)
-        if stream is not None and stream.open:
-            if self._sendable(stream_id):
-                self._conn.reset_stream(stream_id, ErrorCodes.INTERNAL_ERROR)
-            elif record is None:
-                self._conn.reset_stream(stream_id, ErrorCodes.NO_ERROR)
-            else:
-                record.unacked = 0
-                self._draining[stream_id] = record
-                self._drain(stream_id, unread)
-        self._flush_connection_credit()
-        self._pull()
-
-    def _drain(self, stream_id: int, nbytes: int) -> None:
-        """Credit `nbytes` discarded from a draining stream (its connection share
-        is already released): the stream window reopens as for a read body."""
-        record = self._draining[stream_id]
-        stream = self._conn.streams.get(stream_id)
-        if stream is None or not stream.open:
-            del self._draining[stream_id]
-            self._flush_connection_credit()
-            return
-        record.owed += nbytes
-        if record.owed >= self.limits.initial_window_size // 2:
-            owed, record.owed = record.owed, 0
-            self._conn.increment_flow_control_window(owed, stream_id)
-
-    def _stop_draining(self, stream_id: int) -> None:
-        """RST_STREAM(NO_ERROR) a draining stream: its response is complete and
-        the rest of the request is not wanted (RFC 9113 8.1)."""
-        self._draining.pop(stream_id, None)
-        stream = self._conn.streams.get(stream_id)
-        if stream is not None and stream.open:
-            self._conn.reset_stream(stream_id, ErrorCodes.NO_ERROR)
-        self._flush_connection_credit()
-
-    def reset_stream(self, stream_id: int, error_code: int) -> None:
-        """RST_STREAM a stream; no-op if it is already closed."""
-        if self._terminated:
-            return
-        stream = self._conn.streams.get(stream_id)
-        if stream is not None and stream.open:
-            self._conn.reset_stream(stream_id, error_code)
-        self._forget(stream_id)
-        self._pull()
-
-    def goaway(self, error_code: int = 0, last_stream_id: int | None = None, debug: bytes = b"") -> None:
-        """Send GOAWAY. NO_ERROR is graceful: streams up to `last_stream_id`
-        keep being served, newer ones are refused. Any other code ends the
-        connection at once."""
-        if self._terminated:
-            return
-        if last_stream_id is None:
-            last_stream_id = self._conn.highest_inbound_stream_id
-        previous = self._conn.refuse_streams_above
-        if previous is not None:
-            last_stream_id = min(last_stream_id, previous)  # may only go down (RFC 9113 6.8)
-        self._pull()
-        frame = GoAwayFrame(0)
-        frame.last_stream_id = last_stream_id
-        frame.error_code = error_code
-        frame.additional_data = debug
-        self._outbound += frame.serialize()
-        metrics.count(metrics.H2_GOAWAYS_SENT)
-        self._goaway_sent = True
-        self._conn.refuse_streams_above = last_stream_id
-        if error_code != 0:
-            try:
-                self._conn.state_machine.process_input(h2.connection.ConnectionInputs.SEND_GOAWAY)
-            except h2.exceptions.ProtocolError:
-                pass
-            self._conn.clear_outbound_data_buffer()
-            self._terminated = True
-            self._inbound.clear()
-            self._release_all()
 
     # -- state queries -------------------------------------------------------
 

@@ -12,26 +12,13 @@ path, which keeps its checks and errors.
 
 from __future__ import annotations
 
-import struct
-
 from hyperframe.frame import DataFrame, HeadersFrame
 
+from .h2_frames import FLAG_END_HEADERS, FLAG_END_STREAM
 from .h2_internals import make_flags
 
-FRAME_TYPE_DATA = 0x0
-FRAME_TYPE_HEADERS = 0x1
-FRAME_TYPE_CONTINUATION = 0x9
-FLAG_END_STREAM = 0x1
-FLAG_END_HEADERS = 0x4
-
-_HEADER = struct.Struct(">HBBBL")   # 24-bit length as 16 + 8 bits, type, flags, stream id
 _HEADERS_FLAG_NAMES = frozenset(flag.name for flag in HeadersFrame.defined_flags)
 _DATA_FLAG_NAMES = frozenset(flag.name for flag in DataFrame.defined_flags)
-
-
-def frame_header(length: int, frame_type: int, flags: int, stream_id: int) -> bytes:
-    """The 9-byte header in front of every frame (RFC 9113 §4.1)."""
-    return _HEADER.pack(length >> 8, length & 0xFF, frame_type, flags, stream_id)
 
 
 _flags = make_flags   # h2_internals: hyperframe's Flags built directly

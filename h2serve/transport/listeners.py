@@ -489,3 +489,14 @@ def accept_queue_length(sock: socket.socket) -> int:
     if len(info) < _TCPI_UNACKED_OFFSET + 4:
         return 0
     return struct.unpack_from("=I", info, _TCPI_UNACKED_OFFSET)[0]
+
+
+def is_loopback(lsock: socket.socket) -> bool:
+    """Whether a listener only takes connections from this machine (unix sockets do)."""
+    if lsock.family not in (socket.AF_INET, socket.AF_INET6):
+        return True
+    host = lsock.getsockname()[0].split("%", 1)[0]
+    address = ipaddress.ip_address(host)
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback
