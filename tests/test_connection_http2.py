@@ -19,7 +19,8 @@ import h2.events
 import pytest
 
 from h2serve.config import Config
-from h2serve.connection.http2 import HANDOFF_BACKLOG, HIGH_WATER, HTTP2Driver
+from h2serve.connection.h2_app_side import HANDOFF_BACKLOG, HIGH_WATER
+from h2serve.connection.http2 import HTTP2Driver
 from h2serve.connection.setup import Connection
 from h2serve.worker import Worker
 

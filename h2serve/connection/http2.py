@@ -16,39 +16,40 @@ import ssl
 import sys
 import threading
 import time
-from collections import deque
 from threading import get_ident
 from typing import Any
 
-from h2serve import metrics
-from h2serve.connection.common import WOULD_BLOCK, add_default_fields
+from h2serve.connection.common import WOULD_BLOCK
 from h2serve.connection.contracts import Link
+from h2serve.connection.h2_app_side import (
+    HIGH_WATER,
+    LOW_WATER,
+    AppThreadSide,
+    StreamExchange,
+)
 from h2serve.connection.h2_scheduling import StreamScheduler
 from h2serve.protocol.events import (
     BodyEnded,
     BodyReceived,
     ConnectionTerminated,
-    Headers,
     PriorityUpdated,
     ProtocolViolation,
     RequestReceived,
     StreamReset,
     WindowUpdated,
 )
-from h2serve.protocol.h2_responses import response_head
+from h2serve.protocol.h2_frames import (
+    CANCEL,
+    ENHANCE_YOUR_CALM,
+    INADEQUATE_SECURITY,
+    NO_ERROR,
+)
 from h2serve.protocol.http2 import HTTP2Limits, HTTP2Protocol
-from h2serve.wsgi import ClientDisconnected, connection_environ, serve_request
+from h2serve.wsgi import connection_environ
 
 log = logging.getLogger("h2serve.error")
 
-NO_ERROR, PROTOCOL_ERROR, INTERNAL_ERROR, CANCEL, INADEQUATE_SECURITY = 0x0, 0x1, 0x2, 0x8, 0xC
-ENHANCE_YOUR_CALM = 0xB
 MAX_WRITE = 256 * 1024            # bytes handed to one send() call
-HIGH_WATER = 512 * 1024           # app writers wait while more than this is unsent
-SEND_PIECE = 64 * 1024            # body bytes framed per step, so HIGH_WATER really bounds
-LOW_WATER = 128 * 1024            # ... and resume below this
-HANDOFF_MAX = 16 * 1024           # complete responses up to this size are framed by the poller
-HANDOFF_BACKLOG = 32              # ... while fewer than this many wait for it (else as before)
 READ_PAUSE = 4 * 1024 * 1024      # stop reading a peer that will not take our output
 RECV_SIZE = 256 * 1024
 READ_SHARE = 64 * 1024            # bytes read per turn before other connections get theirs
@@ -56,84 +57,15 @@ READ_SLICE_S = 0.005              # poller time per turn for one connection's fr
 LOGGED_STREAM_ERRORS = 10         # stream-level protocol errors logged per connection
 STALL_CHECK_S = 0.1               # how often the preface and header-block deadlines are checked
 GOAWAY_GRACE_S = 1.0              # between the two GOAWAYs of a graceful close
-PARK_BUDGET = 256 * 1024          # handed-off body bytes one connection may keep waiting for a window
 MAX_STREAM_ID = 2**31 - 1
 _REQUEST_EVENTS = (RequestReceived, BodyReceived, BodyEnded)
 
 
-class H2Stream:
-    """One request stream; the Exchange the WSGI adapter talks to."""
+class HTTP2Driver(AppThreadSide):
+    """Owns one HTTP/2 connection's socket, protocol state and streams.
 
-    __slots__ = ("driver", "stream_id", "request", "chunks", "carry", "carry_credit", "ended",
-                 "trailers", "reset", "done", "protocol", "received", "waited", "wait_start",
-                 "last_data", "in_pool", "handed_off", "sent", "send_waited", "squeezed_at",
-                 "squeezed_total", "rest", "parked_at")
-
-    def __init__(self, driver: HTTP2Driver, request: RequestReceived) -> None:
-        self.driver = driver
-        self.stream_id = request.stream_id
-        self.request = request
-        self.chunks: deque[BodyReceived] = deque()
-        self.carry = b""          # part of a chunk the app has not read yet
-        self.carry_credit = 0     # flow-control bytes still owed for it
-        self.ended = request.end_stream
-        self.trailers: Headers | None = None
-        self.reset = False
-        self.done = False
-        self.in_pool = False      # handed to the thread pool and not finished yet
-        self.handed_off = False   # the app is done; the poller frames its response
-        self.protocol = "HTTP/2.0"
-        # Body pacing (body_min_rate): bytes arrived, seconds spent waiting for them,
-        # and while the stream waits unstarted in the poller, since when and the last arrival.
-        self.received = 0
-        self.waited = 0.0
-        self.wait_start = 0.0
-        self.last_data = 0.0
-        # Response pacing (send_min_rate): body bytes the client let through, and
-        # seconds spent waiting for it to (the whole response's, not one write's).
-        self.sent = 0
-        self.send_waited = 0.0
-        self.squeezed_at = 0.0    # when it began waiting past the connection's share
-        self.squeezed_total = 0   # the connection's sent_total then
-        # A handed-off response the window cut short: the rest, framed by the poller.
-        self.rest: memoryview | None = None
-        self.parked_at = 0.0
-
-    def read(self, size: int) -> bytes:
-        return self.driver.read_body(self, size)
-
-    def request_trailers(self) -> Headers | None:
-        return self.trailers
-
-    def send_informational(self, status: int, headers: Headers) -> None:
-        self.driver.send_informational(self, status, headers)
-
-    def send_head(self, status: int, reason: str, headers: Headers, end_stream: bool) -> None:
-        self.driver.send_head(self, status, headers, end_stream)
-
-    def send_body(self, data: bytes, end_stream: bool = False) -> None:
-        self.driver.send_body(self, data, end_stream)
-
-    def send_end(self, trailers: Headers | None) -> None:
-        self.driver.send_end(self, trailers)
-
-    def send_complete(self, status: int, reason: str, headers: Headers, body: bytes,
-                      trailers: Headers | None) -> None:
-        self.driver.send_complete(self, status, headers, body, trailers)
-
-    def abort(self) -> None:
-        self.driver.reset(self, INTERNAL_ERROR)
-
-
-def _response_headers(headers: Headers) -> Headers:
-    """Lower-cased names, plus Date and Server when the app set none."""
-    out = [(name.lower(), value) for name, value in headers]
-    add_default_fields(out, title_case=False)
-    return out
-
-
-class HTTP2Driver:
-    """Owns one HTTP/2 connection's socket, protocol state and streams."""
+    This module is its poller side (start and stop, reading, dispatching
+    events, writing); h2_app_side.py has what the streams' pool threads call."""
 
     def __init__(self, conn: Link, upgrade: tuple[bytes, RequestReceived] | None = None) -> None:
         worker = conn.worker
@@ -159,21 +91,21 @@ class HTTP2Driver:
             stall_timeout=cfg.client_data_timeout,
         ))
         self.upgrade = upgrade
-        self.streams: dict[int, H2Stream] = {}
+        self.streams: dict[int, StreamExchange] = {}
         # Streams whose app waits for body_prebuffer bytes (or the end of the body)
         # before it takes a pool thread; the poller enforces their body deadlines.
-        self.prebuffering: dict[int, H2Stream] = {}
+        self.prebuffering: dict[int, StreamExchange] = {}
         # Its streams on the pool: which run, which wait, which are squeezed.
         self.sched = StreamScheduler(worker, conn.peer_key)
         # Handed-off responses waiting for window, framed by the poller as it opens.
-        self.parked: dict[int, H2Stream] = {}
+        self.parked: dict[int, StreamExchange] = {}
         self.parked_bytes = 0
         # Small complete responses whose app thread moved on: the poller frames
         # them (send_complete), so a pool thread never waits for the lock or
         # spends its time in h2 between one view and the next.
         # (Lists, not deques: they stay short, and an empty deque costs 760 bytes
         # on every idle connection.)
-        self.handoffs: list[tuple[H2Stream, list[tuple[bytes, bytes]], bytes]] = []
+        self.handoffs: list[tuple[StreamExchange, list[tuple[bytes, bytes]], bytes]] = []
         self.handoff_scheduled = False
         self.prebuffer = min(cfg.body_prebuffer, cfg.http2_initial_window_size)
         self.outbuf = bytearray()
@@ -221,7 +153,7 @@ class HTTP2Driver:
         """Pool thread, right after ALPN or the h2c switch: preface, then the poller."""
         conn, worker = self.conn, self.worker
         conn.sock.setblocking(False)
-        new_streams: list[H2Stream] = []
+        new_streams: list[StreamExchange] = []
         with self.lock:
             if isinstance(conn.sock, ssl.SSLSocket) and _inadequate(conn.sock):
                 # RFC 9113 §9.2: TLS below 1.2 or a blocklisted cipher.
@@ -354,7 +286,7 @@ class HTTP2Driver:
     # --- poller: reading and writing ----------------------------------------------
 
     def on_readable(self) -> None:
-        new_streams: list[H2Stream] = []
+        new_streams: list[StreamExchange] = []
         eof = False
         with self.lock:
             if self.dead:
@@ -441,7 +373,7 @@ class HTTP2Driver:
         if resume:
             self.worker.pause_reading(self.conn, False)
 
-    def _dispatch(self, new_streams: list[H2Stream]) -> None:
+    def _dispatch(self, new_streams: list[StreamExchange]) -> None:
         if new_streams:
             with self.lock:
                 self.sched.ready.extend(new_streams)
@@ -461,7 +393,7 @@ class HTTP2Driver:
                 lambda: sum(1 for s in self.streams.values() if s.in_pool and not s.ended),
                 self.run_stream)
 
-    def _handle_events_locked(self, events: list[Any], new_streams: list[H2Stream]) -> None:
+    def _handle_events_locked(self, events: list[Any], new_streams: list[StreamExchange]) -> None:
         wake = False
         active = False  # only requests keep a connection alive, not PINGs (idle timeout)
         streams = self.streams
@@ -471,7 +403,7 @@ class HTTP2Driver:
                 active = True
             if kind is RequestReceived:
                 self.conn.used = True
-                stream = H2Stream(self, event)
+                stream = StreamExchange(self, event)
                 streams[event.stream_id] = stream
                 if event.end_stream or not self.prebuffer:
                     new_streams.append(stream)
@@ -539,7 +471,7 @@ class HTTP2Driver:
             self.cond.notify_all()
             self._submit_ready_locked()  # a window opened: the connection's share may be back
 
-    def _start_prebuffered_locked(self, stream: H2Stream, new_streams: list[H2Stream]) -> None:
+    def _start_prebuffered_locked(self, stream: StreamExchange, new_streams: list[StreamExchange]) -> None:
         del self.prebuffering[stream.stream_id]
         stream.waited += time.monotonic() - stream.wait_start
         stream.wait_start = 0.0
@@ -627,325 +559,6 @@ class HTTP2Driver:
             progressed = True
         self.write_stalled_since = 0.0
         self.cond.notify_all()
-
-    # --- pool threads: one stream's app ---------------------------------------------
-
-    def run_stream(self, stream: H2Stream) -> None:
-        worker = self.worker
-        if stream.reset or self.dead:
-            self._finish(stream)
-            return
-        serve_request(worker.app, stream, stream.request, self.base_environ(), worker.forwarded,
-                      worker.access_log, hooks=worker.request_hooks)
-        worker.request_done()
-        if not stream.done and not stream.handed_off:
-            self._finish(stream)
-
-    def _finish(self, stream: H2Stream) -> None:
-        with self.lock:
-            close_now = self._finish_locked(stream)
-        if close_now:
-            self.worker.call_soon(self.close_gracefully)
-
-    def _finish_locked(self, stream: H2Stream) -> bool:
-        """Forget the stream; nothing of it is kept once the response is complete.
-        True when the connection should now close."""
-        if stream.done:
-            return False
-        stream.done = True
-        self._release_slot_locked(stream)
-        self.streams.pop(stream.stream_id, None)
-        if not self.dead and not stream.reset:
-            # Credits the body bytes the app never read; a client still sending
-            # is drained in the protocol (RFC 9113 §8.1), not reset here.
-            self.proto.finish_stream(stream.stream_id)
-            self._flush_locked()
-        self._return_credit_locked(stream)  # only clears: the protocol forgot the stream
-        self.last_activity = time.monotonic()
-        return self._finished_locked()
-
-    def _release_slot_locked(self, stream: H2Stream) -> None:
-        """The stream's app is done: its place in the pool goes to this
-        connection's next stream."""
-        if self.sched.release(stream):
-            self._submit_ready_locked()
-
-    def _response_sent_locked(self, stream: H2Stream) -> None:
-        """The last frame of the response is queued: when the request is complete
-        too, finish the stream now rather than taking the lock again later."""
-        if stream.ended and not stream.reset and self._finish_locked(stream):
-            self.worker.call_soon(self.close_gracefully)
-
-    def _return_credit_locked(self, stream: H2Stream) -> None:
-        """Give back the window held by body bytes the app never read."""
-        owed = stream.carry_credit + sum(c.flow_controlled_length for c in stream.chunks)
-        stream.chunks.clear()
-        stream.carry = b""
-        stream.carry_credit = 0
-        if owed and not self.dead:
-            self.proto.acknowledge(stream.stream_id, owed)
-
-    def _wait_locked(self, deadline: float, what: str, stream: H2Stream) -> None:
-        """Pool thread: wait (for its client) until notified or the deadline; past
-        it, the stream is reset with CANCEL. A thread past its share of waiting
-        threads is squeezed (StreamScheduler.squeeze): a short deadline without
-        progress, its pool slot lent meanwhile."""
-        deadline, squeezed = self.sched.squeeze(stream, deadline, time.monotonic(),
-                                                self.sent_total)
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            self.proto.reset_stream(stream.stream_id, CANCEL)
-            self._flush_locked()
-            stream.reset = True
-            raise ClientDisconnected(f"timed out waiting for {what}")
-        with self.sched.waiting(squeezed):
-            self.cond.wait(remaining)
-
-    def _check_alive_locked(self, stream: H2Stream) -> None:
-        if stream.reset or self.dead:
-            raise ClientDisconnected("stream reset" if stream.reset else "connection closed")
-
-    def read_body(self, stream: H2Stream, size: int) -> bytes:
-        grace, rate = self.cfg.client_data_timeout, self.cfg.body_min_rate
-        deadline = time.monotonic() + grace
-        with self.lock:
-            while True:
-                if stream.carry:
-                    data, credit = stream.carry, stream.carry_credit
-                    stream.carry, stream.carry_credit = b"", 0
-                    break
-                if stream.chunks:
-                    chunk = stream.chunks.popleft()
-                    data, credit = chunk.data, chunk.flow_controlled_length
-                    break
-                if stream.ended:
-                    return b""
-                self._check_alive_locked(stream)
-                started = time.monotonic()
-                if rate:  # body_min_rate: the waiting allowed grows with the bytes received
-                    deadline = min(deadline, started + grace + stream.received / rate
-                                   - stream.waited)
-                try:
-                    self._wait_locked(deadline, "the request body", stream)
-                finally:
-                    stream.waited += time.monotonic() - started
-            if 0 <= size < len(data):
-                # Credit follows the bytes the app has taken; padding goes back with the rest.
-                stream.carry, data = data[size:], data[:size]
-                stream.carry_credit = len(stream.carry)
-                credit -= stream.carry_credit
-            if credit and not self.dead:
-                self.proto.acknowledge(stream.stream_id, credit)
-                self._flush_locked()
-            return data
-
-    def send_informational(self, stream: H2Stream, status: int, headers: Headers) -> None:
-        with self.lock:
-            self._check_alive_locked(stream)
-            self.proto.send_informational(stream.stream_id, status,
-                                          [(n.lower(), v) for n, v in headers])
-            self._flush_locked()
-
-    def send_head(self, stream: H2Stream, status: int, headers: Headers, end_stream: bool) -> None:
-        with self.lock:
-            self._check_alive_locked(stream)
-            self.proto.send_response(stream.stream_id, status, _response_headers(headers),
-                                     end_stream=end_stream)
-            self._flush_locked()
-
-    def send_body(self, stream: H2Stream, data: bytes, end_stream: bool = False) -> None:
-        with self.lock:
-            self._send_data_locked(stream, memoryview(data), end_stream)
-
-    def _send_deadline(self, stream: H2Stream, started: float, progress_at: float) -> float:
-        """When a write waiting since `started` gives up. With send_min_rate the
-        whole response may wait send_timeout plus a second per send_min_rate
-        bytes sent, so a client dribbling window credit cannot renew it."""
-        timeout, rate = self.cfg.send_timeout, self.cfg.send_min_rate
-        if rate:
-            return started + timeout + stream.sent / rate - stream.send_waited
-        return progress_at + timeout
-
-    def _send_data_locked(self, stream: H2Stream, view: memoryview, end_stream: bool) -> None:
-        progress_at = time.monotonic()
-        proto, sid = self.proto, stream.stream_id
-        while True:
-            self._check_alive_locked(stream)
-            if len(self.outbuf) > HIGH_WATER:
-                self._wait_for_client_locked(stream, progress_at, "the client to read")
-                continue
-            last = len(view) <= SEND_PIECE
-            taken = proto.send_body(sid, view if last else view[:SEND_PIECE],
-                                    end_stream=end_stream and last)
-            if taken:
-                stream.sent += taken
-                view = view[taken:]
-                self._flush_locked()
-                if not view:
-                    return
-                progress_at = time.monotonic()
-            elif not view:
-                self._flush_locked()
-                return
-            else:
-                self._flush_locked()  # HEADERS queued by send_complete must not wait for the window
-                metrics.count(metrics.H2_FLOW_CONTROL_STALLS)
-                self._wait_for_client_locked(stream, progress_at, "flow-control window")
-
-    def _wait_for_client_locked(self, stream: H2Stream, progress_at: float, what: str) -> None:
-        started = time.monotonic()
-        try:
-            self._wait_locked(self._send_deadline(stream, started, progress_at), what, stream)
-        finally:
-            stream.send_waited += time.monotonic() - started
-
-    def send_end(self, stream: H2Stream, trailers: Headers | None) -> None:
-        with self.lock:
-            self._check_alive_locked(stream)
-            self.proto.end_stream(stream.stream_id,
-                                  [(n.lower(), v) for n, v in trailers] if trailers else None)
-            self._response_sent_locked(stream)
-            self._flush_locked()
-
-    def send_complete(self, stream: H2Stream, status: int, headers: Headers, body: bytes,
-                      trailers: Headers | None) -> None:
-        if (trailers or len(body) > HANDOFF_MAX or len(self.handoffs) >= HANDOFF_BACKLOG
-                or self.parked_bytes + len(body) > PARK_BUDGET):
-            # (a backlog means the client reads nothing: this thread then waits
-            # at HIGH_WATER like any writer, and the bodies held stay bounded)
-            self._send_complete_now(stream, status, headers, body, trailers)
-            return
-        head = response_head(status, _response_headers(headers))  # a bad field raises here
-        if stream.reset or self.dead:
-            raise ClientDisconnected("stream reset" if stream.reset else "connection closed")
-        stream.handed_off = True
-        item = (stream, head, body)
-        # The pool slot is given up now if the lock is free, so this thread's
-        # next job may be this connection's next stream; if the poller holds
-        # the lock, it gives the slot up when it frames the response.
-        if self.lock.acquire(blocking=False):
-            try:
-                self._release_slot_locked(stream)
-                self.handoffs.append(item)
-                schedule = not self.handoff_scheduled
-                self.handoff_scheduled = True
-            finally:
-                self.lock.release()
-        else:
-            self.handoffs.append(item)
-            schedule = True
-        if schedule:
-            self.worker.call_soon(self._frame_handoffs)
-
-    def _frame_handoffs(self) -> None:
-        """Poller: frame the responses app threads handed over, in one TLS write.
-
-        Past HIGH_WATER unsent bytes the rest wait for on_writable, as an app
-        thread would wait; memory stays bounded by the open streams."""
-        close_now = False
-        with self.lock:
-            self.handoff_scheduled = False
-            handoffs = self.handoffs
-            if self.dead:
-                handoffs.clear()
-                return
-            while handoffs:
-                if len(self.outbuf) > HIGH_WATER:
-                    self._flush_locked()
-                    if self.wants_write:
-                        break
-                stream, head, body = handoffs.pop(0)
-                close_now = self._frame_handoff_locked(stream, head, body) or close_now
-            self._flush_locked()
-        if close_now:
-            self.close_gracefully()
-
-    def _frame_handoff_locked(self, stream: H2Stream, head: list[tuple[bytes, bytes]],
-                              body: bytes) -> bool:
-        self._release_slot_locked(stream)
-        if not stream.reset:
-            taken = self.proto.send_whole_response(stream.stream_id, head, body)
-            stream.sent += taken
-            if taken < len(body):
-                # The client's window is short: the rest waits here, framed by the
-                # poller as WINDOW_UPDATEs come (no thread waits for them).
-                metrics.count(metrics.H2_FLOW_CONTROL_STALLS)
-                stream.rest = memoryview(body)[taken:]
-                stream.parked_at = time.monotonic()
-                self.parked[stream.stream_id] = stream
-                self.parked_bytes += len(stream.rest)
-                return False
-        return self._finish_locked(stream)
-
-    def _push_parked_locked(self) -> None:
-        """Poller: frame what the windows now let through of the parked responses."""
-        close_now = False
-        for stream in list(self.parked.values()):
-            rest = stream.rest
-            if not stream.reset and not self.dead:
-                taken = self.proto.send_body(stream.stream_id, rest, end_stream=True)
-                if taken < len(rest):
-                    stream.sent += taken
-                    stream.rest = rest[taken:]
-                    self.parked_bytes -= taken
-                    continue
-            self._unpark_locked(stream)
-            close_now = self._finish_locked(stream) or close_now
-        if close_now:
-            self.worker.call_soon(self.close_gracefully)
-
-    def _unpark_locked(self, stream: H2Stream) -> None:
-        del self.parked[stream.stream_id]
-        if stream.rest is not None:
-            self.parked_bytes -= len(stream.rest)
-            stream.rest.release()
-            stream.rest = None
-
-    def _expire_parked(self, now: float) -> None:
-        """Poller: reset (CANCEL) parked responses whose client let too little of
-        them through (the send_min_rate rule, counted from when they parked)."""
-        with self.lock:
-            expired = [stream for stream in self.parked.values()
-                       if stream.reset
-                       or now >= self._send_deadline(stream, stream.parked_at, stream.parked_at)]
-            close_now = False
-            for stream in expired:
-                self._unpark_locked(stream)
-                if not stream.reset and not self.dead:
-                    self.proto.reset_stream(stream.stream_id, CANCEL)
-                    stream.reset = True
-                close_now = self._finish_locked(stream) or close_now
-            if expired:
-                self._flush_locked()
-                self._submit_ready_locked()
-        if close_now:
-            self.close_gracefully()
-
-    def _send_complete_now(self, stream: H2Stream, status: int, headers: Headers, body: bytes,
-                           trailers: Headers | None) -> None:
-        with self.lock:
-            self._check_alive_locked(stream)
-            only_head = not body and not trailers
-            self.proto.send_response(stream.stream_id, status, _response_headers(headers),
-                                     end_stream=only_head)
-            if only_head:
-                self._response_sent_locked(stream)
-                self._flush_locked()
-                return
-            if body:
-                self._send_data_locked(stream, memoryview(body), end_stream=not trailers)
-            if trailers or not body:
-                self.proto.end_stream(stream.stream_id,
-                                      [(n.lower(), v) for n, v in trailers] if trailers else None)
-            self._response_sent_locked(stream)
-            self._flush_locked()
-
-    def reset(self, stream: H2Stream, code: int) -> None:
-        with self.lock:
-            if not self.dead and not stream.reset:
-                self.proto.reset_stream(stream.stream_id, code)
-                stream.reset = True
-                self._flush_locked()
 
 
 def _another_turn() -> None:

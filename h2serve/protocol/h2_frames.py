@@ -26,6 +26,14 @@ FLAG_PADDED = 0x8       # DATA, HEADERS
 
 MAX_WINDOW = 2**31 - 1
 
+# Error codes (RFC 9113 §7) the drivers use by name.
+NO_ERROR = 0x0
+PROTOCOL_ERROR = 0x1
+INTERNAL_ERROR = 0x2
+CANCEL = 0x8
+ENHANCE_YOUR_CALM = 0xB
+INADEQUATE_SECURITY = 0xC
+
 _HEADER = struct.Struct(">HBBBL")   # 24-bit length as 16 + 8 bits, type, flags, stream id
 
 

@@ -504,6 +504,14 @@ class HTTP2Protocol(RequestTranslation, ResponseSending):
         self._draining.clear()
         self._pending_priority.clear()
 
+    def acknowledge_unread(self, stream_id: int) -> None:
+        """The app will read no more of this stream's body: the credit of every
+        byte handed to it and not acknowledged goes back (this object alone
+        counts it; the driver only says what the app consumed)."""
+        record = self._streams.get(stream_id)
+        if record is not None and record.unacked:
+            self.acknowledge(stream_id, record.unacked)
+
     def acknowledge(self, stream_id: int, nbytes: int) -> None:
         """Give back flow-control credit for `nbytes` the app has consumed.
 

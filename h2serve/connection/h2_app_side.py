@@ -1,0 +1,448 @@
+"""The pool-thread side of an HTTP/2 connection: what a stream's app thread
+does through the driver. Body reads that return flow-control credit as the
+app consumes bytes; response heads and bodies written within flow control
+and the output buffer's high-water mark, each wait bounded (send_timeout,
+send_min_rate, the scheduler's squeeze); and complete small responses
+handed off to the poller, parked while they wait for window.
+
+AppThreadSide is a part of HTTP2Driver (http2.py), split out by job: every
+method here runs on a pool thread unless its name says otherwise (the poller
+runs _frame_handoffs and _expire_parked), under the driver's lock where its
+name ends in _locked.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+
+from h2serve import metrics
+from h2serve.config import Config
+from h2serve.connection.common import add_default_fields
+from h2serve.connection.contracts import Link, WorkerHost
+from h2serve.connection.h2_scheduling import StreamScheduler
+from h2serve.protocol.events import BodyReceived, Headers, RequestReceived
+from h2serve.protocol.h2_frames import CANCEL, INTERNAL_ERROR
+from h2serve.protocol.h2_responses import response_head
+from h2serve.protocol.http2 import HTTP2Protocol
+from h2serve.wsgi import ClientDisconnected, serve_request
+
+HIGH_WATER = 512 * 1024           # app writers wait while more than this is unsent
+LOW_WATER = 128 * 1024            # ... and resume below this
+SEND_PIECE = 64 * 1024            # body bytes framed per step, so HIGH_WATER really bounds
+HANDOFF_MAX = 16 * 1024           # complete responses up to this size are framed by the poller
+HANDOFF_BACKLOG = 32              # ... while fewer than this many wait for it (else as before)
+PARK_BUDGET = 256 * 1024          # handed-off body bytes one connection may keep waiting for a window
+
+
+class StreamExchange:
+    """One request stream of an HTTP/2 connection: its state in the driver,
+    and the Exchange (h2serve.wsgi) the WSGI adapter talks to. Every method
+    runs on the stream's pool thread and goes through the driver."""
+
+    __slots__ = ("driver", "stream_id", "request", "chunks", "carry", "carry_credit", "ended",
+                 "trailers", "reset", "done", "protocol", "received", "waited", "wait_start",
+                 "last_data", "in_pool", "handed_off", "sent", "send_waited", "squeezed_at",
+                 "squeezed_total", "rest", "parked_at")
+
+    def __init__(self, driver: AppThreadSide, request: RequestReceived) -> None:
+        self.driver = driver
+        self.stream_id = request.stream_id
+        self.request = request
+        self.chunks: deque[BodyReceived] = deque()
+        self.carry = b""          # part of a chunk the app has not read yet
+        self.carry_credit = 0     # flow-control bytes still owed for it
+        self.ended = request.end_stream
+        self.trailers: Headers | None = None
+        self.reset = False
+        self.done = False
+        self.in_pool = False      # handed to the thread pool and not finished yet
+        self.handed_off = False   # the app is done; the poller frames its response
+        self.protocol = "HTTP/2.0"
+        # Body pacing (body_min_rate): bytes arrived, seconds spent waiting for them,
+        # and while the stream waits unstarted in the poller, since when and the last arrival.
+        self.received = 0
+        self.waited = 0.0
+        self.wait_start = 0.0
+        self.last_data = 0.0
+        # Response pacing (send_min_rate): body bytes the client let through, and
+        # seconds spent waiting for it to (the whole response's, not one write's).
+        self.sent = 0
+        self.send_waited = 0.0
+        self.squeezed_at = 0.0    # when it began waiting past the connection's share
+        self.squeezed_total = 0   # the connection's sent_total then
+        # A handed-off response the window cut short: the rest, framed by the poller.
+        self.rest: memoryview | None = None
+        self.parked_at = 0.0
+
+    def read(self, size: int) -> bytes:
+        return self.driver.read_body(self, size)
+
+    def request_trailers(self) -> Headers | None:
+        return self.trailers
+
+    def send_informational(self, status: int, headers: Headers) -> None:
+        self.driver.send_informational(self, status, headers)
+
+    def send_head(self, status: int, reason: str, headers: Headers, end_stream: bool) -> None:
+        self.driver.send_head(self, status, headers, end_stream)
+
+    def send_body(self, data: bytes, end_stream: bool = False) -> None:
+        self.driver.send_body(self, data, end_stream)
+
+    def send_end(self, trailers: Headers | None) -> None:
+        self.driver.send_end(self, trailers)
+
+    def send_complete(self, status: int, reason: str, headers: Headers, body: bytes,
+                      trailers: Headers | None) -> None:
+        self.driver.send_complete(self, status, headers, body, trailers)
+
+    def abort(self) -> None:
+        self.driver.reset(self, INTERNAL_ERROR)
+
+
+def _response_headers(headers: Headers) -> Headers:
+    """Lower-cased names, plus Date and Server when the app set none."""
+    out = [(name.lower(), value) for name, value in headers]
+    add_default_fields(out, title_case=False)
+    return out
+
+
+class AppThreadSide:
+    """What a stream's pool thread calls (part of HTTP2Driver)."""
+
+    # HTTP2Driver's state this part works on (set up in its __init__).
+    conn: Link
+    worker: WorkerHost
+    cfg: Config
+    lock: threading.Lock
+    cond: threading.Condition
+    proto: HTTP2Protocol
+    sched: StreamScheduler
+    streams: dict[int, StreamExchange]
+    parked: dict[int, StreamExchange]
+    parked_bytes: int
+    handoffs: list[tuple[StreamExchange, list[tuple[bytes, bytes]], bytes]]
+    handoff_scheduled: bool
+    outbuf: bytearray
+    sent_total: int
+    dead: bool
+    wants_write: bool
+    last_activity: float
+
+    def run_stream(self, stream: StreamExchange) -> None:
+        worker = self.worker
+        if stream.reset or self.dead:
+            self._finish(stream)
+            return
+        serve_request(worker.app, stream, stream.request, self.base_environ(), worker.forwarded,
+                      worker.access_log, hooks=worker.request_hooks)
+        worker.request_done()
+        if not stream.done and not stream.handed_off:
+            self._finish(stream)
+
+    def _finish(self, stream: StreamExchange) -> None:
+        with self.lock:
+            close_now = self._finish_locked(stream)
+        if close_now:
+            self.worker.call_soon(self.close_gracefully)
+
+    def _finish_locked(self, stream: StreamExchange) -> bool:
+        """Forget the stream; nothing of it is kept once the response is complete.
+        True when the connection should now close."""
+        if stream.done:
+            return False
+        stream.done = True
+        self._release_slot_locked(stream)
+        self.streams.pop(stream.stream_id, None)
+        if not self.dead and not stream.reset:
+            # Credits the body bytes the app never read; a client still sending
+            # is drained in the protocol (RFC 9113 §8.1), not reset here.
+            self.proto.finish_stream(stream.stream_id)
+            self._flush_locked()
+        self._return_credit_locked(stream)  # only clears: the protocol forgot the stream
+        self.last_activity = time.monotonic()
+        return self._finished_locked()
+
+    def _release_slot_locked(self, stream: StreamExchange) -> None:
+        """The stream's app is done: its place in the pool goes to this
+        connection's next stream."""
+        if self.sched.release(stream):
+            self._submit_ready_locked()
+
+    def _response_sent_locked(self, stream: StreamExchange) -> None:
+        """The last frame of the response is queued: when the request is complete
+        too, finish the stream now rather than taking the lock again later."""
+        if stream.ended and not stream.reset and self._finish_locked(stream):
+            self.worker.call_soon(self.close_gracefully)
+
+    def _return_credit_locked(self, stream: StreamExchange) -> None:
+        """Give back the window held by body bytes the app never read."""
+        stream.chunks.clear()
+        stream.carry = b""
+        stream.carry_credit = 0
+        if not self.dead:
+            self.proto.acknowledge_unread(stream.stream_id)
+
+    def _wait_locked(self, deadline: float, what: str, stream: StreamExchange) -> None:
+        """Pool thread: wait (for its client) until notified or the deadline; past
+        it, the stream is reset with CANCEL. A thread past its share of waiting
+        threads is squeezed (StreamScheduler.squeeze): a short deadline without
+        progress, its pool slot lent meanwhile."""
+        deadline, squeezed = self.sched.squeeze(stream, deadline, time.monotonic(),
+                                                self.sent_total)
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            self.proto.reset_stream(stream.stream_id, CANCEL)
+            self._flush_locked()
+            stream.reset = True
+            raise ClientDisconnected(f"timed out waiting for {what}")
+        with self.sched.waiting(squeezed):
+            self.cond.wait(remaining)
+
+    def _check_alive_locked(self, stream: StreamExchange) -> None:
+        if stream.reset or self.dead:
+            raise ClientDisconnected("stream reset" if stream.reset else "connection closed")
+
+    def read_body(self, stream: StreamExchange, size: int) -> bytes:
+        grace, rate = self.cfg.client_data_timeout, self.cfg.body_min_rate
+        deadline = time.monotonic() + grace
+        with self.lock:
+            while True:
+                if stream.carry:
+                    data, credit = stream.carry, stream.carry_credit
+                    stream.carry, stream.carry_credit = b"", 0
+                    break
+                if stream.chunks:
+                    chunk = stream.chunks.popleft()
+                    data, credit = chunk.data, chunk.flow_controlled_length
+                    break
+                if stream.ended:
+                    return b""
+                self._check_alive_locked(stream)
+                started = time.monotonic()
+                if rate:  # body_min_rate: the waiting allowed grows with the bytes received
+                    deadline = min(deadline, started + grace + stream.received / rate
+                                   - stream.waited)
+                try:
+                    self._wait_locked(deadline, "the request body", stream)
+                finally:
+                    stream.waited += time.monotonic() - started
+            if 0 <= size < len(data):
+                # Credit follows the bytes the app has taken; padding goes back with the rest.
+                stream.carry, data = data[size:], data[:size]
+                stream.carry_credit = len(stream.carry)
+                credit -= stream.carry_credit
+            if credit and not self.dead:
+                self.proto.acknowledge(stream.stream_id, credit)
+                self._flush_locked()
+            return data
+
+    def send_informational(self, stream: StreamExchange, status: int, headers: Headers) -> None:
+        with self.lock:
+            self._check_alive_locked(stream)
+            self.proto.send_informational(stream.stream_id, status,
+                                          [(n.lower(), v) for n, v in headers])
+            self._flush_locked()
+
+    def send_head(self, stream: StreamExchange, status: int, headers: Headers, end_stream: bool) -> None:
+        with self.lock:
+            self._check_alive_locked(stream)
+            self.proto.send_response(stream.stream_id, status, _response_headers(headers),
+                                     end_stream=end_stream)
+            self._flush_locked()
+
+    def send_body(self, stream: StreamExchange, data: bytes, end_stream: bool = False) -> None:
+        with self.lock:
+            self._send_data_locked(stream, memoryview(data), end_stream)
+
+    def _send_deadline(self, stream: StreamExchange, started: float, progress_at: float) -> float:
+        """When a write waiting since `started` gives up. With send_min_rate the
+        whole response may wait send_timeout plus a second per send_min_rate
+        bytes sent, so a client dribbling window credit cannot renew it."""
+        timeout, rate = self.cfg.send_timeout, self.cfg.send_min_rate
+        if rate:
+            return started + timeout + stream.sent / rate - stream.send_waited
+        return progress_at + timeout
+
+    def _send_data_locked(self, stream: StreamExchange, view: memoryview, end_stream: bool) -> None:
+        progress_at = time.monotonic()
+        proto, sid = self.proto, stream.stream_id
+        while True:
+            self._check_alive_locked(stream)
+            if len(self.outbuf) > HIGH_WATER:
+                self._wait_for_client_locked(stream, progress_at, "the client to read")
+                continue
+            last = len(view) <= SEND_PIECE
+            taken = proto.send_body(sid, view if last else view[:SEND_PIECE],
+                                    end_stream=end_stream and last)
+            if taken:
+                stream.sent += taken
+                view = view[taken:]
+                self._flush_locked()
+                if not view:
+                    return
+                progress_at = time.monotonic()
+            elif not view:
+                self._flush_locked()
+                return
+            else:
+                self._flush_locked()  # HEADERS queued by send_complete must not wait for the window
+                metrics.count(metrics.H2_FLOW_CONTROL_STALLS)
+                self._wait_for_client_locked(stream, progress_at, "flow-control window")
+
+    def _wait_for_client_locked(self, stream: StreamExchange, progress_at: float, what: str) -> None:
+        started = time.monotonic()
+        try:
+            self._wait_locked(self._send_deadline(stream, started, progress_at), what, stream)
+        finally:
+            stream.send_waited += time.monotonic() - started
+
+    def send_end(self, stream: StreamExchange, trailers: Headers | None) -> None:
+        with self.lock:
+            self._check_alive_locked(stream)
+            self.proto.end_stream(stream.stream_id,
+                                  [(n.lower(), v) for n, v in trailers] if trailers else None)
+            self._response_sent_locked(stream)
+            self._flush_locked()
+
+    def send_complete(self, stream: StreamExchange, status: int, headers: Headers, body: bytes,
+                      trailers: Headers | None) -> None:
+        if (trailers or len(body) > HANDOFF_MAX or len(self.handoffs) >= HANDOFF_BACKLOG
+                or self.parked_bytes + len(body) > PARK_BUDGET):
+            # (a backlog means the client reads nothing: this thread then waits
+            # at HIGH_WATER like any writer, and the bodies held stay bounded)
+            self._send_complete_now(stream, status, headers, body, trailers)
+            return
+        head = response_head(status, _response_headers(headers))  # a bad field raises here
+        if stream.reset or self.dead:
+            raise ClientDisconnected("stream reset" if stream.reset else "connection closed")
+        stream.handed_off = True
+        item = (stream, head, body)
+        # The pool slot is given up now if the lock is free, so this thread's
+        # next job may be this connection's next stream; if the poller holds
+        # the lock, it gives the slot up when it frames the response.
+        if self.lock.acquire(blocking=False):
+            try:
+                self._release_slot_locked(stream)
+                self.handoffs.append(item)
+                schedule = not self.handoff_scheduled
+                self.handoff_scheduled = True
+            finally:
+                self.lock.release()
+        else:
+            self.handoffs.append(item)
+            schedule = True
+        if schedule:
+            self.worker.call_soon(self._frame_handoffs)
+
+    def _frame_handoffs(self) -> None:
+        """Poller: frame the responses app threads handed over, in one TLS write.
+
+        Past HIGH_WATER unsent bytes the rest wait for on_writable, as an app
+        thread would wait; memory stays bounded by the open streams."""
+        close_now = False
+        with self.lock:
+            self.handoff_scheduled = False
+            handoffs = self.handoffs
+            if self.dead:
+                handoffs.clear()
+                return
+            while handoffs:
+                if len(self.outbuf) > HIGH_WATER:
+                    self._flush_locked()
+                    if self.wants_write:
+                        break
+                stream, head, body = handoffs.pop(0)
+                close_now = self._frame_handoff_locked(stream, head, body) or close_now
+            self._flush_locked()
+        if close_now:
+            self.close_gracefully()
+
+    def _frame_handoff_locked(self, stream: StreamExchange, head: list[tuple[bytes, bytes]],
+                              body: bytes) -> bool:
+        self._release_slot_locked(stream)
+        if not stream.reset:
+            taken = self.proto.send_whole_response(stream.stream_id, head, body)
+            stream.sent += taken
+            if taken < len(body):
+                # The client's window is short: the rest waits here, framed by the
+                # poller as WINDOW_UPDATEs come (no thread waits for them).
+                metrics.count(metrics.H2_FLOW_CONTROL_STALLS)
+                stream.rest = memoryview(body)[taken:]
+                stream.parked_at = time.monotonic()
+                self.parked[stream.stream_id] = stream
+                self.parked_bytes += len(stream.rest)
+                return False
+        return self._finish_locked(stream)
+
+    def _push_parked_locked(self) -> None:
+        """Poller: frame what the windows now let through of the parked responses."""
+        close_now = False
+        for stream in list(self.parked.values()):
+            rest = stream.rest
+            if not stream.reset and not self.dead:
+                taken = self.proto.send_body(stream.stream_id, rest, end_stream=True)
+                if taken < len(rest):
+                    stream.sent += taken
+                    stream.rest = rest[taken:]
+                    self.parked_bytes -= taken
+                    continue
+            self._unpark_locked(stream)
+            close_now = self._finish_locked(stream) or close_now
+        if close_now:
+            self.worker.call_soon(self.close_gracefully)
+
+    def _unpark_locked(self, stream: StreamExchange) -> None:
+        del self.parked[stream.stream_id]
+        if stream.rest is not None:
+            self.parked_bytes -= len(stream.rest)
+            stream.rest.release()
+            stream.rest = None
+
+    def _expire_parked(self, now: float) -> None:
+        """Poller: reset (CANCEL) parked responses whose client let too little of
+        them through (the send_min_rate rule, counted from when they parked)."""
+        with self.lock:
+            expired = [stream for stream in self.parked.values()
+                       if stream.reset
+                       or now >= self._send_deadline(stream, stream.parked_at, stream.parked_at)]
+            close_now = False
+            for stream in expired:
+                self._unpark_locked(stream)
+                if not stream.reset and not self.dead:
+                    self.proto.reset_stream(stream.stream_id, CANCEL)
+                    stream.reset = True
+                close_now = self._finish_locked(stream) or close_now
+            if expired:
+                self._flush_locked()
+                self._submit_ready_locked()
+        if close_now:
+            self.close_gracefully()
+
+    def _send_complete_now(self, stream: StreamExchange, status: int, headers: Headers, body: bytes,
+                           trailers: Headers | None) -> None:
+        with self.lock:
+            self._check_alive_locked(stream)
+            only_head = not body and not trailers
+            self.proto.send_response(stream.stream_id, status, _response_headers(headers),
+                                     end_stream=only_head)
+            if only_head:
+                self._response_sent_locked(stream)
+                self._flush_locked()
+                return
+            if body:
+                self._send_data_locked(stream, memoryview(body), end_stream=not trailers)
+            if trailers or not body:
+                self.proto.end_stream(stream.stream_id,
+                                      [(n.lower(), v) for n, v in trailers] if trailers else None)
+            self._response_sent_locked(stream)
+            self._flush_locked()
+
+    def reset(self, stream: StreamExchange, code: int) -> None:
+        with self.lock:
+            if not self.dead and not stream.reset:
+                self.proto.reset_stream(stream.stream_id, code)
+                stream.reset = True
+                self._flush_locked()
