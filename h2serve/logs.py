@@ -213,8 +213,9 @@ def reopen_logs() -> None:
 # --------------------------------------------------------------------------
 # Access log.
 
-_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun",
-           "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+# English month abbreviations, whatever the locale (access log and HTTP dates).
+MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun",
+          "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _ATOM_RE = re.compile(r"%\(([^)]*)\)")
 
 # A getter receives (environ, status, response_headers, response_bytes,
@@ -238,7 +239,7 @@ class _TimeCache:
         sign = "-" if offset < 0 else "+"
         offset = abs(offset) // 60
         text = (
-            f"[{local.tm_mday:02d}/{_MONTHS[local.tm_mon - 1]}/{local.tm_year}:"
+            f"[{local.tm_mday:02d}/{MONTHS[local.tm_mon - 1]}/{local.tm_year}:"
             f"{local.tm_hour:02d}:{local.tm_min:02d}:{local.tm_sec:02d} "
             f"{sign}{offset // 60:02d}{offset % 60:02d}]"
         )

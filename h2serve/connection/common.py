@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 from h2serve import SERVER_SOFTWARE
+from h2serve.logs import MONTHS
 
 WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 # A pool thread that must wait on its client while that client's address
@@ -18,14 +19,13 @@ SQUEEZED_WAIT_S = 0.5
 
 _date_cache: list[Any] = [0, ""]
 _WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
-_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
 def format_http_date(seconds: float) -> str:
     """RFC 9110 IMF-fixdate, in English whatever the locale (email.utils would
     do it too, at the cost of a megabyte of imports in every worker)."""
     t = time.gmtime(seconds)
-    return (f"{_WEEKDAYS[t.tm_wday]}, {t.tm_mday:02d} {_MONTHS[t.tm_mon - 1]} {t.tm_year} "
+    return (f"{_WEEKDAYS[t.tm_wday]}, {t.tm_mday:02d} {MONTHS[t.tm_mon - 1]} {t.tm_year} "
             f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} GMT")
 
 
@@ -71,3 +71,13 @@ def add_default_fields(headers: list[tuple[str, str]], *, title_case: bool) -> N
         headers.append(("Date" if title_case else "date", http_date()))
     if not has_server:
         headers.append(("Server" if title_case else "server", SERVER_SOFTWARE))
+
+
+def pacing_limit(grace: float, min_rate: int, moved: int, waited: float) -> float:
+    """Seconds a transfer's next wait may last: `grace` at most, and with a
+    minimum rate (body_min_rate, send_min_rate; mod_reqtimeout's MinRate) all
+    its waits together at most `grace` plus a second per `min_rate` bytes
+    moved so far. Zero or less: the transfer is too slow."""
+    if not min_rate:
+        return grace
+    return min(grace, grace + moved / min_rate - waited)

@@ -19,7 +19,7 @@ from collections import deque
 
 from h2serve import metrics
 from h2serve.config import Config
-from h2serve.connection.common import add_default_fields
+from h2serve.connection.common import add_default_fields, pacing_limit
 from h2serve.connection.contracts import Link, WorkerHost
 from h2serve.connection.h2_scheduling import StreamScheduler
 from h2serve.protocol.events import BodyReceived, Headers, RequestReceived
@@ -222,9 +222,9 @@ class AppThreadSide:
                     return b""
                 self._check_alive_locked(stream)
                 started = time.monotonic()
-                if rate:  # body_min_rate: the waiting allowed grows with the bytes received
-                    deadline = min(deadline, started + grace + stream.received / rate
-                                   - stream.waited)
+                # body_min_rate: the waiting allowed grows with the bytes received
+                deadline = min(deadline, started + pacing_limit(grace, rate, stream.received,
+                                                                stream.waited))
                 try:
                     self._wait_locked(deadline, "the request body", stream)
                 finally:

@@ -15,7 +15,13 @@ import time
 from collections import deque
 from typing import Any
 
-from h2serve.connection.common import SQUEEZED_WAIT_S, WOULD_BLOCK, add_default_fields, recv_nowait
+from h2serve.connection.common import (
+    SQUEEZED_WAIT_S,
+    WOULD_BLOCK,
+    add_default_fields,
+    pacing_limit,
+    recv_nowait,
+)
 from h2serve.connection.contracts import Link
 from h2serve.protocol.events import (
     BodyEnded,
@@ -146,11 +152,9 @@ class HTTP1Driver:
 
     def _send_piece(self, piece: bytes | memoryview) -> None:
         cfg, conn = self.cfg, self.conn
-        limit = cfg.send_timeout
-        if cfg.send_min_rate:
-            limit = min(limit, cfg.send_timeout + self.sent / cfg.send_min_rate - self.send_waited)
-            if limit <= 0:
-                raise TimeoutError("the client took the response slower than send_min_rate")
+        limit = pacing_limit(cfg.send_timeout, cfg.send_min_rate, self.sent, self.send_waited)
+        if limit <= 0:
+            raise TimeoutError("the client took the response slower than send_min_rate")
         sent = self._send_now(piece)
         if sent == len(piece):
             self.sent += sent
@@ -186,10 +190,8 @@ class HTTP1Driver:
         body_min_rate bytes received (mod_reqtimeout's MinRate); past either the
         body is too slow: the exchange is marked for a 408 and the read fails."""
         cfg = self.cfg
-        timeout = cfg.client_data_timeout
-        if cfg.body_min_rate:
-            timeout = min(timeout, cfg.client_data_timeout
-                          + exchange.received / cfg.body_min_rate - exchange.waited)
+        timeout = pacing_limit(cfg.client_data_timeout, cfg.body_min_rate, exchange.received,
+                               exchange.waited)
         if timeout <= 0:
             raise exchange.too_slow()
         self._set_timeout(0.0)
