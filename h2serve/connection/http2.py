@@ -58,7 +58,6 @@ LOGGED_STREAM_ERRORS = 10         # stream-level protocol errors logged per conn
 STALL_CHECK_S = 0.1               # how often the preface and header-block deadlines are checked
 GOAWAY_GRACE_S = 1.0              # between the two GOAWAYs of a graceful close
 MAX_STREAM_ID = 2**31 - 1
-_REQUEST_EVENTS = (RequestReceived, BodyReceived, BodyEnded)
 
 
 class HTTP2Driver(AppThreadSide):
@@ -394,82 +393,108 @@ class HTTP2Driver(AppThreadSide):
                 self.run_stream)
 
     def _handle_events_locked(self, events: list[Any], new_streams: list[StreamExchange]) -> None:
+        """Poller, under the lock: the protocol's events into stream state;
+        streams ready for a thread are appended to new_streams."""
         wake = False
         active = False  # only requests keep a connection alive, not PINGs (idle timeout)
-        streams = self.streams
         for event in events:
             kind = type(event)
-            if kind in _REQUEST_EVENTS:
-                active = True
             if kind is RequestReceived:
-                self.conn.used = True
-                stream = StreamExchange(self, event)
-                streams[event.stream_id] = stream
-                if event.end_stream or not self.prebuffer:
-                    new_streams.append(stream)
-                else:  # no thread until the body shows up (body_prebuffer)
-                    stream.wait_start = stream.last_data = time.monotonic()
-                    self.prebuffering[event.stream_id] = stream
+                active = True
+                self._on_request_locked(event, new_streams)
             elif kind is BodyReceived:
-                stream = streams.get(event.stream_id)
-                if stream is None or stream.done:
-                    self.proto.acknowledge(event.stream_id, event.flow_controlled_length)
-                else:
-                    stream.chunks.append(event)
-                    stream.received += len(event.data)
-                    if stream.wait_start:
-                        stream.last_data = time.monotonic()
-                        if stream.received >= self.prebuffer:
-                            self._start_prebuffered_locked(stream, new_streams)
-                    wake = True
+                active = True
+                wake = self._on_body_locked(event, new_streams) or wake
             elif kind is BodyEnded:
-                stream = streams.get(event.stream_id)
-                if stream is not None:
-                    stream.ended = True
-                    stream.trailers = event.trailers
-                    if stream.wait_start:
-                        self._start_prebuffered_locked(stream, new_streams)
-                    wake = True
-            elif kind is StreamReset:
-                self.prebuffering.pop(event.stream_id, None)
-                stream = streams.pop(event.stream_id, None)
-                if stream is not None:
-                    stream.reset = True
-                    self._return_credit_locked(stream)
-                    wake = True
-            elif kind is WindowUpdated:
-                wake = True
-                if self.parked:
-                    self._push_parked_locked()
-            elif kind is PriorityUpdated:
-                stream = streams.get(event.stream_id)
-                if stream is not None and stream.request.priority is not None:
-                    stream.request.priority.update(event.priority)
-            elif kind is ConnectionTerminated:
-                self.closing = True
-                if event.error_code:
-                    log.info("HTTP/2 connection %s ended: %s (code %d)", self.conn.peer_label,
-                             event.reason, event.error_code)
-                    # A connection error kills every stream: their apps must stop
-                    # at their next read or write, not wait out send_timeout.
-                    for stream in streams.values():
-                        stream.reset = True
-                    streams.clear()
-                    self.prebuffering.clear()
-                wake = True
-            elif kind is ProtocolViolation:
-                # A flood of bad streams must not become a flood of log lines.
-                self.stream_errors += event.stream_id != 0
-                if event.stream_id == 0 or self.stream_errors <= LOGGED_STREAM_ERRORS:
-                    log.info("HTTP/2 protocol error from %s: %s", self.conn.peer_label, event.reason)
-                elif self.stream_errors == LOGGED_STREAM_ERRORS + 1:
-                    log.info("HTTP/2 protocol error from %s: %s (further stream errors of this "
-                             "connection are not logged)", self.conn.peer_label, event.reason)
+                active = True
+                wake = self._on_body_end_locked(event, new_streams) or wake
+            else:
+                wake = self._on_other_event_locked(event, kind) or wake
         if active:
             self.last_activity = time.monotonic()
         if wake:
             self.cond.notify_all()
             self._submit_ready_locked()  # a window opened: the connection's share may be back
+
+    def _on_request_locked(self, event: RequestReceived, new_streams: list[StreamExchange]) -> None:
+        self.conn.used = True
+        stream = StreamExchange(self, event)
+        self.streams[event.stream_id] = stream
+        if event.end_stream or not self.prebuffer:
+            new_streams.append(stream)
+        else:  # no thread until the body shows up (body_prebuffer)
+            stream.wait_start = stream.last_data = time.monotonic()
+            self.prebuffering[event.stream_id] = stream
+
+    def _on_body_locked(self, event: BodyReceived, new_streams: list[StreamExchange]) -> bool:
+        """True when a waiting app thread may have something to read."""
+        stream = self.streams.get(event.stream_id)
+        if stream is None or stream.done:
+            self.proto.acknowledge(event.stream_id, event.flow_controlled_length)
+            return False
+        stream.chunks.append(event)
+        stream.received += len(event.data)
+        if stream.wait_start:
+            stream.last_data = time.monotonic()
+            if stream.received >= self.prebuffer:
+                self._start_prebuffered_locked(stream, new_streams)
+        return True
+
+    def _on_body_end_locked(self, event: BodyEnded, new_streams: list[StreamExchange]) -> bool:
+        stream = self.streams.get(event.stream_id)
+        if stream is None:
+            return False
+        stream.ended = True
+        stream.trailers = event.trailers
+        if stream.wait_start:
+            self._start_prebuffered_locked(stream, new_streams)
+        return True
+
+    def _on_other_event_locked(self, event: Any, kind: type) -> bool:
+        """Resets, window and priority changes, the connection's end, protocol
+        errors. True when waiting app threads must look again."""
+        streams = self.streams
+        if kind is StreamReset:
+            self.prebuffering.pop(event.stream_id, None)
+            stream = streams.pop(event.stream_id, None)
+            if stream is None:
+                return False
+            stream.reset = True
+            self._return_credit_locked(stream)
+            return True
+        if kind is WindowUpdated:
+            if self.parked:
+                self._push_parked_locked()
+            return True
+        if kind is PriorityUpdated:
+            stream = streams.get(event.stream_id)
+            if stream is not None and stream.request.priority is not None:
+                stream.request.priority.update(event.priority)
+            return False
+        if kind is ConnectionTerminated:
+            self.closing = True
+            if event.error_code:
+                log.info("HTTP/2 connection %s ended: %s (code %d)", self.conn.peer_label,
+                         event.reason, event.error_code)
+                # A connection error kills every stream: their apps must stop
+                # at their next read or write, not wait out send_timeout.
+                for stream in streams.values():
+                    stream.reset = True
+                streams.clear()
+                self.prebuffering.clear()
+            return True
+        if kind is ProtocolViolation:
+            self._log_violation(event)
+        return False
+
+    def _log_violation(self, event: ProtocolViolation) -> None:
+        # A flood of bad streams must not become a flood of log lines.
+        self.stream_errors += event.stream_id != 0
+        if event.stream_id == 0 or self.stream_errors <= LOGGED_STREAM_ERRORS:
+            log.info("HTTP/2 protocol error from %s: %s", self.conn.peer_label, event.reason)
+        elif self.stream_errors == LOGGED_STREAM_ERRORS + 1:
+            log.info("HTTP/2 protocol error from %s: %s (further stream errors of this "
+                     "connection are not logged)", self.conn.peer_label, event.reason)
 
     def _start_prebuffered_locked(self, stream: StreamExchange, new_streams: list[StreamExchange]) -> None:
         del self.prebuffering[stream.stream_id]
