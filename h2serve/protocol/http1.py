@@ -227,46 +227,50 @@ class HTTP1Protocol:
     def _read_head(self, events: list[Event]) -> bool:
         """Vet head lines as they arrive; True once a request head has been emitted
         and its body (if any) should be read next."""
-        buf = self._buf
         if self._line_count == 0 and self._scan == 0:
-            # Fast path: the whole head is here and small enough that no line
-            # limit can be hit; only line endings and the field count need a
-            # look, and both are C-level counts. Anything unusual (leading
-            # empty lines, bare LF, the HTTP/2 preface, too many fields) falls
-            # through to the line-by-line scan, which names the problem.
-            end = buf.find(b"\r\n\r\n")
-            if 0 < end <= self._fast_head_limit and buf[0] != 0x0D and buf[0] != 0x0A:
-                size = end + 4
-                crlf_count = buf.count(b"\r\n", 0, size)
-                if (
-                    crlf_count == buf.count(b"\n", 0, size)
-                    and crlf_count - 2 <= self._limit_fields
-                    and not buf.startswith(H2_PREFACE_LINE)
-                ):
-                    if size == len(buf):
-                        head = bytes(buf)
-                        buf.clear()
-                    else:
-                        head = bytes(buf[:size])
-                        del buf[:size]
-                    return self._process_head(head, events)
-        size = len(buf)
+            head = self._take_small_head()
+            if head is not None:
+                return self._process_head(head, events)
+        return self._scan_head_lines(events)
+
+    def _take_small_head(self) -> bytes | None:
+        """The whole head, taken from the buffer, when it is here and small
+        enough that no line limit can be hit; else None.
+
+        Only line endings and the field count need a look, and both are
+        C-level counts. Anything unusual (leading empty lines, bare LF, the
+        HTTP/2 preface, too many fields) is left to the line-by-line scan,
+        which names the problem."""
+        buf = self._buf
+        end = buf.find(b"\r\n\r\n")
+        if not 0 < end <= self._fast_head_limit or buf[0] == 0x0D or buf[0] == 0x0A:
+            return None
+        size = end + 4
+        crlf_count = buf.count(b"\r\n", 0, size)
+        if (
+            crlf_count != buf.count(b"\n", 0, size)
+            or crlf_count - 2 > self._limit_fields
+            or buf.startswith(H2_PREFACE_LINE)
+        ):
+            return None
+        if size == len(buf):
+            head = bytes(buf)
+            buf.clear()
+        else:
+            head = bytes(buf[:size])
+            del buf[:size]
+        return head
+
+    def _scan_head_lines(self, events: list[Event]) -> bool:
+        """Check each complete head line against its limit as it arrives (from
+        self._scan on); process the head once its empty line is here."""
+        buf = self._buf
         pos = self._scan
         limit_head = self._limit_head
         while True:
             newline = buf.find(b"\n", pos)
             if newline < 0:
-                partial = size - pos
-                if self._line_count == 0:
-                    if partial > self._limit_line + 1:
-                        return self._violation(events, 414, "request-line-too-long")
-                elif partial > self._limit_field_size - 1:
-                    # even if its last byte is the CR, line plus CRLF is over the limit
-                    return self._violation(events, 431, "field-too-large")
-                if size > limit_head:
-                    return self._violation(events, 431, "header-section-too-large")
-                self._scan = pos
-                return False
+                return self._await_line(events, pos)
             if newline == pos or buf[newline - 1] != 0x0D:
                 return self._violation(events, 400, "bare-lf")
             length = newline - 1 - pos
@@ -288,13 +292,29 @@ class HTTP1Protocol:
                 del buf[:next_pos]
                 self._scan = self._head_start = 0
                 return self._process_head(head, events)
+            elif length + 2 > self._limit_field_size:  # the CRLF counts, as in gunicorn
+                return self._violation(events, 431, "field-too-large")
+            elif self._line_count > self._limit_fields:  # this line would be one too many
+                return self._violation(events, 431, "too-many-fields")
             else:
-                if length + 2 > self._limit_field_size:   # the CRLF counts, as in gunicorn
-                    return self._violation(events, 431, "field-too-large")
-                if self._line_count > self._limit_fields:  # this line would be one too many
-                    return self._violation(events, 431, "too-many-fields")
                 self._line_count += 1
             pos = next_pos
+
+    def _await_line(self, events: list[Event], pos: int) -> bool:
+        """No line end after `pos` yet: refuse a partial line or head that is
+        already over its limit, else wait for more bytes."""
+        buf = self._buf
+        partial = len(buf) - pos
+        if self._line_count == 0:
+            if partial > self._limit_line + 1:
+                return self._violation(events, 414, "request-line-too-long")
+        elif partial > self._limit_field_size - 1:
+            # even if its last byte is the CR, line plus CRLF is over the limit
+            return self._violation(events, 431, "field-too-large")
+        if len(buf) > self._limit_head:
+            return self._violation(events, 431, "header-section-too-large")
+        self._scan = pos
+        return False
 
     def _process_head(self, head: bytes, events: list[Event]) -> bool:
         """Check a complete head (every line ends in CRLF, limits already met)
@@ -359,56 +379,21 @@ class HTTP1Protocol:
                     state = _CHUNK_DATA_END
                 continue
             if state == _CHUNK_DATA_END:
-                if buf[offset] != 0x0D or (size - offset > 1 and buf[offset + 1] != 0x0A):
-                    problem = (400, "missing-chunk-crlf")
-                    break
-                if size - offset < 2:
+                problem = self._chunk_end_problem(offset)
+                if problem is not None or size - offset < 2:
                     break
                 offset += 2
                 state = _CHUNK_SIZE
                 continue
-            line_limit = MAX_CHUNK_LINE if state == _CHUNK_SIZE else self._limit_field_size
-            newline = buf.find(b"\n", offset, offset + line_limit + 2)
-            if newline < 0:
-                if size - offset > line_limit + 1:
-                    if state == _CHUNK_SIZE:
-                        problem = (400, "chunk-line-too-long")
-                    else:
-                        problem = (431, "field-too-large")
+            line, offset, problem = self._chunk_line(state, offset)
+            if line is None:
                 break
-            if newline == offset or buf[newline - 1] != 0x0D:
-                problem = (400, "bare-lf")
-                break
-            line = bytes(buf[offset:newline - 1])
-            offset = newline + 1
             if state == _CHUNK_SIZE:
-                try:
-                    size_of_chunk = chunk_size(line)
-                except RequestRejected as exc:
-                    problem = (exc.status, exc.reason)
-                    break
-                if size_of_chunk == 0:
-                    state = _CHUNK_TRAILER
-                else:
-                    state = _CHUNK_DATA
-                    self._chunk_remaining = size_of_chunk
-                continue
-            # trailer section
-            if not line:
-                state = _CHUNK_DONE
+                state, problem = self._chunk_size_line(line)
+            else:
+                state, problem = self._trailer_line(line)
+            if problem is not None or state == _CHUNK_DONE:
                 break
-            self._trailer_bytes += len(line) + 2
-            if len(self._trailer_lines) >= self._limit_fields:
-                problem = (431, "too-many-fields")
-                break
-            if self._trailer_bytes > self._limit_head:
-                problem = (431, "header-section-too-large")
-                break
-            reason = field_line_problem(line)
-            if reason:
-                problem = (400, reason)
-                break
-            self._trailer_lines.append(line)
         self._chunk_state = state
         del buf[:offset]
         if pieces:
@@ -418,6 +403,58 @@ class HTTP1Protocol:
             self._violation(events, *problem)
         elif state == _CHUNK_DONE:
             self._finish_body(events, trailer_fields(self._trailer_lines) or None)
+
+    def _chunk_end_problem(self, offset: int) -> tuple[int, str] | None:
+        """A chunk's data must be followed by CRLF; refused as soon as a byte
+        that is not part of one arrives."""
+        buf = self._buf
+        if buf[offset] != 0x0D or (len(buf) - offset > 1 and buf[offset + 1] != 0x0A):
+            return (400, "missing-chunk-crlf")
+        return None
+
+    def _chunk_line(self, state: int, offset: int) -> tuple[bytes | None, int, tuple[int, str] | None]:
+        """(line without CRLF or None, offset after it, problem) for the
+        chunk-size or trailer line at `offset`; None and no problem when the
+        line is not complete yet."""
+        buf = self._buf
+        line_limit = MAX_CHUNK_LINE if state == _CHUNK_SIZE else self._limit_field_size
+        newline = buf.find(b"\n", offset, offset + line_limit + 2)
+        if newline < 0:
+            if len(buf) - offset <= line_limit + 1:
+                return None, offset, None
+            if state == _CHUNK_SIZE:
+                return None, offset, (400, "chunk-line-too-long")
+            return None, offset, (431, "field-too-large")
+        if newline == offset or buf[newline - 1] != 0x0D:
+            return None, offset, (400, "bare-lf")
+        return bytes(buf[offset:newline - 1]), newline + 1, None
+
+    def _chunk_size_line(self, line: bytes) -> tuple[int, tuple[int, str] | None]:
+        """The chunked state after a chunk-size line, and its problem if any."""
+        try:
+            size = chunk_size(line)
+        except RequestRejected as exc:
+            return _CHUNK_SIZE, (exc.status, exc.reason)
+        if size == 0:
+            return _CHUNK_TRAILER, None
+        self._chunk_remaining = size
+        return _CHUNK_DATA, None
+
+    def _trailer_line(self, line: bytes) -> tuple[int, tuple[int, str] | None]:
+        """The chunked state after a trailer line (the empty one ends the body),
+        and its problem if any; trailers obey the header limits and rules."""
+        if not line:
+            return _CHUNK_DONE, None
+        self._trailer_bytes += len(line) + 2
+        if len(self._trailer_lines) >= self._limit_fields:
+            return _CHUNK_TRAILER, (431, "too-many-fields")
+        if self._trailer_bytes > self._limit_head:
+            return _CHUNK_TRAILER, (431, "header-section-too-large")
+        reason = field_line_problem(line)
+        if reason:
+            return _CHUNK_TRAILER, (400, reason)
+        self._trailer_lines.append(line)
+        return _CHUNK_TRAILER, None
 
     # ------------------------------------------------------------------ sending
 
