@@ -9,8 +9,8 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from h2spec.catalogue import Case, CaseContext, CaseFailed, CaseSkipped
 from h2spec.client import HandshakeError, Target
+from h2spec.registry import Case, CaseContext, CaseFailed, CaseSkipped
 
 PASSED = "passed"
 FAILED = "failed"

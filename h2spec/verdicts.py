@@ -18,9 +18,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 
-from h2spec.catalogue import CaseFailed
 from h2spec.client import Closed, Connection, Event, TimedOut, describe
 from h2spec.frames import ErrorCode, FrameType, ReceivedFrame, error_name
+from h2spec.registry import CaseFailed
 
 # A judge looks at one event: True passes, False fails now, None reads on.
 Judge = Callable[[Event], bool | None]

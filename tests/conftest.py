@@ -17,6 +17,80 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
+# Unit tests: they start no server or other process and open no socket, so
+# `-m unit` runs them alone in seconds. Each file maps to the tests in it that
+# are not unit tests (they start a server or open a socket); tests/
+# test_unit_marker.py checks both against the source. List a new file of unit
+# tests here too.
+_NONE: frozenset[str] = frozenset()
+UNIT_TESTS: dict[str, frozenset[str]] = {
+    "test_protocol_http1.py": _NONE,
+    "test_protocol_http2.py": _NONE,
+    "test_fuzz_h2.py": _NONE,
+    "test_fuzz_http1.py": frozenset({
+        "test_smuggling_matrix_against_the_server",
+        "test_end_to_end_fuzz_keeps_the_worker_serving",
+    }),
+    "test_hpack_cache.py": _NONE,
+    "test_quick_frames.py": _NONE,
+    "test_http2_fields.py": _NONE,
+    "test_h2_internals.py": _NONE,
+    "test_h2_scheduling.py": _NONE,
+    "test_connection_common.py": _NONE,
+    "test_proxy_protocol.py": frozenset({
+        "test_v2_header_before_tls_sets_remote_addr",
+        "test_v2_local_keeps_the_balancer_address_and_v1_works_on_plaintext",
+        "test_a_header_of_the_other_version_is_refused_when_one_is_asked_for",
+        "test_bad_headers_and_silent_clients_are_closed_without_holding_a_thread",
+        "test_allow_list_is_separate_from_forwarded_allow_ips",
+    }),
+    "test_wsgi.py": _NONE,
+    "test_settings.py": frozenset({
+        "test_subprocess_bad_setting_exits_2_without_traceback",
+        "test_subprocess_bad_app_exits_2_with_one_line",
+        "test_subprocess_print_config",
+        "test_subprocess_check_config",
+        "test_subprocess_chdir_finds_the_app",
+        "test_check_app_in_child_never_imports_in_parent",  # forks
+        "test_check_app_in_child_reports_a_dying_child",
+    }),
+    "test_gunicorn_compat.py": frozenset({
+        "test_gunicorn_config_file_is_read",
+        "test_gunicorn_config_and_app_run_unchanged",
+    }),
+    "test_gunicorn_settings_table.py": frozenset({"test_the_table_matches_the_installed_gunicorn"}),
+    "test_logs.py": _NONE,
+    "test_loadshare.py": frozenset({
+        "test_connections_spread_over_workers",
+        "test_connections_made_as_the_server_starts_spread_over_workers",
+    }),
+    "test_worker_pool.py": frozenset({
+        "test_handshake_is_not_queued_behind_slow_views",
+        "test_one_connections_backlog_does_not_queue_another_connection",
+    }),
+    "test_h2spec_runner.py": frozenset({
+        "test_cases_against_an_in_process_h2_server",
+        "test_cli_exits_non_zero_when_a_case_fails",
+        "test_connection_handshake_against_the_server",
+    }),
+    "test_import_cycles.py": _NONE,
+    "test_unit_marker.py": _NONE,
+}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark the unit tests `unit` (see UNIT_TESTS)."""
+    for item in items:
+        not_unit = UNIT_TESTS.get(item.path.name)
+        if not_unit is None:
+            continue
+        names = {getattr(item, "originalname", item.name)}
+        cls = getattr(item, "cls", None)
+        if cls is not None:
+            names.add(cls.__name__)
+        if not names & not_unit:
+            item.add_marker(pytest.mark.unit)
+
 
 def start_expecting_exit(config_text: str, tmp_path: Path, app: str = "tests.apps:hello",
                          timeout: float = 60) -> subprocess.CompletedProcess:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import time
 
-from h2spec.catalogue import CaseContext, CaseFailed
 from h2spec.client import Closed, TimedOut
 from h2spec.frames import FrameType, ReceivedFrame
+from h2spec.registry import CaseContext, CaseFailed
 
 # Same size as h2spec's default: one dummy header is 4000 octets of "x".
 DUMMY_VALUE_LENGTH = 4000

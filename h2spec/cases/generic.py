@@ -10,7 +10,6 @@ import time
 
 from h2spec import frames
 from h2spec.cases.common import PING_PAYLOAD
-from h2spec.catalogue import CaseContext, CaseFailed, group
 from h2spec.client import describe
 from h2spec.frames import (
     LITERAL_INCREMENTAL,
@@ -20,6 +19,7 @@ from h2spec.frames import (
     FrameType,
     SettingId,
 )
+from h2spec.registry import CaseContext, CaseFailed, group
 from h2spec.verdicts import (
     expect_connection_close,
     expect_frame,

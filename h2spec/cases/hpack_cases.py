@@ -4,9 +4,9 @@ turns into a connection error of type COMPRESSION_ERROR (RFC 7540, 4.3)."""
 from __future__ import annotations
 
 from h2spec import frames
-from h2spec.catalogue import CaseContext, group
 from h2spec.client import Connection
 from h2spec.frames import LITERAL_INCREMENTAL, LITERAL_WITHOUT_INDEXING, ErrorCode
+from h2spec.registry import CaseContext, group
 from h2spec.verdicts import expect_connection_error
 
 DECODING_ERROR = "a decoding error: connection error of type COMPRESSION_ERROR (RFC 7540, 4.3)"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from h2spec import frames
 from h2spec.cases.common import PING_PAYLOAD, dummy_headers, server_body_length
-from h2spec.catalogue import CaseContext, CaseSkipped, group
 from h2spec.client import Connection, Event
 from h2spec.frames import ErrorCode, FrameType, ReceivedFrame, SettingId
+from h2spec.registry import CaseContext, CaseSkipped, group
 from h2spec.verdicts import (
     expect_connection_error,
     expect_data_length,

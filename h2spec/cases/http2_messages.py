@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from h2spec import frames
 from h2spec.cases.common import PING_PAYLOAD
-from h2spec.catalogue import CaseContext, group
 from h2spec.frames import ErrorCode, FrameType
+from h2spec.registry import CaseContext, group
 from h2spec.verdicts import (
     expect_connection_close,
     expect_connection_error,

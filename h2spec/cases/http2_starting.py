@@ -7,9 +7,9 @@ import time
 
 from h2spec import frames
 from h2spec.cases.common import PING_PAYLOAD, dummy_headers
-from h2spec.catalogue import CaseContext, CaseFailed, group
 from h2spec.client import describe
 from h2spec.frames import ErrorCode, FrameType, ReceivedFrame, SettingId
+from h2spec.registry import CaseContext, CaseFailed, group
 from h2spec.verdicts import (
     expect_connection_close,
     expect_connection_error,

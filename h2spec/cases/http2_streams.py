@@ -6,8 +6,8 @@ from __future__ import annotations
 from h2spec import frames
 from h2spec.cases.common import PING_PAYLOAD, dummy_headers
 from h2spec.cases.http2_starting import UNKNOWN_FRAME_TYPE
-from h2spec.catalogue import CaseContext, CaseSkipped, group
 from h2spec.frames import ErrorCode, FrameType, SettingId
+from h2spec.registry import CaseContext, CaseSkipped, group
 from h2spec.verdicts import (
     expect_connection_close,
     expect_connection_error,
