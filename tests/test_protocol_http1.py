@@ -547,6 +547,22 @@ def test_head_refused_while_its_head_is_read_gets_no_body(limits, data, status) 
     assert not get.error_response(violation.status, violation.reason).endswith(b"\r\n\r\n")
 
 
+@pytest.mark.parametrize("refused", [
+    b"GET / HTTP/3.0\r\nHost: a\r\n\r\n",       # 505
+    b"GET /a b HTTP/1.1\r\nHost: a\r\n\r\n",    # invalid request line
+    b"G(T / HTTP/1.1\r\nHost: a\r\n\r\n",       # invalid method
+])
+def test_a_refused_request_gets_its_body_even_with_a_head_pipelined_behind_it(refused) -> None:
+    """The HEAD behind the refused request is the next exchange: it must not make
+    the error answer drop the body its Content-Length announces."""
+    proto = HTTP1Protocol()
+    [violation] = proto.receive(refused + b"HEAD / HTTP/1.1\r\nHost: a\r\n\r\n")
+    out = proto.error_response(violation.status, violation.reason)
+    head_part, _, body = out.partition(b"\r\n\r\n")
+    length = int(head_part.split(b"Content-Length: ")[1].split(b"\r\n")[0])
+    assert length > 0 and len(body) == length
+
+
 # ---------------------------------------------------------------- strictness
 
 TE_POST = b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"

@@ -194,8 +194,11 @@ class HTTP1Protocol:
         if self._state == _BODY and self._buf:
             self._read_body(events)
 
-    def _violation(self, events: list[Event], status: int, reason: str) -> bool:
-        if (self._state == _HEAD and not self._method
+    def _violation(self, events: list[Event], status: int, reason: str,
+                   head_parsed: bool = False) -> bool:
+        """Refuse the request being read; `head_parsed` when its head was taken
+        off the buffer already (what the buffer holds then is the next request)."""
+        if (self._state == _HEAD and not self._method and not head_parsed
                 and HEAD_REQUEST_LINE.match(self._buf, self._head_start) is not None):
             # A HEAD rejected while its head is read: the error answer has no
             # body either (RFC 9110 9.3.2), so error_response must know.
@@ -326,7 +329,7 @@ class HTTP1Protocol:
         except RequestRejected as exc:
             if exc.head_request:
                 self._method = "HEAD"  # error_response then sends no body
-            return self._violation(events, exc.status, exc.reason)
+            return self._violation(events, exc.status, exc.reason, head_parsed=True)
         self._method = request.method
         self._body_remaining = request.content_length or 0
         events.append(request)
