@@ -2,9 +2,8 @@
 h2serve.protocol.events (a request's head checked and split, body bytes
 counted against Content-Length, trailers, resets, priority changes).
 
-A part of HTTP2Protocol (http2.py), split out by job: it runs on the state
-that class sets up, under the same rule (no I/O, no threads, the caller
-serialises every call).
+RequestTranslation is mixed into HTTP2Protocol (http2.py); the state it reads
+and changes is declared in h2_state.py.
 """
 
 from __future__ import annotations
@@ -23,9 +22,9 @@ from .events import (
     StreamReset,
     WindowUpdated,
 )
-from .floods import HEADER_BYTES_PER_RESET, FloodGuard
-from .h2_internals import PriorityUpdateReceived, ServerConnection, StreamRejected
-from .h2_limits import HTTP2Limits
+from .floods import HEADER_BYTES_PER_RESET
+from .h2_internals import PriorityUpdateReceived, StreamRejected
+from .h2_state import ProtocolState, StreamRecord
 from .http2_fields import RequestFields, check_request_target
 from .priority import parse_priority_field, priority_dict
 
@@ -33,43 +32,8 @@ ErrorCodes = h2.errors.ErrorCodes
 SettingCodes = h2.settings.SettingCodes
 
 
-class StreamRecord:
-    """What we keep for a live stream; dropped as soon as it closes or resets."""
-
-    __slots__ = (
-        "content_length",
-        "received",
-        "unacked",
-        "owed",
-        "priority",
-        "remote_ended",
-        "trailers",
-        "request_done",
-        "header_weight",
-    )
-
-    def __init__(self, content_length: int | None, priority: dict, remote_ended: bool) -> None:
-        self.content_length = content_length
-        self.received = 0          # DATA payload bytes seen
-        self.unacked = 0           # flow-controlled bytes handed to the app, not yet acknowledged
-        self.owed = 0              # acknowledged bytes not yet returned on the stream window
-        self.priority = priority
-        self.remote_ended = remote_ended
-        self.trailers: Headers | None = None
-        self.request_done = remote_ended
-        self.header_weight = 0     # extra reset-budget units if the client cancels it
-
-
-class RequestTranslation:
+class RequestTranslation(ProtocolState):
     """h2 events in, request events out (part of HTTP2Protocol)."""
-
-    # HTTP2Protocol's state this part works on (set up in its __init__).
-    limits: HTTP2Limits
-    _conn: ServerConnection
-    _streams: dict[int, StreamRecord]
-    _draining: dict[int, StreamRecord]
-    _floods: FloodGuard
-    _terminated: bool
 
     def _translate(self, event, out: list) -> None:
         if isinstance(event, h2.events.RequestReceived):

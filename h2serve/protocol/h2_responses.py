@@ -3,9 +3,8 @@ resets and GOAWAY, framed through h2's state machines into the connection's
 output buffer; and the "draining" of a stream whose response is done while
 its request body still arrives (see http2.py).
 
-A part of HTTP2Protocol (http2.py), split out by job: it runs on the state
-that class sets up, under the same rule (no I/O, no threads, the caller
-serialises every call).
+ResponseSending is mixed into HTTP2Protocol (http2.py), whose rules hold
+here too: no I/O, no threads, every call serialised by the driver.
 """
 
 from __future__ import annotations
@@ -17,7 +16,6 @@ from hyperframe.frame import GoAwayFrame
 from h2serve import metrics
 
 from .events import Headers
-from .floods import FloodGuard
 from .h2_frames import (
     FLAG_END_HEADERS,
     FLAG_END_STREAM,
@@ -26,9 +24,7 @@ from .h2_frames import (
     FRAME_TYPE_HEADERS,
     frame_header,
 )
-from .h2_internals import ServerConnection
-from .h2_limits import HTTP2Limits
-from .h2_requests import StreamRecord
+from .h2_state import ProtocolState
 from .http2_fields import response_fields
 
 ErrorCodes = h2.errors.ErrorCodes
@@ -46,17 +42,8 @@ def response_head(status: int, headers: Headers) -> list[tuple[bytes, bytes]]:
     return [(b":status", str(status).encode())] + response_fields(headers)
 
 
-class ResponseSending:
+class ResponseSending(ProtocolState):
     """Response calls in, frames queued (part of HTTP2Protocol)."""
-
-    # HTTP2Protocol's state this part works on (set up in its __init__).
-    limits: HTTP2Limits
-    _conn: ServerConnection
-    _streams: dict[int, StreamRecord]
-    _draining: dict[int, StreamRecord]
-    _floods: FloodGuard
-    _terminated: bool
-    _outbound: bytearray
 
     def _sendable(self, stream_id: int) -> bool:
         if self._terminated:

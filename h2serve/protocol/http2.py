@@ -85,8 +85,9 @@ from .h2_internals import (
     use_compact_settings,
 )
 from .h2_limits import MAX_CONNECTION_WINDOW, HTTP2Limits
-from .h2_requests import RequestTranslation, StreamRecord
+from .h2_requests import RequestTranslation
 from .h2_responses import ResponseSending
+from .h2_state import StreamRecord
 from .hpack_cache import CachingDecoder, CachingEncoder
 from .priority import DEFAULT_URGENCY, priority_dict
 from .quick_frames import data_frame, headers_frame
