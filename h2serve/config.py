@@ -18,10 +18,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from h2serve import __version__
+from h2serve.setting_values import ALPN_IDS, FALSE_WORDS, PROXY_PROTOCOL_MODES, TRUE_WORDS
 from h2serve.settings import (
-    _ALPN_IDS,
-    _FALSE_WORDS,
-    _TRUE_WORDS,
     APP_HELP,
     CONFIG_NAMES,
     DESCRIPTION,
@@ -29,7 +27,6 @@ from h2serve.settings import (
     ENV_CMD_ARGS,
     GUNICORN_ENV_CMD_ARGS,
     GUNICORN_ONLY,
-    PROXY_PROTOCOL_MODES,
     SECTIONS,
     SETTINGS,
     SETTINGS_BY_NAME,
@@ -139,7 +136,7 @@ def _with_optional_values(args: list[str]) -> list[str]:
 
 def _is_mode_word(word: str) -> bool:
     lowered = word.lower()
-    return lowered in PROXY_PROTOCOL_MODES or lowered in _TRUE_WORDS or lowered in _FALSE_WORDS
+    return lowered in PROXY_PROTOCOL_MODES or lowered in TRUE_WORDS or lowered in FALSE_WORDS
 
 
 def _known_flags() -> set[str]:
@@ -452,7 +449,7 @@ class Config:
     @property
     def alpn_protocols(self) -> list[str]:
         """ALPN ids in preference order, e.g. ["h2", "http/1.1"]."""
-        return [_ALPN_IDS[name] for name in self.protocols]
+        return [ALPN_IDS[name] for name in self.protocols]
 
     @property
     def h2_enabled(self) -> bool:

@@ -12,16 +12,53 @@ Regenerate the docs with ``python -m h2serve.settings_docs > docs/settings.md``;
 
 from __future__ import annotations
 
-import ipaddress
-import math
-import os
-import ssl
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from h2serve.gunicorn_settings import GUNICORN_SETTINGS, REFUSED, REFUSED_REASONS
 from h2serve.hooks import HOOKS, to_hook
+from h2serve.setting_values import (
+    HTTP2_CLEARTEXT_MODES,
+    LOG_LEVELS,
+    MAX_31_BIT,
+    MAX_REQUEST_FIELDS,
+    SYSLOG_FACILITIES,
+    above,
+    at_least,
+    between,
+    check_access_logformat,
+    check_bind,
+    check_ciphers,
+    check_directory,
+    check_file,
+    check_forwarded_ips,
+    check_parent_directory,
+    check_statsd_address,
+    check_syslog_address,
+    optional,
+    to_bool,
+    to_cert_reqs,
+    to_env_list,
+    to_float,
+    to_gid,
+    to_header_dict,
+    to_http2_cleartext,
+    to_http_protocols,
+    to_int,
+    to_ip_list,
+    to_log_dict,
+    to_log_level,
+    to_path_list,
+    to_proxy_protocol,
+    to_request_fields,
+    to_str,
+    to_str_list,
+    to_uid,
+    to_umask,
+    to_upper_list,
+    to_worker_class,
+)
 
 ENV_CMD_ARGS = "H2SERVE_CMD_ARGS"
 GUNICORN_ENV_CMD_ARGS = "GUNICORN_CMD_ARGS"
@@ -42,382 +79,6 @@ class ConfigError(Exception):
 
     def __init__(self, message: str) -> None:
         super().__init__(" ".join(str(message).split()))
-
-
-# --------------------------------------------------------------------------
-# Converters: raw value (CLI string or Python object from a config file) ->
-# typed value. They raise ValueError with a short reason.
-
-
-def _to_int(value: Any) -> int:
-    if isinstance(value, bool):
-        raise ValueError(f"expected an integer, got {value!r}")
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str):
-        try:
-            return int(value.strip(), 10)
-        except ValueError:
-            raise ValueError(f"expected an integer, got {value!r}") from None
-    raise ValueError(f"expected an integer, got {type(value).__name__} {value!r}")
-
-
-def _to_float(value: Any) -> float:
-    if isinstance(value, bool):
-        raise ValueError(f"expected a number of seconds, got {value!r}")
-    if isinstance(value, (int, float)):
-        number = float(value)
-    elif isinstance(value, str):
-        try:
-            number = float(value.strip())
-        except ValueError:
-            raise ValueError(f"expected a number of seconds, got {value!r}") from None
-    else:
-        raise ValueError(f"expected a number, got {type(value).__name__} {value!r}")
-    if not math.isfinite(number):
-        raise ValueError(f"expected a finite number, got {value!r}")
-    return number
-
-
-_TRUE_WORDS = {"1", "true", "yes", "on"}
-_FALSE_WORDS = {"0", "false", "no", "off", ""}
-
-
-def _to_bool(value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int) and value in (0, 1):
-        return bool(value)
-    if isinstance(value, str):
-        word = value.strip().lower()
-        if word in _TRUE_WORDS:
-            return True
-        if word in _FALSE_WORDS:
-            return False
-    raise ValueError(f"expected true or false, got {value!r}")
-
-
-def _to_str(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    raise ValueError(f"expected a string, got {type(value).__name__} {value!r}")
-
-
-def _to_str_list(value: Any) -> list[str]:
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, (list, tuple)) and all(isinstance(item, str) for item in value):
-        return list(value)
-    raise ValueError(f"expected a string or a list of strings, got {value!r}")
-
-
-def _optional(convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    def convert_optional(value: Any) -> Any:
-        return None if value is None else convert(value)
-
-    return convert_optional
-
-
-_CERT_REQS_NAMES = {"none": 0, "optional": 1, "required": 2}
-
-
-def _to_cert_reqs(value: Any) -> int:
-    if isinstance(value, str):
-        word = value.strip().lower().removeprefix("cert_")
-        if word in _CERT_REQS_NAMES:
-            return _CERT_REQS_NAMES[word]
-    if isinstance(value, ssl.VerifyMode):
-        return int(value)
-    try:
-        return _to_int(value)
-    except ValueError:
-        raise ValueError(f"expected 0, 1, 2, none, optional or required, got {value!r}") from None
-
-
-_PROTOCOL_ALIASES = {"h1": "h1", "http/1.1": "h1", "h2": "h2"}
-_ALPN_IDS = {"h1": "http/1.1", "h2": "h2"}
-
-
-def _to_http_protocols(value: Any) -> str:
-    if isinstance(value, (list, tuple)):
-        tokens = [_to_str(item) for item in value]
-    else:
-        tokens = _to_str(value).split(",")
-    names: list[str] = []
-    for token in tokens:
-        word = token.strip().lower()
-        if not word:
-            continue
-        if word not in _PROTOCOL_ALIASES:
-            raise ValueError(f"unknown protocol {word!r} (choose from h1, h2)")
-        name = _PROTOCOL_ALIASES[word]
-        if name in names:
-            raise ValueError(f"protocol {name!r} is listed twice")
-        names.append(name)
-    if not names:
-        raise ValueError("at least one protocol (h1 or h2) is required")
-    return ",".join(names)
-
-
-def _to_ip_list(value: Any) -> list[str]:
-    if isinstance(value, str):
-        items = value.split(",")
-    elif isinstance(value, (list, tuple)):
-        items = [_to_str(item) for item in value]
-    else:
-        raise ValueError(f"expected a comma-separated string or a list, got {value!r}")
-    return [item.strip() for item in items if item.strip()]
-
-
-def _to_log_level(value: Any) -> str:
-    word = _to_str(value).strip().lower()
-    if word not in LOG_LEVELS:
-        raise ValueError(f"expected one of {', '.join(LOG_LEVELS)}, got {value!r}")
-    return word
-
-
-# gunicorn's worker classes that describe what h2serve's one worker type is.
-_THREADED_WORKER_CLASSES = ("gthread", "sync", "gunicorn.workers.gthread.ThreadWorker",
-                            "gunicorn.workers.sync.SyncWorker")
-
-
-def _to_worker_class(value: Any) -> str:
-    word = _to_str(value).strip()
-    if word.lower() in _THREADED_WORKER_CLASSES or word in _THREADED_WORKER_CLASSES:
-        return word
-    raise ValueError(
-        f"{word!r} is not available: h2serve runs WSGI apps on one worker type, a poller "
-        "thread plus --threads application threads (gunicorn's gthread); use gthread or sync, "
-        "or an ASGI server for async workers")
-
-
-def _to_uid(value: Any) -> int:
-    """gunicorn's user: a name or a numeric id."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    word = _to_str(value).strip()
-    if word.isdigit():
-        return int(word)
-    import pwd  # lazy: POSIX only
-
-    try:
-        return pwd.getpwnam(word).pw_uid
-    except KeyError:
-        raise ValueError(f"no such user: {word!r}") from None
-
-
-def _to_gid(value: Any) -> int:
-    """gunicorn's group: a name or a numeric id."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    word = _to_str(value).strip()
-    if word.isdigit():
-        return int(word)
-    import grp  # lazy: POSIX only
-
-    try:
-        return grp.getgrnam(word).gr_gid
-    except KeyError:
-        raise ValueError(f"no such group: {word!r}") from None
-
-
-def _to_umask(value: Any) -> int:
-    """An int, or a string in any base Python reads (`0o22`, `0x12`, `18`); a string
-    with a leading 0 (`022`, as umask(1) and systemd write it) is octal."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    word = _to_str(value).strip()
-    try:
-        if len(word) > 1 and word.startswith("0") and word.isdigit():
-            return int(word, 8)
-        return int(word, 0)
-    except ValueError:
-        raise ValueError(f"expected a umask such as 0o022, got {value!r}") from None
-
-
-def _to_env_list(value: Any) -> list[str]:
-    entries = _to_str_list(value)
-    for entry in entries:
-        key, equals, _ = entry.partition("=")
-        if not equals or not key.strip():
-            raise ValueError(f"expected KEY=VALUE, got {entry!r}")
-    return entries
-
-
-def _to_header_dict(value: Any) -> dict[str, str]:
-    """secure_scheme_headers: header name -> exact value; names compared case-insensitively."""
-    if not isinstance(value, Mapping):
-        raise ValueError(f"expected a dict of header name to value, got {value!r}")
-    result = {}
-    for name, expected in value.items():
-        if not isinstance(name, str) or not isinstance(expected, str):
-            raise ValueError(f"expected string header names and values, got {name!r}: {expected!r}")
-        result[name.strip().lower()] = expected
-    return result
-
-
-def _to_upper_list(value: Any) -> list[str]:
-    return [item.upper() for item in _to_ip_list(value)]
-
-
-HTTP2_CLEARTEXT_MODES = ("off", "prior-knowledge", "upgrade", "both")
-
-
-def _to_http2_cleartext(value: Any) -> str:
-    if value is None or value is False:
-        return "off"
-    if value is True:
-        return "prior-knowledge"  # as gunicorn reads a bool
-    word = _to_str(value).strip().lower()
-    if word not in HTTP2_CLEARTEXT_MODES:
-        raise ValueError(f"expected one of {', '.join(HTTP2_CLEARTEXT_MODES)}, got {value!r}")
-    return word
-
-
-def _to_path_list(value: Any) -> list[str]:
-    """pythonpath: comma-separated directories (gunicorn's form) or a list."""
-    return _to_ip_list(value)
-
-
-PROXY_PROTOCOL_MODES = ("off", "v1", "v2", "auto")
-
-
-def _to_proxy_protocol(value: Any) -> str:
-    """gunicorn 27's off/v1/v2/auto, and the booleans earlier versions took."""
-    if isinstance(value, bool):
-        return "auto" if value else "off"
-    word = _to_str(value).strip().lower()
-    if word in PROXY_PROTOCOL_MODES:
-        return word
-    if word in _TRUE_WORDS:
-        return "auto"
-    if word in _FALSE_WORDS:
-        return "off"
-    raise ValueError(f"expected one of {', '.join(PROXY_PROTOCOL_MODES)} (or true/false), "
-                     f"got {value!r}")
-
-
-def _to_request_fields(value: Any) -> int:
-    # As in gunicorn, 0 asks for the largest allowed number of fields.
-    number = _to_int(value)
-    return MAX_REQUEST_FIELDS if number == 0 else number
-
-
-LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
-MAX_REQUEST_FIELDS = 32768
-MAX_31_BIT = 2**31 - 1
-
-
-# --------------------------------------------------------------------------
-# Validators: typed value -> None, or ValueError with a short reason.
-
-
-def _at_least(low: float) -> Callable[[Any], None]:
-    def check(value: Any) -> None:
-        if value < low:
-            raise ValueError(f"must be at least {low}, got {value}")
-
-    return check
-
-
-def _above(low: float) -> Callable[[Any], None]:
-    def check(value: Any) -> None:
-        if value <= low:
-            raise ValueError(f"must be greater than {low}, got {value}")
-
-    return check
-
-
-def _between(low: int, high: int) -> Callable[[Any], None]:
-    def check(value: Any) -> None:
-        if not low <= value <= high:
-            raise ValueError(f"must be between {low} and {high}, got {value}")
-
-    return check
-
-
-def _check_file(path: str) -> None:
-    if not os.path.isfile(path):
-        raise ValueError(f"file not found: {path}")
-
-
-def _check_directory(path: str) -> None:
-    if not os.path.isdir(path):
-        raise ValueError(f"directory not found: {path}")
-
-
-def _check_parent_directory(path: str) -> None:
-    if path != "-" and not os.path.isdir(os.path.dirname(path) or "."):
-        raise ValueError(f"directory not found for {path}")
-
-
-def _check_bind(addresses: list[str]) -> None:
-    if not addresses:
-        raise ValueError("at least one address is required")
-    from h2serve.transport.listeners import parse_bind  # lazy: transport imports ssl machinery
-
-    for address in addresses:
-        try:
-            parse_bind(address)
-        except ValueError as exc:
-            reason = str(exc)
-            if address not in reason:
-                reason = f"invalid address {address!r}: {reason}"
-            raise ValueError(reason) from None
-
-
-SYSLOG_FACILITIES = ("user", "daemon", "auth", "authpriv", "cron", "ftp", "kern", "lpr", "mail",
-                     "news", "security", "syslog", "uucp",
-                     *(f"local{n}" for n in range(8)))
-
-
-def _check_syslog_address(address: str) -> None:
-    if not address.startswith(("unix://", "udp://", "tcp://")):
-        raise ValueError("must be unix://PATH, udp://HOST:PORT or tcp://HOST:PORT")
-
-
-def _to_log_dict(value: Any) -> dict:
-    if not isinstance(value, dict):
-        raise ValueError("must be a dict (logging.config.dictConfig's format)")
-    return value
-
-
-def _check_statsd_address(address: str) -> None:
-    from h2serve.statsd import parse_address  # lazy: only when the setting is used
-
-    parse_address(address)
-
-
-def _check_ciphers(ciphers: str) -> None:
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    try:
-        context.set_ciphers(ciphers)
-    except ssl.SSLError:
-        raise ValueError(f"no usable cipher in {ciphers!r}") from None
-
-
-def _check_forwarded_ips(entries: list[str]) -> None:
-    for entry in entries:
-        if entry == "*":
-            continue
-        try:
-            ipaddress.ip_network(entry, strict=False)
-        except ValueError:
-            raise ValueError(f"not an IP address or network: {entry!r}") from None
-
-
-class _DashForAnyKey(dict):
-    def __missing__(self, key: str) -> str:
-        return "-"
-
-
-def _check_access_logformat(fmt: str) -> None:
-    if fmt == "json":
-        return
-    try:
-        fmt % _DashForAnyKey()
-    except (TypeError, ValueError, KeyError) as exc:
-        raise ValueError(f"invalid format {fmt!r}: {exc} (atoms look like %(h)s)") from None
 
 
 # --------------------------------------------------------------------------
@@ -478,7 +139,7 @@ SECTIONS = (
     S_LIMITS, S_PROXY, S_LOGGING, S_PROCESS, S_HOOKS,
 )
 
-_opt_str = _optional(_to_str)
+_opt_str = optional(to_str)
 
 SETTINGS: tuple[Setting, ...] = (
     # Config -------------------------------------------------------------
@@ -495,52 +156,52 @@ SETTINGS: tuple[Setting, ...] = (
         "Use it to keep a deployment's settings under version control; the command line still wins. "
         "Without it, `./h2serve.conf.py` and then `./gunicorn.conf.py` are read if present "
         "(the one read is named at start).",
-        _opt_str, validate=_check_file, cli_only=True, is_path=True,
+        _opt_str, validate=check_file, cli_only=True, is_path=True,
     ),
     Setting(
         "print_config", ("--print-config",), S_CONFIG, "bool", "BOOL",
         "Print every setting as `name = value` after all sources are merged, then exit. "
         "Handy to see what a config file and environment actually produce.",
-        _to_bool, default=False, kind="switch", cli_only=True,
+        to_bool, default=False, kind="switch", cli_only=True,
     ),
     Setting(
         "check_config", ("--check-config",), S_CONFIG, "bool", "BOOL",
         "Validate every setting and import the application, then exit with 0 (fine) or 2 (error). "
         "Run it in a deploy script before restarting the server.",
-        _to_bool, default=False, kind="switch", cli_only=True,
+        to_bool, default=False, kind="switch", cli_only=True,
     ),
     # Server socket --------------------------------------------------------
     Setting(
         "bind", ("-b", "--bind"), S_SOCKET, "list of addresses", "ADDRESS",
         "Address to listen on: `HOST:PORT`, `[IPV6]:PORT`, `unix:PATH` or `fd://N`. "
         "Repeat the flag to listen on several addresses; the command line replaces the config file's list.",
-        _to_str_list, default=["127.0.0.1:8443"], validate=_check_bind, kind="list",
+        to_str_list, default=["127.0.0.1:8443"], validate=check_bind, kind="list",
     ),
     Setting(
         "backlog", ("--backlog",), S_SOCKET, "int", "INT",
         "How many connections the kernel may queue before they are accepted. "
         "Raise it if bursts of new clients see refused connections.",
-        _to_int, default=2048, validate=_at_least(1),
+        to_int, default=2048, validate=at_least(1),
     ),
     Setting(
         "reuse_port", ("--reuse-port",), S_SOCKET, "bool", "BOOL",
         "Give each worker its own listening socket with SO_REUSEPORT, so the kernel spreads "
         "new connections evenly instead of letting the busiest worker win.",
-        _to_bool, default=False, kind="bool",
+        to_bool, default=False, kind="bool",
     ),
     # Workers --------------------------------------------------------------
     Setting(
         "workers", ("-w", "--workers"), S_WORKERS, "int", "INT",
         "Number of worker processes. One or two per CPU core is a good start; "
         "more only help if the application is CPU-bound.",
-        _to_int, default=1, validate=_at_least(1), default_env="WEB_CONCURRENCY",
+        to_int, default=1, validate=at_least(1), default_env="WEB_CONCURRENCY",
         default_doc="1, or `$WEB_CONCURRENCY` when set",
     ),
     Setting(
         "threads", ("--threads",), S_WORKERS, "int", "INT",
         "Threads per worker that run the application; requests and HTTP/2 streams beyond this wait. "
         "Raise it for applications that spend their time waiting on I/O.",
-        _to_int, default=4, validate=_at_least(1),
+        to_int, default=4, validate=at_least(1),
     ),
     Setting(
         "worker_class", ("-k", "--worker-class"), S_WORKERS, "choice", "CLASS",
@@ -548,7 +209,7 @@ SETTINGS: tuple[Setting, ...] = (
         "name h2serve's one worker (a poller thread plus --threads application threads; with "
         "`sync` gunicorn would run one request at a time, here --threads still apply). Async "
         "worker classes (gevent, eventlet, tornado, uvicorn) are refused with a reason.",
-        _to_worker_class, default="gthread",
+        to_worker_class, default="gthread",
     ),
     Setting(
         "worker_connections", ("--worker-connections",), S_WORKERS, "int", "INT",
@@ -557,7 +218,7 @@ SETTINGS: tuple[Setting, ...] = (
         "between requests, an HTTP/2 connection without a stream), which is closed, as nginx "
         "reuses idle connections; only when every connection is busy do new ones wait in the "
         "backlog. Idle connections cost no thread, so this can be far above --threads.",
-        _to_int, default=1000, validate=_at_least(1),
+        to_int, default=1000, validate=at_least(1),
     ),
     Setting(
         "max_unused_connections_per_peer", ("--max-unused-connections-per-peer",), S_WORKERS,
@@ -568,18 +229,18 @@ SETTINGS: tuple[Setting, ...] = (
         "address cannot fill the worker with held handshakes (about 24 KiB each, 14 KiB of it "
         "OpenSSL's). A browser pre-connects at most a few connections and uses them within "
         "seconds; proxies send a request on each connection they open.",
-        _to_int, default=256, validate=_at_least(0),
+        to_int, default=256, validate=at_least(0),
     ),
     Setting(
         "max_requests", ("--max-requests",), S_WORKERS, "int", "INT",
         "Restart a worker gracefully after it has served this many requests (0 = never). "
         "A blunt but effective cure for an application that leaks memory.",
-        _to_int, default=0, validate=_at_least(0),
+        to_int, default=0, validate=at_least(0),
     ),
     Setting(
         "max_requests_jitter", ("--max-requests-jitter",), S_WORKERS, "int", "INT",
         "Add a random 0..N to --max-requests per worker so workers do not all restart at once.",
-        _to_int, default=0, validate=_at_least(0),
+        to_int, default=0, validate=at_least(0),
     ),
     Setting(
         "preload_app", ("--preload",), S_WORKERS, "bool", "BOOL",
@@ -587,12 +248,12 @@ SETTINGS: tuple[Setting, ...] = (
         "share its memory copy-on-write and start faster. The master then holds that code: a "
         "HUP restarts the workers with it (restart the server for new code), as in gunicorn. "
         "The import runs before --user takes effect.",
-        _to_bool, default=False, kind="bool",
+        to_bool, default=False, kind="bool",
     ),
     Setting(
         "reload", ("--reload",), S_WORKERS, "bool", "BOOL",
         "Development only: restart workers when application source files change.",
-        _to_bool, default=False, kind="bool",
+        to_bool, default=False, kind="bool",
     ),
     # Timeouts ---------------------------------------------------------------
     Setting(
@@ -600,39 +261,39 @@ SETTINGS: tuple[Setting, ...] = (
         "A worker that has not reported to the master for this long is killed and replaced (0 disables). "
         "The poller reports even while views run, so this catches hung processes, not slow requests "
         "(--stuck-request-timeout reports those).",
-        _to_float, default=30.0, validate=_at_least(0),
+        to_float, default=30.0, validate=at_least(0),
     ),
     Setting(
         "graceful_timeout", ("--graceful-timeout",), S_TIMEOUTS, "float (seconds)", "SECONDS",
         "On shutdown or restart, how long in-flight requests may run before the worker is killed. "
         "Set it above your slowest legitimate request.",
-        _to_float, default=30.0, validate=_at_least(0),
+        to_float, default=30.0, validate=at_least(0),
     ),
     Setting(
         "keepalive", ("--keep-alive",), S_TIMEOUTS, "float (seconds)", "SECONDS",
         "How long an idle connection stays open waiting for the next request (0 closes after each "
         "HTTP/1.1 response). Behind a load balancer, set it above the balancer's idle timeout.",
-        _to_float, default=5.0, validate=_at_least(0),
+        to_float, default=5.0, validate=at_least(0),
     ),
     Setting(
         "client_data_timeout", ("--client-data-timeout",), S_TIMEOUTS, "float (seconds)", "SECONDS",
         "A new connection that sends no byte for this long is closed. Keeps port scanners and "
         "idle pre-connects from filling the connection table. HTTP/2 clients also have this "
         "long to complete their preface and each header block (HEADERS to END_HEADERS).",
-        _to_float, default=5.0, validate=_above(0),
+        to_float, default=5.0, validate=above(0),
     ),
     Setting(
         "handshake_timeout", ("--handshake-timeout",), S_TIMEOUTS, "float (seconds)", "SECONDS",
         "Deadline for the whole TLS handshake. Lower it if slow-handshake clients tie up the pool; "
         "raise it for very slow networks.",
-        _to_float, default=10.0, validate=_above(0),
+        to_float, default=10.0, validate=above(0),
     ),
     Setting(
         "send_timeout", ("--send-timeout",), S_TIMEOUTS, "float (seconds)", "SECONDS",
         "A response write that stays blocked this long (peer window closed or TCP buffer full) "
         "aborts the stream, so a stalled client cannot hold an application thread forever. "
         "With --send-min-rate it is the grace of a deadline over the whole response.",
-        _to_float, default=30.0, validate=_above(0),
+        to_float, default=30.0, validate=above(0),
     ),
     Setting(
         "send_min_rate", ("--send-min-rate",), S_TIMEOUTS, "int", "BYTES",
@@ -642,7 +303,7 @@ SETTINGS: tuple[Setting, ...] = (
         "(HTTP/2: RST_STREAM CANCEL; HTTP/1.1: the connection closes), so a client that opens "
         "its window or reads its socket a byte at a time cannot renew the deadline with every "
         "byte (the rule of --body-min-rate, for uploads).",
-        _to_int, default=1024, validate=_at_least(0),
+        to_int, default=1024, validate=at_least(0),
     ),
     Setting(
         "body_min_rate", ("--body-min-rate",), S_TIMEOUTS, "int", "BYTES",
@@ -652,71 +313,71 @@ SETTINGS: tuple[Setting, ...] = (
         "received, the rule of Apache's mod_reqtimeout `MinRate`; each single wait is still "
         "capped by --client-data-timeout. A client trickling a body byte by byte so cannot "
         "hold an application thread for long.",
-        _to_int, default=500, validate=_at_least(0),
+        to_int, default=500, validate=at_least(0),
     ),
     # TLS ------------------------------------------------------------------
     Setting(
         "certfile", ("--certfile",), S_TLS, "path", "FILE",
         "PEM certificate chain to serve. Needed for TLS, and so for HTTP/2 in browsers; "
         "pair it with --keyfile.",
-        _opt_str, validate=_check_file, is_path=True,
+        _opt_str, validate=check_file, is_path=True,
     ),
     Setting(
         "keyfile", ("--keyfile",), S_TLS, "path", "FILE",
         "PEM private key matching --certfile.",
-        _opt_str, validate=_check_file, is_path=True,
+        _opt_str, validate=check_file, is_path=True,
     ),
     Setting(
         "ca_certs", ("--ca-certs",), S_TLS, "path", "FILE",
         "PEM bundle of certificate authorities trusted to sign client certificates. "
         "Needed when --cert-reqs asks for client certificates.",
-        _opt_str, validate=_check_file, is_path=True,
+        _opt_str, validate=check_file, is_path=True,
     ),
     Setting(
         "cert_reqs", ("--cert-reqs",), S_TLS, "int", "INT",
         "Client certificates: 0/none (not asked), 1/optional (checked if sent), 2/required. "
         "Use 2 for mutual TLS between services.",
-        _to_cert_reqs, default=0, validate=_between(0, 2),
+        to_cert_reqs, default=0, validate=between(0, 2),
     ),
     Setting(
         "ciphers", ("--ciphers",), S_TLS, "string", "CIPHERS",
         "OpenSSL cipher list for TLS 1.2 (TLS 1.3 suites are not affected). "
         "Leave unset unless a compliance rule names the ciphers.",
-        _opt_str, validate=_check_ciphers,
+        _opt_str, validate=check_ciphers,
     ),
     Setting(
         "plaintext", ("--plaintext",), S_TLS, "bool", "BOOL",
         "Serve without TLS (HTTP/1.1, and HTTP/2 with prior knowledge). "
         "For use behind a TLS-terminating proxy or in tests; cannot be combined with --certfile.",
-        _to_bool, default=False, kind="bool",
+        to_bool, default=False, kind="bool",
     ),
     # Protocols ---------------------------------------------------------------
     Setting(
         "http_protocols", ("--http-protocols",), S_PROTOCOLS, "comma list", "LIST",
         "Protocols to offer, most preferred first: `h2`, `h1` or both. The order is the ALPN "
         "preference; use `h1` alone to switch HTTP/2 off.",
-        _to_http_protocols, default="h2,h1",
+        to_http_protocols, default="h2,h1",
     ),
     Setting(
         "http2_cleartext", ("--http2-cleartext",), S_PROTOCOLS, "choice", "MODE",
         "HTTP/2 without TLS (with --plaintext): `prior-knowledge` (the client starts with the "
         "HTTP/2 preface), `upgrade` (HTTP/1.1 `Upgrade: h2c`), `both`, or `off`. Needs h2 in "
         "--http-protocols. gunicorn's default is `off`.",
-        _to_http2_cleartext, default="both", choices=HTTP2_CLEARTEXT_MODES,
+        to_http2_cleartext, default="both", choices=HTTP2_CLEARTEXT_MODES,
     ),
     Setting(
         "http2_max_concurrent_streams", ("--http2-max-concurrent-streams",), S_PROTOCOLS,
         "int", "INT",
         "Streams one HTTP/2 client may have open at once. Lower it to limit how much of the "
         "thread pool a single connection can claim.",
-        _to_int, default=100, validate=_between(1, MAX_31_BIT),
+        to_int, default=100, validate=between(1, MAX_31_BIT),
     ),
     Setting(
         "http2_initial_window_size", ("--http2-initial-window-size",), S_PROTOCOLS, "int", "INT",
         "Bytes of request body a client may send per stream before the application reads it. "
         "The default lets a 256 KiB upload arrive in one flight instead of waiting a round trip "
         "per 64 KiB; lower it to cap memory held for apps that read slowly.",
-        _to_int, default=262144, validate=_between(1, MAX_31_BIT),
+        to_int, default=262144, validate=between(1, MAX_31_BIT),
     ),
     Setting(
         "http2_connection_window_size", ("--http2-connection-window-size",), S_PROTOCOLS, "int",
@@ -726,18 +387,18 @@ SETTINGS: tuple[Setting, ...] = (
         "what one connection can make the worker hold in unread bodies, whatever its stream "
         "count; Go's net/http allows 1 MiB per connection too. 0 = the streams' windows "
         "added up (at most 16 MiB).",
-        _to_int, default=1048576, validate=_between(0, MAX_31_BIT),
+        to_int, default=1048576, validate=between(0, MAX_31_BIT),
     ),
     Setting(
         "http2_max_frame_size", ("--http2-max-frame-size",), S_PROTOCOLS, "int", "INT",
         "Largest HTTP/2 frame payload we accept. Rarely worth changing.",
-        _to_int, default=16384, validate=_between(16384, 16777215),
+        to_int, default=16384, validate=between(16384, 16777215),
     ),
     Setting(
         "http2_max_header_list_size", ("--http2-max-header-list-size",), S_PROTOCOLS, "int", "INT",
         "Largest decoded header block (in RFC 9113 size units) an HTTP/2 request may carry. "
         "Caps the memory an HPACK-compressed header flood can cost.",
-        _to_int, default=65536, validate=_at_least(1),
+        to_int, default=65536, validate=at_least(1),
     ),
     Setting(
         "http2_max_requests_per_connection", ("--http2-max-requests-per-connection",),
@@ -747,7 +408,7 @@ SETTINGS: tuple[Setting, ...] = (
         "nginx's keepalive_requests (1000). Off by default: the reset and control-frame budgets "
         "already bound what one connection can cost, and clients that do not reconnect after "
         "GOAWAY (h2load among them) would stall.",
-        _to_int, default=0, validate=_at_least(0),
+        to_int, default=0, validate=at_least(0),
     ),
     Setting(
         "http2_reset_budget", ("--http2-reset-budget",), S_PROTOCOLS, "int", "INT",
@@ -755,7 +416,7 @@ SETTINGS: tuple[Setting, ...] = (
         "reset for its own errors, beyond the requests it completes, before the connection ends "
         "with GOAWAY ENHANCE_YOUR_CALM (0 = no limit). Answers rapid reset (CVE-2023-44487) and "
         "MadeYouReset (CVE-2025-8671); the count also drains by a tenth of the budget per second.",
-        _to_int, default=200, validate=_at_least(0),
+        to_int, default=200, validate=at_least(0),
     ),
     Setting(
         "http2_max_control_frames", ("--http2-max-control-frames",), S_PROTOCOLS, "int", "INT",
@@ -764,7 +425,7 @@ SETTINGS: tuple[Setting, ...] = (
         "the connection ends with GOAWAY ENHANCE_YOUR_CALM (0 = no limit). The allowance refills "
         "by a tenth per second and by two per request; answers PING, SETTINGS, empty-frame and "
         "PRIORITY floods (CVE-2019-9512, -9515, -9518, -9513).",
-        _to_int, default=1000, validate=_at_least(0),
+        to_int, default=1000, validate=at_least(0),
     ),
     Setting(
         "http2_max_control_backlog", ("--http2-max-control-backlog",), S_PROTOCOLS, "int", "BYTES",
@@ -772,7 +433,7 @@ SETTINGS: tuple[Setting, ...] = (
         "unsent because the client does not read; past it the connection is closed "
         "(0 = no limit). A client flooding pings without reading the answers cannot grow the "
         "server's buffers.",
-        _to_int, default=131072, validate=_at_least(0),
+        to_int, default=131072, validate=at_least(0),
     ),
     Setting(
         "http2_dribble_frame_size", ("--http2-dribble-frame-size",), S_PROTOCOLS, "int", "BYTES",
@@ -781,7 +442,7 @@ SETTINGS: tuple[Setting, ...] = (
         "credit than this, and frames such a window forces, count against "
         "--http2-max-control-frames, so a client that opens its window a few bytes at a time "
         "(data dribble, CVE-2019-9511) is cut off (0 = off).",
-        _to_int, default=1024, validate=_between(0, 16384),
+        to_int, default=1024, validate=between(0, 16384),
     ),
     Setting(
         "max_blocked_threads", ("--max-blocked-threads",), S_PROTOCOLS, "int", "INT",
@@ -795,26 +456,26 @@ SETTINGS: tuple[Setting, ...] = (
         "RST_STREAM CANCEL, or on HTTP/1.1 a 408 or a close) and lends its slot to a spare "
         "thread meanwhile. Clients that stall nothing still get every thread. "
         "Behind a proxy every client shares its address: raise it there.",
-        _to_int, default=0, validate=_at_least(0),
+        to_int, default=0, validate=at_least(0),
     ),
     # Request limits ---------------------------------------------------------
     Setting(
         "limit_request_line", ("--limit-request-line",), S_LIMITS, "int", "INT",
         "Longest HTTP/1.1 request line in bytes (0 = no limit); longer requests get 414. "
         "Raise it if your URLs carry very long query strings.",
-        _to_int, default=4094, validate=_between(0, 8190),
+        to_int, default=4094, validate=between(0, 8190),
     ),
     Setting(
         "limit_request_fields", ("--limit-request-fields",), S_LIMITS, "int", "INT",
         "Most header fields one request may carry (0 means the maximum, 32768). "
         "Keeps header floods from costing memory and CPU.",
-        _to_request_fields, default=100, validate=_between(1, MAX_REQUEST_FIELDS),
+        to_request_fields, default=100, validate=between(1, MAX_REQUEST_FIELDS),
     ),
     Setting(
         "limit_request_field_size", ("--limit-request-field-size", "--limit-request-field_size"), S_LIMITS, "int", "INT",
         "Longest single header field in bytes (0 = no limit); bigger requests get 431. "
         "Raise it for large cookies or tokens.",
-        _to_int, default=8190, validate=_at_least(0),
+        to_int, default=8190, validate=at_least(0),
     ),
     Setting(
         "limit_request_head", ("--limit-request-head",), S_LIMITS, "int", "BYTES",
@@ -822,13 +483,13 @@ SETTINGS: tuple[Setting, ...] = (
         "bytes (0 = only the line and field limits apply, about 800 KB with their defaults); "
         "bigger requests get 431. Bounds what a client that stalls mid-head costs in memory, "
         "like nginx's large_client_header_buffers (32 KB) and HTTP/2's max header list size.",
-        _to_int, default=65536, validate=_at_least(0),
+        to_int, default=65536, validate=at_least(0),
     ),
     Setting(
         "discard_body_limit", ("--keep-alive-discard",), S_LIMITS, "int", "INT",
         "When a view ignores an HTTP/1.1 request body, read and drop up to this many bytes so "
         "the connection can be reused; a bigger leftover body closes the connection instead.",
-        _to_int, default=65536, validate=_at_least(0),
+        to_int, default=65536, validate=at_least(0),
     ),
     Setting(
         "body_prebuffer", ("--body-prebuffer",), S_LIMITS, "int", "BYTES",
@@ -838,14 +499,14 @@ SETTINGS: tuple[Setting, ...] = (
         "(like nginx buffering bodies before the upstream sees them). 0 starts the application "
         "at the request head. HTTP/1.1 requests with `Expect: 100-continue` always start at "
         "the head. HTTP/2 applications that stream a request while answering it must set 0.",
-        _to_int, default=65536, validate=_at_least(0),
+        to_int, default=65536, validate=at_least(0),
     ),
     # Proxies ----------------------------------------------------------------
     Setting(
         "forwarded_allow_ips", ("--forwarded-allow-ips",), S_PROXY, "comma list", "IPS",
         "Peers (addresses or networks, `*` for any) trusted to set X-Forwarded-* headers. "
         "List your load balancers here so the scheme and client address they report are used.",
-        _to_ip_list, default="127.0.0.1,::1", validate=_check_forwarded_ips,
+        to_ip_list, default="127.0.0.1,::1", validate=check_forwarded_ips,
         default_env="FORWARDED_ALLOW_IPS",
         default_doc="`127.0.0.1,::1`, or `$FORWARDED_ALLOW_IPS` when set",
     ),
@@ -856,14 +517,14 @@ SETTINGS: tuple[Setting, ...] = (
         "alone means) or `off` (`--no-proxy-protocol`). For TCP balancers such as nginx's "
         "stream module or HAProxy; connections without a valid header of the expected "
         "version are closed. true/false are read as auto/off.",
-        _to_proxy_protocol, default="off", kind="optional",
+        to_proxy_protocol, default="off", kind="optional",
     ),
     Setting(
         "proxy_allow_ips", ("--proxy-allow-from",), S_PROXY, "comma list", "IPS",
         "Peers (addresses or networks, `*` for any) allowed to send a PROXY protocol header; "
         "with --proxy-protocol, connections from any other peer are closed. Unix-socket peers "
         "are always allowed.",
-        _to_ip_list, default="127.0.0.1,::1", validate=_check_forwarded_ips,
+        to_ip_list, default="127.0.0.1,::1", validate=check_forwarded_ips,
     ),
     Setting(
         "secure_scheme_headers", (), S_PROXY, "dict", "DICT",
@@ -872,7 +533,7 @@ SETTINGS: tuple[Setting, ...] = (
         "when the value matches and `http` when it does not (if listed headers disagree, "
         "`http`). Header names are compared case-insensitively, values exactly. Config file "
         "only; set it to `{}` to ignore such headers.",
-        _to_header_dict,
+        to_header_dict,
         default={"X-FORWARDED-PROTOCOL": "ssl", "X-FORWARDED-PROTO": "https",
                  "X-FORWARDED-SSL": "on"},
         default_doc="`{'X-FORWARDED-PROTOCOL': 'ssl', 'X-FORWARDED-PROTO': 'https', "
@@ -884,14 +545,14 @@ SETTINGS: tuple[Setting, ...] = (
         "the same name (`SCRIPT_NAME: /app` sets SCRIPT_NAME, and PATH_INFO then loses that "
         "prefix). From other peers such headers are dropped, like every header name with an "
         "underscore. Typical values: SCRIPT_NAME, PATH_INFO, REMOTE_USER.",
-        _to_upper_list, default="SCRIPT_NAME,PATH_INFO",
+        to_upper_list, default="SCRIPT_NAME,PATH_INFO",
     ),
     Setting(
         "root_path", ("--root-path",), S_PROXY, "string", "PATH",
         "The path the application is mounted at behind a proxy (`/api`): it becomes "
         "SCRIPT_NAME, and is taken off the front of PATH_INFO when the request path starts "
         "with it. gunicorn reads it for ASGI and `$SCRIPT_NAME` for WSGI; here both.",
-        _to_str, default="", default_env="SCRIPT_NAME",
+        to_str, default="", default_env="SCRIPT_NAME",
         default_doc="empty, or `$SCRIPT_NAME` when set",
     ),
     # Logging ----------------------------------------------------------------
@@ -899,60 +560,60 @@ SETTINGS: tuple[Setting, ...] = (
         "access_logfile", ("--access-logfile",), S_LOGGING, "path", "FILE",
         "Where to write one line per request; `-` means standard output. Unset means no access log, "
         "which saves a little time per request.",
-        _opt_str, validate=_check_parent_directory, is_path=True, aliases=("accesslog",),
+        _opt_str, validate=check_parent_directory, is_path=True, aliases=("accesslog",),
     ),
     Setting(
         "access_logformat", ("--access-logformat",), S_LOGGING, "string", "FORMAT",
         "Access log line, with gunicorn's atoms such as `%(h)s` (client), `%(r)s` (request line), "
         "`%(s)s` (status), `%(D)s` (microseconds) and `%({header}i)s`; or `json` for one JSON "
         "object per line, easy to feed to log tooling.",
-        _to_str, default=GUNICORN_ACCESS_FORMAT, validate=_check_access_logformat,
+        to_str, default=GUNICORN_ACCESS_FORMAT, validate=check_access_logformat,
         aliases=("access_log_format",),
     ),
     Setting(
         "error_logfile", ("--error-logfile", "--log-file"), S_LOGGING, "path", "FILE",
         "Where server messages go; `-` means standard error. The file is reopened on SIGUSR1 "
         "so log rotation works.",
-        _to_str, default="-", validate=_check_parent_directory, is_path=True,
+        to_str, default="-", validate=check_parent_directory, is_path=True,
         aliases=("errorlog",),
     ),
     Setting(
         "log_level", ("--log-level",), S_LOGGING, "choice", "LEVEL",
         "Least severe server message that is logged: debug, info, warning, error or critical. "
         "`debug` also shows protocol errors caused by clients.",
-        _to_log_level, default="info", choices=LOG_LEVELS, aliases=("loglevel",),
+        to_log_level, default="info", choices=LOG_LEVELS, aliases=("loglevel",),
     ),
     Setting(
         "logconfig", ("--log-config",), S_LOGGING, "path", "FILE",
         "A logging configuration file in the `logging.config.fileConfig` (ini) format, applied "
         "after h2serve's own handlers. Loggers named `gunicorn.error` and `gunicorn.access` in "
         "it configure h2serve's error and access logs (as do `h2serve.error`, `h2serve.access`).",
-        _opt_str, validate=_check_file, is_path=True,
+        _opt_str, validate=check_file, is_path=True,
     ),
     Setting(
         "logconfig_dict", (), S_LOGGING, "dict", "DICT",
         "A logging configuration as a `logging.config.dictConfig` dictionary (config file only); "
         "`gunicorn.error` and `gunicorn.access` loggers in it configure h2serve's logs. "
         "Takes precedence over --log-config-json and --log-config.",
-        _to_log_dict, default={}, default_doc="`{}`",
+        to_log_dict, default={}, default_doc="`{}`",
     ),
     Setting(
         "logconfig_json", ("--log-config-json",), S_LOGGING, "path", "FILE",
         "A JSON file holding a `dictConfig` dictionary, as logconfig_dict. Takes precedence "
         "over --log-config.",
-        _opt_str, validate=_check_file, is_path=True,
+        _opt_str, validate=check_file, is_path=True,
     ),
     Setting(
         "syslog", ("--log-syslog",), S_LOGGING, "bool", "BOOL",
         "Also send the error log (and the access log, see "
         "--disable-redirect-access-to-syslog) to syslog at --log-syslog-to.",
-        _to_bool, default=False, kind="switch",
+        to_bool, default=False, kind="switch",
     ),
     Setting(
         "syslog_addr", ("--log-syslog-to",), S_LOGGING, "address", "SYSLOG_ADDR",
         "Where syslog listens: `unix://PATH` (add `#dgram` to force a datagram socket), "
         "`udp://HOST:PORT` or `tcp://HOST:PORT`.",
-        _to_str, default="unix:///dev/log", validate=_check_syslog_address,
+        to_str, default="unix:///dev/log", validate=check_syslog_address,
     ),
     Setting(
         "syslog_prefix", ("--log-syslog-prefix",), S_LOGGING, "string", "SYSLOG_PREFIX",
@@ -964,55 +625,55 @@ SETTINGS: tuple[Setting, ...] = (
         "syslog_facility", ("--log-syslog-facility",), S_LOGGING, "choice", "FACILITY",
         "Syslog facility: user, daemon, auth, authpriv, cron, ftp, kern, lpr, mail, news, "
         "syslog, uucp or local0 to local7.",
-        _to_str, default="user", choices=SYSLOG_FACILITIES,
+        to_str, default="user", choices=SYSLOG_FACILITIES,
     ),
     Setting(
         "disable_redirect_access_to_syslog", ("--disable-redirect-access-to-syslog",),
         S_LOGGING, "bool", "BOOL",
         "With --log-syslog, keep the access log out of syslog.",
-        _to_bool, default=False, kind="switch",
+        to_bool, default=False, kind="switch",
     ),
     Setting(
         "statsd_host", ("--statsd-host",), S_LOGGING, "address", "STATSD_ADDR",
         "Send gunicorn's StatsD metrics (and h2serve's HTTP/2 ones, docs/metrics.md) to this "
         "collector: `HOST:PORT` (UDP, port 8125 if left out), `[IPV6]:PORT` or `unix:PATH` "
         "(a datagram socket). Sending never waits: a datagram that cannot go is dropped.",
-        _opt_str, validate=_check_statsd_address,
+        _opt_str, validate=check_statsd_address,
     ),
     Setting(
         "statsd_prefix", ("--statsd-prefix",), S_LOGGING, "string", "STATSD_PREFIX",
         "Put in front of every StatsD metric name; a `.` is added if it does not end with one.",
-        _to_str, default="",
+        to_str, default="",
     ),
     Setting(
         "dogstatsd_tags", ("--dogstatsd-tags",), S_LOGGING, "string", "DOGSTATSD_TAGS",
         "Datadog (dogstatsd) tags added to every StatsD line, comma-separated: `env:prod,app:web`.",
-        _to_str, default="",
+        to_str, default="",
     ),
     Setting(
         "metrics_bind", ("--metrics-bind",), S_LOGGING, "address", "ADDRESS",
         "Serve the metrics in Prometheus text format at `http://ADDRESS/metrics` (plain HTTP, "
         "from the master process), summed over all workers, restarted ones included. Any "
         "--bind form; keep it on loopback or a private network.",
-        _opt_str, validate=lambda value: _check_bind([value]),
+        _opt_str, validate=lambda value: check_bind([value]),
     ),
     Setting(
         "stuck_request_timeout", ("--stuck-request-timeout",), S_LOGGING, "float (seconds)", "SECONDS",
         "Log a request still running after this long, once, with its request line, age, thread "
         "and the thread's stack; nothing is stopped (0 disables). Default: --timeout.",
-        _optional(_to_float), validate=_at_least(0), default_doc="the value of --timeout",
+        optional(to_float), validate=at_least(0), default_doc="the value of --timeout",
     ),
     # Process ----------------------------------------------------------------
     Setting(
         "pidfile", ("-p", "--pid"), S_PROCESS, "path", "FILE",
         "File to write the master's process id to, for init scripts that send it signals.",
-        _opt_str, validate=_check_parent_directory, is_path=True,
+        _opt_str, validate=check_parent_directory, is_path=True,
     ),
     Setting(
         "chdir", ("--chdir",), S_PROCESS, "path", "DIR",
         "Directory to change to before loading the application; it is also put first on "
         "sys.path so the application module is found there.",
-        _to_str, validate=_check_directory, is_path=True,
+        to_str, validate=check_directory, is_path=True,
         default_doc="the current directory",
     ),
     Setting(
@@ -1025,65 +686,65 @@ SETTINGS: tuple[Setting, ...] = (
         "Workers switch to this user after the listeners are bound and before the application "
         "is imported; the master stays as it started (to bind again on HUP). h2serve refuses "
         "to start when it cannot switch (not started as root).",
-        _optional(_to_uid), default_doc="the user h2serve starts as",
+        optional(to_uid), default_doc="the user h2serve starts as",
     ),
     Setting(
         "group", ("-g", "--group"), S_PROCESS, "group name or id", "GROUP",
         "Workers switch to this group, as --user.",
-        _optional(_to_gid), default_doc="the group h2serve starts as",
+        optional(to_gid), default_doc="the group h2serve starts as",
     ),
     Setting(
         "initgroups", ("--initgroups",), S_PROCESS, "bool", "BOOL",
         "With --user, also take that user's supplementary groups (from /etc/group) "
         "instead of keeping only --group.",
-        _to_bool, default=False, kind="bool",
+        to_bool, default=False, kind="bool",
     ),
     Setting(
         "umask", ("-m", "--umask"), S_PROCESS, "int", "INT",
         "File mode mask of the master and workers, set at start before any socket or file is "
         "made: it governs unix sockets, the pidfile, logs and the application's files. "
         "`022`, `0o22` and `18` are the same.",
-        _optional(_to_umask), validate=_between(0, 0o777),
+        optional(to_umask), validate=between(0, 0o777),
         default_doc="the mask h2serve starts with",
     ),
     Setting(
         "raw_env", ("-e", "--env"), S_PROCESS, "list of KEY=VALUE", "ENV",
         "Environment variables set in the server before the application is imported "
         "(`-e DJANGO_SETTINGS_MODULE=mysite.settings`). Repeat the flag for several.",
-        _to_env_list, default=[], kind="list",
+        to_env_list, default=[], kind="list",
     ),
     Setting(
         "pythonpath", ("--pythonpath",), S_PROCESS, "comma list", "PATHS",
         "Directories put first on sys.path before the application is imported, "
         "comma-separated (`/srv/app,/srv/lib`).",
-        _to_path_list, default=[],
+        to_path_list, default=[],
     ),
     Setting(
         "worker_tmp_dir", ("--worker-tmp-dir",), S_PROCESS, "path", "DIR",
         "Directory for the workers' heartbeat files (unlinked temporary files whose mode the "
         "worker changes as it beats). Point it at a tmpfs such as /dev/shm when $TMPDIR is on "
         "a slow or full disk.",
-        _opt_str, validate=_check_directory, is_path=True, default_doc="`$TMPDIR` or /tmp",
+        _opt_str, validate=check_directory, is_path=True, default_doc="`$TMPDIR` or /tmp",
     ),
     Setting(
         "daemon", ("-D", "--daemon"), S_PROCESS, "bool", "BOOL",
         "Detach from the terminal and run in the background (fork twice, new session); "
         "standard input, output and error go to /dev/null unless "
         "--enable-stdio-inheritance. Not needed under systemd or a container runtime.",
-        _to_bool, default=False, kind="bool",
+        to_bool, default=False, kind="bool",
     ),
     Setting(
         "enable_stdio_inheritance", ("-R", "--enable-stdio-inheritance"), S_PROCESS, "bool",
         "BOOL",
         "With --daemon, keep standard input, output and error as they were (a shell "
         "redirection to a file keeps working) and make Python's output unbuffered.",
-        _to_bool, default=False, kind="bool",
+        to_bool, default=False, kind="bool",
     ),
     Setting(
         "capture_output", ("--capture-output",), S_PROCESS, "bool", "BOOL",
         "Send the application's standard output and error (print, stray tracebacks) to "
         "--error-logfile; only when that is a file, not `-`.",
-        _to_bool, default=False, kind="bool",
+        to_bool, default=False, kind="bool",
     ),
     *(
         Setting(
