@@ -21,7 +21,7 @@ import time
 from typing import Any
 
 from h2serve import hooks, metrics, process, upgrade
-from h2serve.lifecycle import APP_LOAD_ERROR, RETIRING_MODE, WORKER_BOOT_ERROR
+from h2serve.lifecycle import APP_LOAD_ERROR, WORKER_BOOT_ERROR, WorkerRecord
 from h2serve.loadshare import LoadTable
 from h2serve.logs import report_start_failure
 from h2serve.reloader import SourceWatcher
@@ -32,50 +32,6 @@ HANDLED_SIGNALS = ("HUP", "QUIT", "INT", "TERM", "TTIN", "TTOU", "USR1", "USR2",
 HALT_ON_BOOT_ERRORS = 5   # consecutive boot failures with no healthy worker: give up
 ABORT_GRACE_S = 0.3       # a hung worker gets this long to dump its stacks before SIGKILL
 STATSD_GAUGE_INTERVAL_S = 1.0
-
-
-class WorkerRecord:
-    """What the master knows of one child: pid, heartbeat file, age."""
-
-    __slots__ = ("pid", "heartbeat", "age", "retiring", "generation", "load_slot", "metrics_slot",
-                 "view", "_born_mode", "_booted")
-
-    def __init__(self, pid: int, heartbeat: Any, age: int, generation: int) -> None:
-        self.pid = pid
-        self.heartbeat = heartbeat
-        self.age = age
-        self.retiring = False
-        self.generation = generation
-        self.metrics_slot: int | None = None
-        self.view: hooks.WorkerView | None = None   # what hooks get as `worker`
-        self._born_mode = self._mode()
-        self._booted = False
-
-    def _mode(self) -> int:
-        try:
-            return os.fstat(self.heartbeat.fileno()).st_mode & 0o7777
-        except (OSError, ValueError):
-            return -1
-
-    @property
-    def booted(self) -> bool:
-        """Whether the worker has served: its first heartbeat changes the file's mode."""
-        if not self._booted:
-            self._booted = self._mode() not in (self._born_mode, -1)
-        return self._booted
-
-    def last_beat(self) -> float:
-        try:
-            return os.fstat(self.heartbeat.fileno()).st_ctime
-        except (OSError, ValueError):
-            return 0.0
-
-    def says_retiring(self) -> bool:
-        """The worker stopped accepting (max_requests) and wants a replacement."""
-        try:
-            return bool(os.fstat(self.heartbeat.fileno()).st_mode & RETIRING_MODE)
-        except (OSError, ValueError):
-            return False
 
 
 class Arbiter:
@@ -299,6 +255,29 @@ class Arbiter:
     # --- main loop ---------------------------------------------------------------
 
     def run(self) -> int:
+        """The master's life: start, watch the workers until told to stop, clean up.
+        Returns the exit code."""
+        failed = self._start()
+        if failed is not None:
+            return failed
+        try:
+            hooks.call(self.cfg, "when_ready", self)
+            self._spawn_missing()
+            self._watch()
+        except KeyboardInterrupt:
+            self._stop(graceful=False)
+        except hooks.HookError as exc:
+            # As in gunicorn, a master hook that raises stops the server.
+            self.halt_reason = str(exc)
+            self.exit_code = 1
+            self._stop(graceful=False)
+        finally:
+            self._clean_up()
+        return self.exit_code
+
+    def _start(self) -> int | None:
+        """Logging, on_starting, TLS, listeners, pidfile, preload, signals. The
+        exit code when the start failed (said once, in the error log), else None."""
         from h2serve.logs import setup_logging
 
         try:
@@ -313,7 +292,6 @@ class Arbiter:
         if self.upgraded_from:
             log.info("Binary upgrade: taking over the listening sockets of master %d",
                      self.upgraded_from)
-
         if self.cfg.capture_output:
             process.capture_output(self.cfg.error_logfile)
         try:
@@ -339,17 +317,8 @@ class Arbiter:
             if self.listeners:   # ours: bound before the pidfile failed
                 self._unlink_unix()
             return 2
-        if self.cfg.preload_app:
-            from h2serve.app import AppLoadError, load_app
-
-            try:
-                self.preloaded_app = load_app(self.cfg.app_uri, self.cfg.chdir)
-            except AppLoadError as exc:
-                self._start_failed(exc)
-                self._remove_pidfile()
-                if self.listeners:
-                    self._unlink_unix()
-                return 2
+        if self.cfg.preload_app and not self._preload():
+            return 2
         if self.cfg.proc_name:
             process.set_proc_title(f"h2serve: master [{self.cfg.proc_name}]")
         self._install_signals()
@@ -357,50 +326,57 @@ class Arbiter:
             self.source_watcher = SourceWatcher()
         log.info("Starting h2serve (%d workers x %d threads, %s)", self.num_workers,
                  self.cfg.threads, "plaintext" if self.cfg.plaintext else "TLS")
-        try:
-            hooks.call(self.cfg, "when_ready", self)
-            self._spawn_missing()
-            while True:
-                self._reap()
-                if self.stopping:
-                    break
-                while self.signal_queue:
-                    self._handle_signal(self.signal_queue.pop(0))
-                    if self.stopping:
-                        break
-                if self.stopping:
-                    break
-                self._murder_hung()
-                self._note_retiring()
-                self._retire_extra()
-                self._run_pending_reload()
-                self._spawn_missing()
-                self._reload_on_source_change()
-                self._send_statsd_gauges()
-                self._sleep(1.0)
-        except KeyboardInterrupt:
-            self._stop(graceful=False)
-        except hooks.HookError as exc:
-            # As in gunicorn, a master hook that raises stops the server.
-            self.halt_reason = str(exc)
-            self.exit_code = 1
-            self._stop(graceful=False)
-        finally:
-            say = log.info if self.exit_code == 0 else log.error
-            say("Shutting down: Master")   # gunicorn's line, then its reason
-            if self.halt_reason:
-                say("Reason: %s", self.halt_reason)
-            hooks.call_logged(self.cfg, "on_exit", self)
-            self._remove_pidfile()
-            self._unlink_unix()
-            if self.source_watcher is not None:
-                self.source_watcher.remove()
-            if self.metrics_server is not None:
-                from h2serve.transport.listeners import unlink_unix_listeners
+        return None
 
-                unlink_unix_listeners(self.metrics_server.listeners)
-                self.metrics_server.close()
-        return self.exit_code
+    def _preload(self) -> bool:
+        """--preload: import the app here, before the first fork. False: it failed."""
+        from h2serve.app import AppLoadError, load_app
+
+        try:
+            self.preloaded_app = load_app(self.cfg.app_uri, self.cfg.chdir)
+        except AppLoadError as exc:
+            self._start_failed(exc)
+            self._remove_pidfile()
+            if self.listeners:
+                self._unlink_unix()
+            return False
+        return True
+
+    def _watch(self) -> None:
+        """Once a second, or at once on a signal: reap, handle signals, kill hung
+        workers, retire, reload, respawn."""
+        while True:
+            self._reap()
+            if self.stopping:
+                return
+            while self.signal_queue:
+                self._handle_signal(self.signal_queue.pop(0))
+                if self.stopping:
+                    return
+            self._murder_hung()
+            self._note_retiring()
+            self._retire_extra()
+            self._run_pending_reload()
+            self._spawn_missing()
+            self._reload_on_source_change()
+            self._send_statsd_gauges()
+            self._sleep(1.0)
+
+    def _clean_up(self) -> None:
+        say = log.info if self.exit_code == 0 else log.error
+        say("Shutting down: Master")   # gunicorn's line, then its reason
+        if self.halt_reason:
+            say("Reason: %s", self.halt_reason)
+        hooks.call_logged(self.cfg, "on_exit", self)
+        self._remove_pidfile()
+        self._unlink_unix()
+        if self.source_watcher is not None:
+            self.source_watcher.remove()
+        if self.metrics_server is not None:
+            from h2serve.transport.listeners import unlink_unix_listeners
+
+            unlink_unix_listeners(self.metrics_server.listeners)
+            self.metrics_server.close()
 
     def _sleep(self, timeout: float) -> None:
         server = self.metrics_server
