@@ -23,6 +23,7 @@ from typing import Any
 
 from h2serve import hooks, metrics
 from h2serve.allocator import MemoryReturn
+from h2serve.connection.peer_shares import PeerShares
 from h2serve.connection.setup import Connection
 from h2serve.lifecycle import APP_LOAD_ERROR, WORKER_BOOT_ERROR, Heartbeat
 from h2serve.loadshare import LoadTable
@@ -41,7 +42,6 @@ SIBLING_BOOT_WAIT_S = 1.0  # a starting worker waits this long at most for sibli
 ACCEPT_BATCH = 64        # connections accepted per listener per wake-up at least
 LOAD_SLACK_DIVISOR = 16  # a worker takes a connection while it holds <= least + least/16
 SURGE_QUEUE = 32         # with more than this waiting to be accepted, no worker yields
-SQUEEZED_OUT_S = 10.0    # an address that had a response cut past its share is watched this long
 # An unused connection past its address's cap is closed once silent this long:
 # in a surge of clients from one address (a benchmark, a NAT gateway) the first
 # request may come a second or two after the handshake.
@@ -80,7 +80,7 @@ class Worker:
         self.multiprocess = cfg.workers > 1
         self.pool = ThreadPool(cfg.threads)
         # Most threads one client address may keep waiting on it (max_blocked_threads).
-        self.blocked_cap = cfg.max_blocked_threads or max(1, cfg.threads // 2)
+        self.shares = PeerShares(cfg.max_blocked_threads or max(1, cfg.threads // 2))
 
         self.selector = selectors.DefaultSelector()
         self._calls: queue.SimpleQueue = queue.SimpleQueue()
@@ -98,17 +98,6 @@ class Worker:
         self.plain_http_refused = 0
         self.plain_http_warned_at = -3600.0
         self.memory = MemoryReturn()
-        # Per client address, guarded by blocked_lock: pool threads now waiting on
-        # that client (at most blocked_cap wait long: StreamScheduler.squeeze,
-        # HTTP1Driver._wait_on_client), its HTTP/2 streams in the pool, and its
-        # HTTP/1.1 requests running with a body still arriving (at most blocked_cap).
-        self.blocked_by_peer: dict[str, int] = {}
-        self.in_pool_by_peer: dict[str, int] = {}
-        self.arriving_by_peer: dict[str, int] = {}
-        self.blocked_lock = threading.Lock()
-        # When an address last had an HTTP/1.1 response cut for waiting past its
-        # share (set by pool threads, pruned by the poller): see over_share.
-        self.squeezed_out: dict[str, float] = {}
         # Poller: handshaken connections that have not started a request yet, by
         # address, oldest first (conn -> when noted); addresses past
         # max_unused_connections_per_peer are in unused_over, shed each tick.
@@ -300,25 +289,10 @@ class Worker:
             if now >= deadline:
                 del self.share_waiting[conn]
                 self.pool.submit_urgent(conn.driver.reject_unstarted)
-            elif (self.arriving_by_peer.get(conn.peer_key, 0) < self.blocked_cap
-                  and not self.over_share(conn.peer_key)):
+            elif (self.shares.arriving.get(conn.peer_key, 0) < self.shares.cap
+                  and not self.shares.over_share(conn.peer_key)):
                 del self.share_waiting[conn]
                 self.pool.submit(conn.on_readable)
-
-    def over_share(self, peer: str) -> bool:
-        """Any thread: peer keeps blocked_cap threads waiting on it and recently
-        had a response cut for waiting past that share: start nothing more of it."""
-        return (self.blocked_by_peer.get(peer, 0) >= self.blocked_cap
-                and time.monotonic() - self.squeezed_out.get(peer, -SQUEEZED_OUT_S) < SQUEEZED_OUT_S)
-
-    def take_share(self, table: dict[str, int], peer: str) -> bool:
-        """Any thread: count one more for peer in table unless it is at blocked_cap."""
-        with self.blocked_lock:
-            taken = table.get(peer, 0)
-            if taken >= self.blocked_cap:
-                return False
-            table[peer] = taken + 1
-            return True
 
     def attach_h2(self, conn: Connection) -> None:
         """An HTTP/2 connection stays registered; its reads run on the poller."""
@@ -414,16 +388,6 @@ class Worker:
         self.release(conn)
 
     # --- accept ------------------------------------------------------------------
-
-    def count_for_peer(self, table: dict[str, int], peer: str, change: int) -> None:
-        """Any thread: add `change` to a per-address count (blocked_by_peer,
-        in_pool_by_peer); an address whose count reaches 0 is forgotten."""
-        with self.blocked_lock:
-            left = table.get(peer, 0) + change
-            if left > 0:
-                table[peer] = left
-            else:
-                table.pop(peer, None)
 
     def _evict_idle(self, candidates: tuple[list[Connection], list[Connection]]) -> bool:
         """At worker_connections, make room for a new client by closing the
@@ -661,10 +625,7 @@ class Worker:
         self.memory.tick(len(self.connections), now)
         if self.unused_over:
             self._shed_unused(now)
-        if self.squeezed_out:
-            for peer, at in list(self.squeezed_out.items()):
-                if now - at >= SQUEEZED_OUT_S:
-                    self.squeezed_out.pop(peer, None)
+        self.shares.forget_old_squeezes(now)
 
     def _on_linger_readable(self, conn: Connection) -> None:
         try:

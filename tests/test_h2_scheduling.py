@@ -4,11 +4,11 @@ a stand-in worker records what would go to the pool."""
 from __future__ import annotations
 
 import contextlib
-import threading
 from dataclasses import dataclass
 
 from h2serve.connection.common import SQUEEZED_WAIT_S
 from h2serve.connection.h2_scheduling import StreamScheduler
+from h2serve.connection.peer_shares import PeerShares
 
 
 class _Pool:
@@ -31,20 +31,11 @@ class _Pool:
 
 
 class _Worker:
-    blocked_cap = 2
+    """The worker as the scheduler sees it: a pool and the real per-address counts."""
 
     def __init__(self) -> None:
         self.pool = _Pool()
-        self.blocked_by_peer: dict[str, int] = {}
-        self.in_pool_by_peer: dict[str, int] = {}
-        self.blocked_lock = threading.Lock()
-
-    def count_for_peer(self, table: dict[str, int], peer: str, change: int) -> None:
-        left = table.get(peer, 0) + change
-        if left > 0:
-            table[peer] = left
-        else:
-            table.pop(peer, None)
+        self.shares = PeerShares(cap=2)
 
 
 @dataclass
@@ -67,7 +58,7 @@ def test_a_connection_that_stalls_nothing_gets_every_thread() -> None:
     _ready(sched, 6)
     sched.submit_ready(False, lambda: 0, print)
     assert len(worker.pool.jobs) == 4 and sched.in_pool == 4 and len(sched.ready) == 2
-    assert worker.in_pool_by_peer == {"10.0.0.1": 4}
+    assert worker.shares.in_pool == {"10.0.0.1": 4}
 
 
 def test_a_stalled_connection_gets_its_share_counting_its_other_connections() -> None:
@@ -103,7 +94,7 @@ def test_a_wait_past_the_share_is_squeezed_until_the_socket_moves() -> None:
     sched = StreamScheduler(worker, "10.0.0.1")
     stream = _Stream()
     assert sched.squeeze(stream, 100.0, 10.0, 0) == (100.0, False)
-    worker.blocked_by_peer["10.0.0.1"] = 2   # the address already keeps two threads waiting
+    worker.shares.blocked["10.0.0.1"] = 2   # the address already keeps two threads waiting
     deadline, squeezed = sched.squeeze(stream, 100.0, 10.0, 5000)
     assert squeezed and deadline == 10.0 + SQUEEZED_WAIT_S
     # No byte taken since: the clock keeps running.
@@ -111,7 +102,7 @@ def test_a_wait_past_the_share_is_squeezed_until_the_socket_moves() -> None:
     # The socket took bytes: a live client, the clock restarts.
     assert sched.squeeze(stream, 100.0, 10.4, 9000) == (10.4 + SQUEEZED_WAIT_S, True)
     # Back under the share: a plain wait again.
-    worker.blocked_by_peer.clear()
+    worker.shares.blocked.clear()
     assert sched.squeeze(stream, 100.0, 10.5, 9000) == (100.0, False)
     assert stream.squeezed_at == 0.0
 
@@ -120,8 +111,8 @@ def test_waiting_counts_the_thread_and_a_squeezed_one_lends_its_slot() -> None:
     worker = _Worker()
     sched = StreamScheduler(worker, "10.0.0.1")
     with sched.waiting(False):
-        assert sched.blocked == 1 and worker.blocked_by_peer == {"10.0.0.1": 1}
+        assert sched.blocked == 1 and worker.shares.blocked == {"10.0.0.1": 1}
         assert worker.pool.lent == 0
         with sched.waiting(True):
             assert sched.blocked == 2 and worker.pool.lent == 1
-    assert sched.blocked == 0 and worker.blocked_by_peer == {} and worker.pool.lent == 0
+    assert sched.blocked == 0 and worker.shares.blocked == {} and worker.pool.lent == 0

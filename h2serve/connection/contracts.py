@@ -17,6 +17,7 @@ from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
 from h2serve.config import Config
+from h2serve.connection.peer_shares import PeerShares
 from h2serve.hooks import RequestHooks
 from h2serve.logs import AccessLog
 from h2serve.transport.forwarded import ForwardedPolicy
@@ -77,20 +78,12 @@ class WorkerHost(Protocol):
     poller_ident: int
     draining: bool                  # read by any thread: say Connection: close / GOAWAY
     connections: set[Any]           # poller
-    blocked_cap: int                # max_blocked_threads, resolved
-    # Per client address, guarded by blocked_lock (h2serve.worker.Worker).
-    blocked_by_peer: dict[str, int]
-    in_pool_by_peer: dict[str, int]
-    arriving_by_peer: dict[str, int]
-    squeezed_out: dict[str, float]
+    shares: PeerShares              # per client address: threads and streams it holds
     plain_http_refused: int
     plain_http_warned_at: float
 
     def call_soon(self, fn: Callable, *args: Any) -> None: ...
     def request_done(self) -> None: ...
-    def count_for_peer(self, table: dict[str, int], peer: str, change: int) -> None: ...
-    def take_share(self, table: dict[str, int], peer: str) -> bool: ...
-    def over_share(self, peer: str) -> bool: ...
     # The rest run on the poller: other threads pass them to call_soon.
     def release(self, conn: Any) -> None: ...
     def linger(self, conn: Any) -> None: ...

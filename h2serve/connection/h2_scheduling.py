@@ -4,7 +4,7 @@ socket I/O and its WSGI exchange.
 
 Every method runs under the connection's lock (HTTP2Driver.lock), on the
 poller or on a pool thread. The per-address counts it reads and writes live
-in the worker (blocked_by_peer, in_pool_by_peer) and are shared with the
+in the worker's PeerShares (blocked, in_pool) and are shared with the
 HTTP/1.1 driver, so one client address is held to one share over all its
 connections and both protocols.
 
@@ -50,14 +50,14 @@ class StreamScheduler:
     def __init__(self, worker: WorkerHost, peer_key: str) -> None:
         self.worker = worker
         self.peer_key = peer_key
-        self.blocked_cap: int = worker.blocked_cap
+        self.blocked_cap: int = worker.shares.cap
         self.ready: list[Any] = []   # streams waiting for a share of the pool (at most max_concurrent_streams)
         self.in_pool = 0                    # streams handed to the pool, not finished
         self.blocked = 0                    # of those, threads now waiting on the client
 
     def in_pool_elsewhere(self) -> int:
         """Streams this connection's address has in the pool on its other connections."""
-        return self.worker.in_pool_by_peer.get(self.peer_key, 0) - self.in_pool
+        return self.worker.shares.in_pool.get(self.peer_key, 0) - self.in_pool
 
     def share(self, stalled: bool) -> int:
         """How many of this connection's streams may be in the pool at once."""
@@ -90,7 +90,7 @@ class StreamScheduler:
             started += 1
             submit(run, stream)
         if started:
-            worker.count_for_peer(worker.in_pool_by_peer, self.peer_key, started)
+            worker.shares.count(worker.shares.in_pool, self.peer_key, started)
 
     def release(self, stream: ScheduledStream) -> bool:
         """The stream's app is done: True when it held a place in the pool (the
@@ -99,7 +99,7 @@ class StreamScheduler:
             return False
         stream.in_pool = False
         self.in_pool -= 1
-        self.worker.count_for_peer(self.worker.in_pool_by_peer, self.peer_key, -1)
+        self.worker.shares.count(self.worker.shares.in_pool, self.peer_key, -1)
         return True
 
     def squeeze(self, stream: ScheduledStream, deadline: float, now: float,
@@ -107,7 +107,7 @@ class StreamScheduler:
         """The deadline of a wait about to start, and whether it is squeezed
         (past the connection's or its address's share of waiting threads)."""
         squeezed = (self.blocked >= self.blocked_cap
-                    or self.worker.blocked_by_peer.get(self.peer_key, 0) >= self.blocked_cap)
+                    or self.worker.shares.blocked.get(self.peer_key, 0) >= self.blocked_cap)
         if not squeezed:
             stream.squeezed_at = 0.0
             return deadline, False
@@ -121,7 +121,7 @@ class StreamScheduler:
         its address; a squeezed wait lends the thread's pool slot."""
         worker = self.worker
         self.blocked += 1
-        worker.count_for_peer(worker.blocked_by_peer, self.peer_key, 1)
+        worker.shares.count(worker.shares.blocked, self.peer_key, 1)
         try:
             if squeezed:
                 with worker.pool.lend_slot():
@@ -130,4 +130,4 @@ class StreamScheduler:
                 yield
         finally:
             self.blocked -= 1
-            worker.count_for_peer(worker.blocked_by_peer, self.peer_key, -1)
+            worker.shares.count(worker.shares.blocked, self.peer_key, -1)

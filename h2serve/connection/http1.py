@@ -74,7 +74,7 @@ class HTTP1Driver:
         self.body_wait_start = 0.0
         self.body_last_data = 0.0
         self.body_complete = False
-        self.holds_share = False   # counted in the worker's arriving_by_peer
+        self.holds_share = False   # counted in the worker's shares.arriving
         self.unstarted_by = 0.0    # a request waiting unstarted is refused then
         # The response in progress: bytes sent and seconds spent blocked sending
         # them (send_min_rate is a rule over the whole response).
@@ -101,7 +101,7 @@ class HTTP1Driver:
         waiting on it, so a further wait lasts SQUEEZED_WAIT_S at most and lends
         its pool slot (ThreadPool.lend_slot) meanwhile."""
         worker = self.conn.worker
-        return worker.blocked_by_peer.get(self.conn.peer_key, 0) >= worker.blocked_cap
+        return worker.shares.blocked.get(self.conn.peer_key, 0) >= worker.shares.cap
 
     def _send_now(self, piece: bytes | memoryview) -> int:
         """Bytes of piece the socket takes without waiting. A TLS write that would
@@ -120,7 +120,7 @@ class HTTP1Driver:
         worker, key = conn.worker, conn.peer_key
         squeezed = self._squeezed()
         self._set_timeout(min(timeout, SQUEEZED_WAIT_S) if squeezed else timeout)
-        worker.count_for_peer(worker.blocked_by_peer, key, 1)
+        worker.shares.count(worker.shares.blocked, key, 1)
         try:
             if not squeezed:
                 return op(arg)
@@ -129,10 +129,10 @@ class HTTP1Driver:
                     return op(arg)
                 except TimeoutError:
                     if timeout > SQUEEZED_WAIT_S:
-                        worker.squeezed_out[key] = time.monotonic()
+                        worker.shares.note_squeezed_out(key)
                     raise
         finally:
-            worker.count_for_peer(worker.blocked_by_peer, key, -1)
+            worker.shares.count(worker.shares.blocked, key, -1)
 
     def sendall(self, data: bytes) -> None:
         """Blocks while the peer reads. Each piece may wait send_timeout at most,
@@ -234,7 +234,7 @@ class HTTP1Driver:
                 finally:
                     if self.holds_share:
                         self.holds_share = False
-                        worker.count_for_peer(worker.arriving_by_peer, self.conn.peer_key, -1)
+                        worker.shares.count(worker.shares.arriving, self.conn.peer_key, -1)
                 if not keep_open:
                     return
         except Exception:
@@ -298,8 +298,8 @@ class HTTP1Driver:
         False when this one waits so."""
         conn, worker = self.conn, self.conn.worker
         arriving = not (request.end_stream or self.proto.request_body_complete)
-        if not worker.over_share(conn.peer_key) and (
-                not arriving or worker.take_share(worker.arriving_by_peer, conn.peer_key)):
+        if not worker.shares.over_share(conn.peer_key) and (
+                not arriving or worker.shares.take(worker.shares.arriving, conn.peer_key)):
             self.holds_share = arriving
             self.unstarted_by = 0.0
             return True
