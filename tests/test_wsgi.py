@@ -133,3 +133,19 @@ def test_app_error_before_start_is_a_500_and_after_is_an_abort():
     exchange = FakeExchange()
     serve_request(late, exchange, request([]), base(), None, None)
     assert exchange.sent[-1] == ("abort",)
+
+
+def test_trust_verdicts_are_remembered_within_a_bound():
+    """X-Forwarded-For hops are the client's to choose: remembering verdicts
+    must not let it grow the table without end, nor change any answer."""
+    from h2serve.transport.forwarded import VERDICTS_KEPT, ForwardedPolicy
+
+    policy = ForwardedPolicy(["10.0.0.0/8", "192.0.2.1"])
+    for _ in range(2):   # the second pass answers from the table
+        assert policy.trusts("10.1.2.3") and policy.trusts("::ffff:10.9.9.9")
+        assert policy.trusts("192.0.2.1") and not policy.trusts("192.0.2.2")
+        assert not policy.trusts("not-an-address")
+    for n in range(3 * VERDICTS_KEPT):
+        assert policy.trusts(f"10.{n // 65536 % 256}.{n // 256 % 256}.{n % 256}")
+    assert len(policy._verdicts) <= VERDICTS_KEPT
+    assert not policy.trusts("192.0.2.2") and policy.trusts("10.1.2.3")
