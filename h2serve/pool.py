@@ -81,11 +81,12 @@ class ThreadPool:
     def lend_slot(self) -> Iterator[None]:
         """Pool thread: for a short bounded wait on a stalled client, lend this
         thread's slot to a spare thread, so the wait costs other clients no thread.
-        Spares are at most as many as the threads lending (so at most size), and
-        each leaves after its job once the slot it borrowed is back."""
+        Spares are at most as many as the threads lending and never more than
+        `size` (a spare that waits lends too, and must not start another without
+        end), and each leaves after its job once the slot it borrowed is back."""
         with self._spare_lock:
             self._lent += 1
-            start = not self._stopping and self._spares < self._lent
+            start = not self._stopping and self._spares < min(self._lent, self.size)
             if start:
                 self._spares += 1
         if start:

@@ -56,6 +56,40 @@ def test_a_thread_in_a_squeezed_wait_lends_its_slot():
         pool.stop(wait_s=2)
 
 
+def test_spare_threads_are_bounded_when_spares_wait_too():
+    """Spares run the jobs behind lending threads; when those jobs wait and lend
+    as well (every stream of one address squeezed, as under a bulk burst from
+    one client), the spares must not chain without end: at most `size`."""
+    pool = ThreadPool(2, name="bounded-pool")
+    pool.start()
+    release = threading.Event()
+    started = threading.Semaphore(0)
+
+    def squeezed_wait() -> None:
+        with pool.lend_slot():
+            started.release()
+            release.wait(5)
+
+    def spares() -> int:
+        return sum(1 for t in threading.enumerate() if t.name == "bounded-pool-spare")
+
+    try:
+        for _ in range(20):
+            pool.submit(squeezed_wait)
+        for _ in range(4):   # the two threads and their two spares
+            assert started.acquire(timeout=2)
+        time.sleep(0.2)      # room for any further spare to start
+        assert spares() <= 2, f"{spares()} spare threads for a pool of 2"
+        assert not started.acquire(timeout=0.1), "jobs past the bound ran"
+        release.set()
+        done = threading.Event()
+        pool.submit(done.set)
+        assert done.wait(5), "the queued jobs did not drain once the waits ended"
+    finally:
+        release.set()
+        pool.stop(wait_s=2)
+
+
 def test_handshake_is_not_queued_behind_slow_views(h2serve_server):
     server = h2serve_server("tests.apps:router", threads=1)
     busy = H2Client(server.host, server.port, tls=True, cafile=server.cafile).connect()
