@@ -15,6 +15,8 @@ from typing import Any
 
 log = logging.getLogger("h2serve.error")
 
+SPARES_PER_THREAD = 4   # spare threads at most, per pool thread (lend_slot)
+
 _URGENT = object()   # a marker in the job queue: an urgent job is waiting
 
 
@@ -82,11 +84,16 @@ class ThreadPool:
         """Pool thread: for a short bounded wait on a stalled client, lend this
         thread's slot to a spare thread, so the wait costs other clients no thread.
         Spares are at most as many as the threads lending and never more than
-        `size` (a spare that waits lends too, and must not start another without
-        end), and each leaves after its job once the slot it borrowed is back."""
+        SPARES_PER_THREAD x size: a spare that waits lends too, and must not start
+        another without end, yet the streams a crowd of one address started
+        before its connections were seen stalled may all be squeezed at once
+        (each for at most SQUEEZED_WAIT_S without progress), and the bystanders
+        need spares meanwhile. Each spare leaves after its job once the slot it
+        borrowed is back."""
         with self._spare_lock:
             self._lent += 1
-            start = not self._stopping and self._spares < min(self._lent, self.size)
+            start = (not self._stopping
+                     and self._spares < min(self._lent, SPARES_PER_THREAD * self.size))
             if start:
                 self._spares += 1
         if start:
