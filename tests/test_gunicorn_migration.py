@@ -124,6 +124,7 @@ def test_a_gunicorn_deployment_runs_unchanged():
         while "max_requests" not in server.log and time.monotonic() < deadline:
             time.sleep(0.1)
         assert re.search(r"max_requests \([4-6]\) reached", server.log), server.log
+        server.wait_for_log(r"Booting worker with pid", count=3)   # a retiree's replacement
         lines = (site / "access.log").read_text().splitlines()
         assert len(lines) >= 13 and '"GET / HTTP/1.1" 200' in lines[0]
         assert server.stop(signal.SIGTERM) == 0
