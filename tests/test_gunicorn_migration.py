@@ -138,7 +138,9 @@ def test_a_gunicorn_deployment_runs_unchanged():
         exited = {line.split()[1] for line in hooks if line.startswith("worker_exit")}
         assert all(line.endswith(f"uid={worker_uid}") for line in hooks if line.startswith("worker_exit"))
         assert exited == forked
-        assert {line.split()[1] for line in hooks if line.startswith("child_exit")} == forked
+        # child_exit names every worker that ran post_fork, and may also name a
+        # replacement the stop cut off before its post_fork ran.
+        assert forked <= {line.split()[1] for line in hooks if line.startswith("child_exit")}
     finally:
         server.stop(signal.SIGTERM)
         for child in site.iterdir():
