@@ -159,34 +159,31 @@ def to_worker_class(value: Any) -> str:
         "or an ASGI server for async workers")
 
 
-def to_uid(value: Any) -> int:
-    """gunicorn's user: a name or a numeric id."""
+def _to_account_id(value: Any, lookup: Callable[[str], int], kind: str) -> int:
+    """A numeric id, or a name `lookup` resolves (gunicorn's user and group)."""
     if isinstance(value, int) and not isinstance(value, bool):
         return value
     word = to_str(value).strip()
     if word.isdigit():
         return int(word)
+    try:
+        return lookup(word)
+    except KeyError:
+        raise ValueError(f"no such {kind}: {word!r}") from None
+
+
+def to_uid(value: Any) -> int:
+    """gunicorn's user: a name or a numeric id."""
     import pwd  # lazy: POSIX only
 
-    try:
-        return pwd.getpwnam(word).pw_uid
-    except KeyError:
-        raise ValueError(f"no such user: {word!r}") from None
+    return _to_account_id(value, lambda name: pwd.getpwnam(name).pw_uid, "user")
 
 
 def to_gid(value: Any) -> int:
     """gunicorn's group: a name or a numeric id."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    word = to_str(value).strip()
-    if word.isdigit():
-        return int(word)
     import grp  # lazy: POSIX only
 
-    try:
-        return grp.getgrnam(word).gr_gid
-    except KeyError:
-        raise ValueError(f"no such group: {word!r}") from None
+    return _to_account_id(value, lambda name: grp.getgrnam(name).gr_gid, "group")
 
 
 def to_umask(value: Any) -> int:

@@ -111,9 +111,7 @@ class FloodGuard:
               frame_bytes: bytes) -> str:
         """Charge a frame that makes us work without advancing any request to the
         control-frame budget, and bound header blocks. The verdict: why the
-        connection must end, or ""."""
-        if self.overflow:
-            return self.overflow
+        connection must end, or "". (The caller looks at `overflow` first.)"""
         cost = 0
         kind = ""
         if frame_type == FRAME_TYPE_HEADERS:

@@ -65,6 +65,7 @@ from .h2_frames import FRAME_TYPE_PRIORITY_UPDATE
 from .http2_fields import RequestFields, check_trailer_fields, parse_request_fields
 
 ErrorCodes = h2.errors.ErrorCodes
+SettingCodes = h2.settings.SettingCodes
 
 # Closed streams remembered per connection (see ServerConnection).
 CLOSED_STREAMS_REMEMBERED = 1024

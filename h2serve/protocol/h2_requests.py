@@ -23,13 +23,10 @@ from .events import (
     WindowUpdated,
 )
 from .floods import HEADER_BYTES_PER_RESET
-from .h2_internals import PriorityUpdateReceived, StreamRejected
+from .h2_internals import ErrorCodes, PriorityUpdateReceived, SettingCodes, StreamRejected
 from .h2_state import ProtocolState, StreamRecord
 from .http2_fields import RequestFields, check_request_target
 from .priority import parse_priority_field, priority_dict
-
-ErrorCodes = h2.errors.ErrorCodes
-SettingCodes = h2.settings.SettingCodes
 
 
 class RequestTranslation(ProtocolState):

@@ -9,7 +9,6 @@ here too: no I/O, no threads, every call serialised by the driver.
 
 from __future__ import annotations
 
-import h2.errors
 import h2.stream
 from hyperframe.frame import GoAwayFrame
 
@@ -24,10 +23,9 @@ from .h2_frames import (
     FRAME_TYPE_HEADERS,
     frame_header,
 )
+from .h2_internals import ErrorCodes
 from .h2_state import ProtocolState
 from .http2_fields import response_fields
-
-ErrorCodes = h2.errors.ErrorCodes
 
 _SENDABLE_STATES = (h2.stream.StreamState.OPEN, h2.stream.StreamState.HALF_CLOSED_REMOTE)
 

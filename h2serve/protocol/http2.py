@@ -80,7 +80,9 @@ from .h2_frames import (
 )
 from .h2_internals import (
     CompactSettings,
+    ErrorCodes,
     ServerConnection,
+    SettingCodes,
     break_reference_cycle,
     use_compact_settings,
 )
@@ -92,8 +94,6 @@ from .hpack_cache import CachingDecoder, CachingEncoder
 from .priority import DEFAULT_URGENCY, priority_dict
 from .quick_frames import data_frame, headers_frame
 
-ErrorCodes = h2.errors.ErrorCodes
-SettingCodes = h2.settings.SettingCodes
 
 class HTTP2Protocol(RequestTranslation, ResponseSending):
     """One server-side HTTP/2 connection, sans I/O.
