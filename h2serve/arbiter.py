@@ -21,6 +21,7 @@ import time
 from typing import Any
 
 from h2serve import hooks, metrics, process, upgrade
+from h2serve.dirty import supervisor as dirty_supervisor
 from h2serve.lifecycle import APP_LOAD_ERROR, WORKER_BOOT_ERROR, WorkerRecord
 from h2serve.loadshare import LoadTable
 from h2serve.logs import report_start_failure
@@ -75,6 +76,8 @@ class Arbiter:
         # A worker has imported the app and served (or the master preloaded it):
         # from then on a worker that cannot import it is a boot failure, not a stop.
         self.app_loaded = cfg.preload_app
+        # The dirty arbiter's supervisor (h2serve.dirty), with --dirty-workers and --dirty-app.
+        self.dirty: dirty_supervisor.DirtySupervisor | None = None
 
     # --- what server hooks see (h2serve.hooks) -------------------------------------
 
@@ -262,6 +265,7 @@ class Arbiter:
             return failed
         try:
             hooks.call(self.cfg, "when_ready", self)
+            self.dirty = dirty_supervisor.start(self)   # first: HTTP workers inherit its path
             self._spawn_missing()
             self._watch()
         except KeyboardInterrupt:
@@ -358,6 +362,8 @@ class Arbiter:
             self._retire_extra()
             self._run_pending_reload()
             self._spawn_missing()
+            if self.dirty is not None:
+                self.dirty.watch()
             self._reload_on_source_change()
             self._send_statsd_gauges()
             self._sleep(1.0)
@@ -399,6 +405,8 @@ class Arbiter:
     def _handle_signal(self, signum: int) -> None:
         # The line gunicorn logs ("Handling signal: term"), for alerts that grep it.
         log.info("Handling signal: %s", signal.Signals(signum).name[3:].lower())
+        if self.dirty is not None:
+            self.dirty.forward(signum)   # HUP and USR1; TERM, INT and QUIT through _stop
         if signum in (signal.SIGTERM, signal.SIGINT):
             self._stop(graceful=True)
         elif signum == signal.SIGQUIT:
@@ -579,6 +587,8 @@ class Arbiter:
             if pid == self.reexec_pid:
                 self._new_master_exited(status)
                 continue
+            if self.dirty is not None and self.dirty.reaped(pid, status):
+                continue
             record = self.workers.pop(pid, None)
             if record is None:
                 continue
@@ -748,6 +758,8 @@ class Arbiter:
             while self.workers:
                 self._reap()
                 self._sleep(0.05)
+        if self.dirty is not None:
+            self.dirty.stop(graceful)
 
     def _unlink_unix(self) -> None:
         if self.reexec_pid or (self.upgraded_from and os.getppid() == self.upgraded_from):

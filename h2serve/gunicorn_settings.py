@@ -124,15 +124,15 @@ GUNICORN_SETTINGS: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ('websocket_max_message_size', ('--websocket-max-message-size',), REFUSED),
     ('http_parser', ('--http-parser',), REFUSED),
     ('root_path', ('--root-path',), IMPLEMENTED),
-    ('dirty_apps', ('--dirty-app',), REFUSED),
-    ('dirty_workers', ('--dirty-workers',), REFUSED),
-    ('dirty_timeout', ('--dirty-timeout',), REFUSED),
-    ('dirty_threads', ('--dirty-threads',), REFUSED),
-    ('dirty_graceful_timeout', ('--dirty-graceful-timeout',), REFUSED),
-    ('on_dirty_starting', (), REFUSED),
-    ('dirty_post_fork', (), REFUSED),
-    ('dirty_worker_init', (), REFUSED),
-    ('dirty_worker_exit', (), REFUSED),
+    ('dirty_apps', ('--dirty-app',), IMPLEMENTED),
+    ('dirty_workers', ('--dirty-workers',), IMPLEMENTED),
+    ('dirty_timeout', ('--dirty-timeout',), IMPLEMENTED),
+    ('dirty_threads', ('--dirty-threads',), IMPLEMENTED),
+    ('dirty_graceful_timeout', ('--dirty-graceful-timeout',), IMPLEMENTED),
+    ('on_dirty_starting', (), IMPLEMENTED),
+    ('dirty_post_fork', (), IMPLEMENTED),
+    ('dirty_worker_init', (), IMPLEMENTED),
+    ('dirty_worker_exit', (), IMPLEMENTED),
     ('control_socket', ('--control-socket',), REFUSED),
     ('control_socket_mode', ('--control-socket-mode',), REFUSED),
     ('control_socket_disable', ('--no-control-socket',), REFUSED),
@@ -143,8 +143,6 @@ _LOGCONF = ("logs go through the standard loggers `h2serve.error` and `h2serve.a
             "configure their handlers with logconfig_dict, logconfig_json or logconfig")
 _STRICT_HTTP = "HTTP/1.1 parsing is strict (RFC 9112) and cannot be relaxed"
 _ASGI = "h2serve serves WSGI applications only; use an ASGI server for ASGI and websockets"
-_DIRTY = ("there are no dirty arbiters; run long jobs in a task queue (Celery, RQ) or a second "
-          "h2serve with a longer --timeout")
 _CONTROL = ("there is no control socket; the master obeys gunicorn's signals (HUP, TERM, QUIT, "
             "INT, TTIN, TTOU, USR1), see docs/gunicorn.md")
 _PASTE = "PasteDeploy is not supported; name the WSGI callable as APP"
@@ -182,9 +180,6 @@ REFUSED_REASONS: dict[str, str] = {
                     "there is nothing to choose"),
     **{name: _ASGI for name in ("asgi_loop", "asgi_lifespan", "asgi_disconnect_grace_period",
                                 "websocket_max_message_size")},
-    **{name: _DIRTY for name in ("dirty_apps", "dirty_workers", "dirty_timeout", "dirty_threads",
-                                 "dirty_graceful_timeout", "on_dirty_starting", "dirty_post_fork",
-                                 "dirty_worker_init", "dirty_worker_exit")},
     **{name: _CONTROL for name in ("control_socket", "control_socket_mode",
                                    "control_socket_disable")},
 }

@@ -44,6 +44,10 @@ HOOKS: dict[str, tuple[int, str]] = {
     "nworkers_changed": (3, "master, when the wanted worker count changes (TTIN, TTOU, HUP)"),
     "on_exit": (1, "master, just before it exits"),
     "ssl_context": (2, "master and workers, to build the TLS context (see docs/gunicorn.md)"),
+    "on_dirty_starting": (1, "master, just before the dirty arbiter is forked (docs/dirty.md)"),
+    "dirty_post_fork": (2, "dirty worker, just after the fork, before its dirty apps load"),
+    "dirty_worker_init": (1, "dirty worker, once its dirty apps ran init()"),
+    "dirty_worker_exit": (2, "dirty worker, as it exits"),
 }
 
 

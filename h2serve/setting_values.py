@@ -10,6 +10,7 @@ import math
 import os
 import ssl
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 # --------------------------------------------------------------------------
@@ -376,6 +377,27 @@ class _DashForAnyKey(dict):
         return "-"
 
 
+def parse_dirty_app_spec(spec: str) -> tuple[str, int | None]:
+    """``module:Class`` or gunicorn's ``module:Class:N`` -> (import path, N or None)."""
+    parts = spec.split(":")
+    if len(parts) == 2 and all(parts):
+        return spec, None
+    if len(parts) == 3 and parts[0] and parts[1]:
+        try:
+            count = int(parts[2])
+        except ValueError:
+            count = 0
+        if count >= 1:
+            return f"{parts[0]}:{parts[1]}", count
+    raise ValueError(f"{spec!r} is not module:Class or module:Class:N (N >= 1)")
+
+
+def check_dirty_apps(specs: list[str]) -> None:
+    """Each dirty app spec parses; its import waits for the dirty arbiter."""
+    for spec in specs:
+        parse_dirty_app_spec(spec)
+
+
 def check_access_logformat(fmt: str) -> None:
     if fmt == "json":
         return
@@ -383,3 +405,39 @@ def check_access_logformat(fmt: str) -> None:
         fmt % _DashForAnyKey()
     except (TypeError, ValueError, KeyError) as exc:
         raise ValueError(f"invalid format {fmt!r}: {exc} (atoms look like %(h)s)") from None
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One setting: how it is spelled everywhere, parsed, checked and documented."""
+
+    name: str
+    flags: tuple[str, ...]
+    section: str
+    type_name: str
+    meta: str
+    help: str
+    convert: Callable[[Any], Any]
+    default: Any = None
+    validate: Callable[[Any], None] | None = None
+    # "value", "list" (repeatable flag), "bool", "switch", "positional", or
+    # "optional" (a flag whose value may be left out: see _with_optional_values)
+    kind: str = "value"
+    default_env: str | None = None  # environment variable that replaces the default
+    default_doc: str | None = None  # how docs show a default computed at start-up
+    cli_only: bool = False  # not accepted from a config file
+    is_path: bool = False  # resolved against the start directory (except "-")
+    choices: tuple[str, ...] | None = None
+    aliases: tuple[str, ...] = ()  # other config-file names (gunicorn's spelling)
+
+    def parse(self, raw: Any) -> Any:
+        """Convert and check one raw value; raises ValueError with the reason."""
+        value = self.convert(raw)
+        if value is not None and self.validate is not None:
+            self.validate(value)
+        return value
+
+    @property
+    def label(self) -> str:
+        """How error messages name this setting."""
+        return "/".join(self.flags) if self.flags else self.meta

@@ -12,10 +12,6 @@ Regenerate the docs with ``python -m h2serve.settings_docs > docs/settings.md``;
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
-
 from h2serve.gunicorn_settings import GUNICORN_SETTINGS, REFUSED, REFUSED_REASONS
 from h2serve.hooks import HOOKS, to_hook
 from h2serve.setting_values import (
@@ -24,6 +20,7 @@ from h2serve.setting_values import (
     MAX_31_BIT,
     MAX_REQUEST_FIELDS,
     SYSLOG_FACILITIES,
+    Setting,
     above,
     at_least,
     between,
@@ -31,6 +28,7 @@ from h2serve.setting_values import (
     check_bind,
     check_ciphers,
     check_directory,
+    check_dirty_apps,
     check_file,
     check_forwarded_ips,
     check_parent_directory,
@@ -85,42 +83,6 @@ class ConfigError(Exception):
 # The table.
 
 
-@dataclass(frozen=True)
-class Setting:
-    """One setting: how it is spelled everywhere, parsed, checked and documented."""
-
-    name: str
-    flags: tuple[str, ...]
-    section: str
-    type_name: str
-    meta: str
-    help: str
-    convert: Callable[[Any], Any]
-    default: Any = None
-    validate: Callable[[Any], None] | None = None
-    # "value", "list" (repeatable flag), "bool", "switch", "positional", or
-    # "optional" (a flag whose value may be left out: see _with_optional_values)
-    kind: str = "value"
-    default_env: str | None = None  # environment variable that replaces the default
-    default_doc: str | None = None  # how docs show a default computed at start-up
-    cli_only: bool = False  # not accepted from a config file
-    is_path: bool = False  # resolved against the start directory (except "-")
-    choices: tuple[str, ...] | None = None
-    aliases: tuple[str, ...] = ()  # other config-file names (gunicorn's spelling)
-
-    def parse(self, raw: Any) -> Any:
-        """Convert and check one raw value; raises ValueError with the reason."""
-        value = self.convert(raw)
-        if value is not None and self.validate is not None:
-            self.validate(value)
-        return value
-
-    @property
-    def label(self) -> str:
-        """How error messages name this setting."""
-        return "/".join(self.flags) if self.flags else self.meta
-
-
 GUNICORN_ACCESS_FORMAT = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"'
 
 S_CONFIG = "Configuration"
@@ -134,9 +96,10 @@ S_PROXY = "Proxies"
 S_LOGGING = "Logging"
 S_PROCESS = "Process"
 S_HOOKS = "Server hooks"
+S_DIRTY = "Dirty arbiters"
 SECTIONS = (
     S_CONFIG, S_SOCKET, S_WORKERS, S_TIMEOUTS, S_TLS, S_PROTOCOLS,
-    S_LIMITS, S_PROXY, S_LOGGING, S_PROCESS, S_HOOKS,
+    S_LIMITS, S_PROXY, S_LOGGING, S_PROCESS, S_DIRTY, S_HOOKS,
 )
 
 _opt_str = optional(to_str)
@@ -745,6 +708,39 @@ SETTINGS: tuple[Setting, ...] = (
         "Send the application's standard output and error (print, stray tracebacks) to "
         "--error-logfile; only when that is a file, not `-`.",
         to_bool, default=False, kind="bool",
+    ),
+    # Dirty arbiters (docs/dirty.md) --------------------------------------------
+    Setting(
+        "dirty_apps", ("--dirty-app",), S_DIRTY, "list of module:Class", "APP",
+        "Dirty apps (DirtyApp subclasses) the dirty workers load once and run actions of, for "
+        "views calling `h2serve.dirty.get_dirty_client()`. `module:Class:N` (or a `workers = N` "
+        "class attribute) loads the app in only N dirty workers. Repeat the flag for several.",
+        to_str_list, default=[], validate=check_dirty_apps, kind="list",
+    ),
+    Setting(
+        "dirty_workers", ("--dirty-workers",), S_DIRTY, "int", "INT",
+        "Dirty worker processes, under a dirty arbiter the master starts and watches "
+        "(0 = no dirty arbiter). Size it by memory: each loads its dirty apps.",
+        to_int, default=0, validate=at_least(0),
+    ),
+    Setting(
+        "dirty_timeout", ("--dirty-timeout",), S_DIRTY, "float (seconds)", "SECONDS",
+        "A dirty action silent this long (no result, no stream item) is given up by its caller "
+        "(DirtyTimeoutError) and its dirty worker killed and replaced (0 disables). Also the "
+        "client's default timeout.",
+        to_float, default=300.0, validate=at_least(0),
+    ),
+    Setting(
+        "dirty_threads", ("--dirty-threads",), S_DIRTY, "int", "INT",
+        "Actions one dirty worker runs at once; more calls wait for a free one.",
+        to_int, default=1, validate=at_least(1),
+    ),
+    Setting(
+        "dirty_graceful_timeout", ("--dirty-graceful-timeout",), S_DIRTY, "float (seconds)",
+        "SECONDS",
+        "On stop or HUP, how long dirty workers may finish their running actions before they "
+        "are killed.",
+        to_float, default=30.0, validate=at_least(0),
     ),
     *(
         Setting(
