@@ -41,7 +41,7 @@ class DirtySupervisor:
         pid = os.fork()
         if pid:
             self.pid = pid
-            log.info("Dirty arbiter started (pid: %d)", pid)
+            log.info("Dirty arbiter started (pid: %d), sockets in %s", pid, self.directory)
             return
         code = 1
         try:   # --- the dirty arbiter process ------------------------------------------
