@@ -9,7 +9,7 @@ import threading
 import pytest
 
 from h2serve.dirty import framing
-from h2serve.dirty.app import DirtyApp, allocate, parse_spec
+from h2serve.dirty.app import DirtyApp, allocate
 from h2serve.dirty.client import DirtyClient, worker_socket_path
 from h2serve.dirty.errors import (
     DirtyAppError,
@@ -17,6 +17,7 @@ from h2serve.dirty.errors import (
     DirtyProtocolError,
     DirtyWorkerError,
 )
+from h2serve.setting_values import parse_dirty_app_spec as parse_spec
 
 
 def test_frames_survive_any_split():

@@ -21,6 +21,7 @@ from h2serve.dirty.app import allocate
 from h2serve.dirty.board import Board
 from h2serve.dirty.client import ROUTES_FILE
 from h2serve.dirty.worker import DirtyWorker, DirtyWorkerView
+from h2serve.process import set_proc_title
 
 log = logging.getLogger("h2serve.error")
 SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGUSR1,
@@ -62,9 +63,7 @@ class DirtyArbiter:
         for signum in SIGNALS:
             signal.signal(signum, self._on_signal)
         if self.cfg.proc_name:
-            from h2serve.arbiter import _set_proc_title
-
-            _set_proc_title(f"h2serve: dirty-arbiter [{self.cfg.proc_name}]")
+            set_proc_title(f"h2serve: dirty-arbiter [{self.cfg.proc_name}]")
         try:
             self._publish_routes()
         except Exception as exc:
@@ -166,9 +165,7 @@ class DirtyArbiter:
             for other in self.workers.values():
                 other.board.close()
             if self.cfg.proc_name:
-                from h2serve.arbiter import _set_proc_title
-
-                _set_proc_title(f"h2serve: dirty-worker [{self.cfg.proc_name}]")
+                set_proc_title(f"h2serve: dirty-worker [{self.cfg.proc_name}]")
             code = DirtyWorker(self.cfg, self.directory, view, board, self).run()
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else 1

@@ -117,13 +117,18 @@ class Channel:
         return self.recv(0.0)
 
     def is_stale(self) -> bool:
-        """Whether an idle pooled connection was closed by the worker meanwhile."""
+        """Whether an idle pooled connection cannot be reused: the worker closed it,
+        or sent something no call asked for (a reply would then be misread)."""
+        if self._ready or self.decoder.pending:
+            return True
+        self.sock.settimeout(0.0)   # with a timeout set, recv would poll and wait first
         try:
-            return self.sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+            self.sock.recv(1, socket.MSG_PEEK)   # end of stream, or bytes nobody asked for
         except (BlockingIOError, InterruptedError):
             return False
         except OSError:
-            return True
+            pass
+        return True
 
     def close(self) -> None:
         try:
