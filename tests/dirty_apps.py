@@ -70,6 +70,12 @@ class ModelApp(DirtyApp):
     def payload(self, size: int) -> bytes:
         return b"p" * int(size)
 
+    def mixed(self):
+        """A stream whose second item cannot be sent (a set is not JSON)."""
+        yield "one"
+        yield {"a", "set"}
+        yield "three"
+
     def tokens(self, n: int, delay: float = 0.0, size: int = 16):
         produced = 0
         try:
@@ -113,7 +119,9 @@ def router(environ, start_response):
                                    float(query.get("delay", 0)), int(query.get("size", 16)))
             start_response("200 OK", [("Content-Type", "text/plain")])
             return stream.as_bytes() if hasattr(stream, "as_bytes") else stream
-        if path == "/predict":
+        if path == "/mixed":
+            result = list(client.stream(MODEL, "mixed"))
+        elif path == "/predict":
             result = client.execute(MODEL, "predict", int(query.get("x", 3)))
         elif path == "/pid":
             result = client.execute(LIMITED if query.get("app") == "limited" else MODEL, "pid")

@@ -245,3 +245,47 @@ def test_hup_restarts_dirty_workers_and_term_stops_cleanly(h2serve_server, tmp_p
     for pid in (old, new):
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+def test_unsendable_stream_item_ends_the_call_and_the_connection_stays_usable(h2serve_server,
+                                                                               tmp_path):
+    """An item the worker cannot encode ends the stream with an error; the
+    worker no longer sends the rest on the pooled connection, where the next
+    call would have read them as its answer."""
+    server, _ = _start(h2serve_server, tmp_path, workers=1, dirty_workers=1,
+                       dirty_apps=(MODEL,))
+    with _client(server) as client:
+        for _ in range(3):
+            response = client.get(f"{server.url}/mixed")
+            assert response.status_code == 500 and "result cannot be sent" in response.text
+            assert client.get(f"{server.url}/predict?x=7").json()["y"] == 49
+
+
+@pytest.mark.slow
+def test_hup_gives_running_actions_dirty_graceful_timeout_then_kills(h2serve_server, tmp_path):
+    server, _ = _start(h2serve_server, tmp_path, "--dirty-graceful-timeout=2", workers=1,
+                       dirty_workers=1, dirty_apps=(MODEL,))
+    old = _dirty_pids(server)[0]
+    outcome: dict = {}
+
+    def long_call() -> None:
+        # HTTP/1.1: the HUP's GOAWAY to HTTP/2 connections makes httpx fail
+        # requests still running, though the server goes on serving them.
+        with httpx.Client(verify=server.cafile, timeout=20.0) as client:
+            try:
+                outcome["response"] = client.get(f"{server.url}/sleep?s=20")
+            except Exception as exc:
+                outcome["response"] = exc
+
+    thread = threading.Thread(target=long_call)
+    thread.start()
+    time.sleep(1.0)
+    hup_at = time.monotonic()
+    server.send_signal(signal.SIGHUP)
+    server.wait_for_log(rf"Dirty worker 0 \(pid:{old}\) still running 2 s after a reload",
+                        timeout=6)
+    thread.join(5)
+    assert time.monotonic() - hup_at < 6
+    assert getattr(outcome["response"], "status_code", outcome) == 502   # the caller hears at once
+    with _client(server) as client:
+        assert client.get(f"{server.url}/pid").json() != old

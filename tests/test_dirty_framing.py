@@ -132,3 +132,12 @@ def test_no_worker_for_app(tmp_path, monkeypatch):
     (tmp_path / "routes.json").write_text('{"apps": {"m:A": [0]}}')
     with pytest.raises(DirtyNoWorkersAvailableError, match="m:A"):
         DirtyClient(str(tmp_path), timeout=3.0).execute("m:A", "act")
+
+
+def test_dirty_timeout_zero_means_callers_wait_as_long_as_the_action(tmp_path, monkeypatch):
+    monkeypatch.setenv("H2SERVE_DIRTY_TIMEOUT", "0")
+    assert DirtyClient(str(tmp_path)).timeout is None
+    monkeypatch.setenv("H2SERVE_DIRTY_TIMEOUT", "7.5")
+    assert DirtyClient(str(tmp_path)).timeout == 7.5
+    monkeypatch.delenv("H2SERVE_DIRTY_TIMEOUT")
+    assert DirtyClient(str(tmp_path)).timeout == 30.0

@@ -282,3 +282,36 @@ def test_preload_imports_the_app_once_in_the_master(h2serve_server, tmp_path):
     response = httpx.get(f"http://127.0.0.1:{server.port}/", timeout=10)
     assert int(response.text) in server.worker_pids()
     assert record.read_text().split() == [str(server.proc.pid)]   # once, in the master
+
+
+DIRTY_IDS_APP = """
+import json, os
+from h2serve.dirty import DirtyApp, get_dirty_client
+
+class Ids(DirtyApp):
+    def ids(self):
+        return [os.getuid(), os.getgid()]
+
+def app(environ, start_response):
+    ids = get_dirty_client().execute("dirtyids:Ids", "ids")
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [repr({"dirty": ids, "http": [os.getuid(), os.getgid()]}).encode()]
+"""
+
+
+def test_dirty_workers_switch_user_too(h2serve_server, app_dir):
+    """--user/--group apply to the dirty arbiter and its workers as to HTTP
+    workers (dirty apps never run as root), and the private socket directory
+    belongs to that user, so HTTP workers can still call them."""
+    _require_root()
+    (app_dir / "dirtyids.py").write_text(DIRTY_IDS_APP)
+    (app_dir / "dirtyids.py").chmod(0o644)
+    server = h2serve_server("dirtyids:app", "--pythonpath", str(app_dir), "--user", "nobody",
+                            "--group", "nogroup", "--dirty-workers", "1",
+                            "--dirty-app", "dirtyids:Ids", plaintext=True)
+    server.wait_for_log(r"Dirty worker 0 \(pid:\d+\) serving")
+    seen = _get(server, "/")
+    assert seen == {"dirty": [65534, 65534], "http": [65534, 65534]}
+    directory = server.wait_for_log(r"sockets in (\S+)")[0].group(1)
+    info = os.stat(directory)
+    assert (info.st_uid, info.st_gid, info.st_mode & 0o777) == (65534, 65534, 0o700)

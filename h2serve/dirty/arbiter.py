@@ -31,10 +31,11 @@ APP_LOAD_ERROR = 4
 
 
 class _Record:
-    __slots__ = ("pid", "index", "board", "retiring")
+    __slots__ = ("pid", "index", "board", "retiring", "retire_by")
 
     def __init__(self, pid: int, index: int, board: Board) -> None:
         self.pid, self.index, self.board, self.retiring = pid, index, board, False
+        self.retire_by = 0.0   # a retiring worker still running then is killed
 
 
 class DirtyArbiter:
@@ -81,6 +82,7 @@ class DirtyArbiter:
                 self._stop(graceful=False)
                 break
             self._murder_hung()
+            self._kill_overdue_retirees()
             self._spawn_missing()
             self._sleep(LOOP_S)
         return 0
@@ -133,8 +135,11 @@ class DirtyArbiter:
             log.error("Dirty arbiter: reload failed, keeping the running workers: %s", exc)
             return
         log.info("Dirty arbiter: reloading its workers")
+        retire_by = time.monotonic() + self.cfg.dirty_graceful_timeout
         for record in self.workers.values():
-            record.retiring = True
+            if not record.retiring:
+                record.retiring = True
+                record.retire_by = retire_by
             self._kill(record.pid, signal.SIGTERM)
         self._spawn_missing()
 
@@ -221,6 +226,18 @@ class DirtyArbiter:
             log.critical("DIRTY WORKER TIMEOUT (pid:%d): %s (dirty_timeout %g s); killing it",
                          record.pid, why, timeout)
             self._kill(record.pid, signal.SIGKILL)
+
+    def _kill_overdue_retirees(self) -> None:
+        """Workers a HUP replaced get dirty_graceful_timeout to finish their
+        actions (and their streams' slow readers), then SIGKILL."""
+        now = time.monotonic()
+        for record in list(self.workers.values()):
+            if record.retiring and record.retire_by and now >= record.retire_by:
+                log.warning("Dirty worker %d (pid:%d) still running %g s after a reload; "
+                            "killing it", record.index, record.pid,
+                            self.cfg.dirty_graceful_timeout)
+                record.retire_by = 0.0
+                self._kill(record.pid, signal.SIGKILL)
 
     def _kill(self, pid: int, sig: int) -> None:
         try:

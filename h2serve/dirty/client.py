@@ -63,8 +63,10 @@ class DirtyClient:
 
     def __init__(self, socket_path: str, timeout: float | None = None) -> None:
         self.socket_dir = socket_path
-        env_timeout = float(os.environ.get(TIMEOUT_ENV, "0") or 0)
-        self.timeout = timeout if timeout is not None else (env_timeout or 30.0)
+        # dirty_timeout, which the master exports; 0 there means callers wait as
+        # long as the action runs (None). Outside a server: 30 s.
+        env_timeout = float(os.environ.get(TIMEOUT_ENV, "30") or 30)
+        self.timeout: float | None = timeout if timeout is not None else (env_timeout or None)
         self._lock = threading.Lock()
         self._idle: dict[int, list[framing.Channel]] = {}
         self._turn = itertools.count(os.getpid())
@@ -86,7 +88,7 @@ class DirtyClient:
         return self._routes
 
     def _checkout(self, app_path: str) -> tuple[int, framing.Channel]:
-        deadline = time.monotonic() + min(self.timeout, CONNECT_WAIT_S)
+        deadline = time.monotonic() + min(self.timeout or CONNECT_WAIT_S, CONNECT_WAIT_S)
         while True:
             with self._lock:
                 indices = self._load_routes().get(app_path)
@@ -195,6 +197,9 @@ class _Call:
         except TypeError as exc:
             self.client._checkin(self.index, self.chan)
             raise DirtyError(f"{self.name}: arguments are not JSON-serializable: {exc}") from exc
+        except (ValueError, DirtyProtocolError) as exc:   # too large for one frame
+            self.client._checkin(self.index, self.chan)
+            raise DirtyError(f"{self.name}: arguments cannot be sent: {exc}") from exc
         try:
             self.chan.sock.settimeout(self.client.timeout)
             self.chan.sock.sendall(frame)
@@ -203,7 +208,7 @@ class _Call:
             raise DirtyWorkerError(f"dirty worker {self.index} running {self.name} is gone: {exc}",
                                    worker_id=self.index) from exc
 
-    def receive(self, timeout: float) -> tuple[int, bytes]:
+    def receive(self, timeout: float | None) -> tuple[int, bytes]:
         """The next frame; an ERROR frame is raised as its DirtyError."""
         try:
             frame = self.chan.recv(timeout)
@@ -243,7 +248,7 @@ class _Call:
 class DirtyStream:
     """The items of a streaming action, as the dirty worker produces them."""
 
-    def __init__(self, call: _Call, timeout: float) -> None:
+    def __init__(self, call: _Call, timeout: float | None) -> None:
         self._call = call
         self._timeout = timeout
         self._taken = 0        # items consumed since the last credit sent

@@ -14,7 +14,7 @@ import tempfile
 import time
 from typing import Any
 
-from h2serve import hooks
+from h2serve import hooks, process
 from h2serve.dirty import client
 
 log = logging.getLogger("h2serve.error")
@@ -26,8 +26,12 @@ class DirtySupervisor:
     def __init__(self, master: Any) -> None:
         self.master = master
         self.cfg = master.cfg
-        # 0700 (mkdtemp): only the server's user can reach the sockets in it.
+        # 0700 (mkdtemp): only the server's user can reach the sockets in it; with
+        # --user/--group that is the workers' user, who both serves and calls.
         self.directory = tempfile.mkdtemp(prefix="h2serve-dirty-")
+        if process.wants_switch(self.cfg):
+            os.chown(self.directory, -1 if self.cfg.user is None else self.cfg.user,
+                     -1 if self.cfg.group is None else self.cfg.group)
         client.set_dirty_socket_path(self.directory)
         os.environ[client.DIR_ENV] = self.directory
         os.environ[client.TIMEOUT_ENV] = str(self.cfg.dirty_timeout or 0)
@@ -36,8 +40,10 @@ class DirtySupervisor:
         self.stopping = False
 
     def spawn(self) -> None:
+        """Master: fork the dirty arbiter (on_dirty_starting first, at every start)."""
         self.started = time.monotonic()
         master = self.master
+        hooks.call(self.cfg, "on_dirty_starting", master)
         pid = os.fork()
         if pid:
             self.pid = pid
@@ -55,6 +61,7 @@ class DirtySupervisor:
                 master.metrics_server.close()
             from h2serve.dirty.arbiter import DirtyArbiter
 
+            process.switch_user(self.cfg)   # as HTTP workers do, before any dirty app loads
             code = DirtyArbiter(self.cfg, self.directory, master.pid).run()
         except BaseException:
             log.exception("Dirty arbiter failed")
@@ -122,7 +129,6 @@ def start(master: Any) -> DirtySupervisor | None:
     cfg = master.cfg
     if not cfg.dirty_workers or not cfg.dirty_apps:
         return None
-    hooks.call(cfg, "on_dirty_starting", master)
     supervisor = DirtySupervisor(master)
     supervisor.spawn()
     return supervisor

@@ -213,20 +213,23 @@ class DirtyWorker:
                 if not inspect.isgenerator(result):
                     result = iter([result])
                 return self._stream(chan, result, slot, int(request.get("credit") or 1))
-            return self._send_result(chan, framing.RESULT, framing.RESULT_BYTES, result)
+            return self._send_result(chan, framing.RESULT, framing.RESULT_BYTES, result) is not False
         finally:
             self.board.busy(slot, 0.0)
             with self._active_lock:
                 self.active -= 1
             self.slots.put(slot)
 
-    def _send_result(self, chan: framing.Channel, kind: int, bytes_kind: int, value: Any) -> bool:
+    def _send_result(self, chan: framing.Channel, kind: int, bytes_kind: int,
+                     value: Any) -> bool | None:
+        """True when sent; None when the value cannot be encoded (an ERROR frame
+        went instead: the call is over); False when the connection broke."""
         try:
             frame = framing.encode(bytes_kind if isinstance(value, (bytes, bytearray)) else kind,
                                    value)
         except (TypeError, ValueError, DirtyProtocolError) as exc:
             self._send_error(chan, "app", TypeError(f"result cannot be sent: {exc}"))
-            return True
+            return None
         try:
             chan.sock.sendall(frame)
         except OSError:
@@ -261,7 +264,10 @@ class DirtyWorker:
                         log.info("Dirty worker %d: stream cancelled by its client",
                                  self.view.index)
                         return False
-                if not self._send_result(chan, framing.ITEM, framing.ITEM_BYTES, item):
+                sent = self._send_result(chan, framing.ITEM, framing.ITEM_BYTES, item)
+                if sent is None:   # the client took the ERROR as the stream's end: so is it here
+                    return True
+                if not sent:
                     return False
                 credit -= 1
         except (framing.PeerClosed, OSError, DirtyProtocolError, ValueError):
