@@ -289,3 +289,29 @@ def test_hup_gives_running_actions_dirty_graceful_timeout_then_kills(h2serve_ser
     assert getattr(outcome["response"], "status_code", outcome) == 502   # the caller hears at once
     with _client(server) as client:
         assert client.get(f"{server.url}/pid").json() != old
+
+
+@pytest.mark.slow
+def test_calls_whose_callers_gave_up_while_queued_are_not_run(h2serve_server, tmp_path):
+    """Overload: one dirty slot, six 1.5 s calls, callers giving up at 2 s.
+    The calls still queued when their callers left are dropped, so a call
+    made next waits for the running action only, not for four abandoned ones."""
+    server, _ = _start(h2serve_server, tmp_path, "--dirty-timeout=2", "--threads=8", workers=1,
+                       dirty_workers=1, dirty_apps=(MODEL,))
+    statuses: list[int] = []
+
+    def call() -> None:
+        with httpx.Client(verify=server.cafile, timeout=20.0) as client:
+            statuses.append(client.get(f"{server.url}/sleep?s=1.5").status_code)
+
+    threads = [threading.Thread(target=call) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert sorted(statuses) == [200] + [504] * 5
+    started = time.monotonic()
+    with _client(server) as client:
+        assert client.get(f"{server.url}/predict?x=2").json()["y"] == 4
+    assert time.monotonic() - started < 1.5     # behind the one running action at most
+    assert len(server.wait_for_log(r"dropped, its caller left while it waited", count=0)) >= 3

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 
 import pytest
 
@@ -17,6 +18,7 @@ from h2serve.dirty.errors import (
     DirtyProtocolError,
     DirtyWorkerError,
 )
+from h2serve.dirty.worker import SlotLine
 from h2serve.setting_values import parse_dirty_app_spec as parse_spec
 
 
@@ -141,3 +143,30 @@ def test_dirty_timeout_zero_means_callers_wait_as_long_as_the_action(tmp_path, m
     assert DirtyClient(str(tmp_path)).timeout == 7.5
     monkeypatch.delenv("H2SERVE_DIRTY_TIMEOUT")
     assert DirtyClient(str(tmp_path)).timeout == 30.0
+
+
+def test_action_slots_go_first_come_first_served():
+    """A freed slot goes to the call that waited longest, never to one that
+    asked later (queue.Queue let late callers jump the line: tail latency)."""
+    line = SlotLine(1)
+    first = line.take()
+    order: list[str] = []
+
+    def call(name: str) -> None:
+        slot = line.take()
+        order.append(name)
+        line.give(slot)
+
+    waiters = []
+    for name in ("b", "c", "d"):
+        thread = threading.Thread(target=call, args=(name,))
+        thread.start()
+        waiters.append(thread)
+        deadline = time.monotonic() + 2
+        while len(line._waiting) < len(waiters) and time.monotonic() < deadline:
+            time.sleep(0.005)
+    line.give(first)
+    for thread in waiters:
+        thread.join(2)
+    assert order == ["b", "c", "d"]
+    assert line.take() == first    # and the slot is free again

@@ -130,6 +130,18 @@ class Channel:
             pass
         return True
 
+    def peer_gone(self) -> bool:
+        """Whether the peer closed its end (end of stream, nothing unread before it)."""
+        if self._ready:
+            return False
+        self.sock.settimeout(0.0)
+        try:
+            return self.sock.recv(1, socket.MSG_PEEK) == b""
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError:
+            return True
+
     def close(self) -> None:
         try:
             self.sock.close()
