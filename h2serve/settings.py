@@ -399,6 +399,16 @@ SETTINGS: tuple[Setting, ...] = (
         to_int, default=131072, validate=at_least(0),
     ),
     Setting(
+        "http2_response_queue_limit", ("--http2-response-queue-limit",), S_PROTOCOLS, "int",
+        "BYTES",
+        "Bytes of HTTP/2 response bodies one worker may keep queued for its poller to send once "
+        "the clients' windows and sockets take them, so a view whose large response is complete "
+        "frees its thread at once. Past it, and past 32 MiB on one connection (256 KiB while its "
+        "client reads nothing), threads wait for their clients; 0 keeps only responses of up to "
+        "16 KiB off the threads.",
+        to_int, default=134217728, validate=at_least(0),
+    ),
+    Setting(
         "http2_dribble_frame_size", ("--http2-dribble-frame-size",), S_PROTOCOLS, "int", "BYTES",
         "Smallest flow-control credit worth a response DATA frame while more of the body waits "
         "(unless the client's whole stream window is smaller). Window updates that leave less "

@@ -114,6 +114,7 @@ NOT_IN_GUNICORN = frozenset({
     "body_min_rate", "body_prebuffer", "limit_request_head",
     "http2_max_requests_per_connection", "http2_reset_budget", "http2_max_control_frames",
     "http2_max_control_backlog", "http2_dribble_frame_size", "send_min_rate",
+    "http2_response_queue_limit",
     "max_blocked_threads", "max_unused_connections_per_peer", "http2_connection_window_size",
     "metrics_bind", "stuck_request_timeout",
 })

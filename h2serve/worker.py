@@ -23,6 +23,7 @@ from typing import Any
 
 from h2serve import hooks, metrics
 from h2serve.allocator import MemoryReturn
+from h2serve.connection.common import ByteBudget
 from h2serve.connection.peer_shares import PeerShares
 from h2serve.connection.setup import Connection
 from h2serve.lifecycle import APP_LOAD_ERROR, WORKER_BOOT_ERROR, Heartbeat
@@ -81,6 +82,8 @@ class Worker:
         self.pool = ThreadPool(cfg.threads)
         # Most threads one client address may keep waiting on it (max_blocked_threads).
         self.shares = PeerShares(cfg.max_blocked_threads or max(1, cfg.threads // 2))
+        # Response bytes all its HTTP/2 connections may keep queued for the poller.
+        self.queued_bodies = ByteBudget(cfg.http2_response_queue_limit)
 
         self.selector = selectors.DefaultSelector()
         self._calls: queue.SimpleQueue = queue.SimpleQueue()
@@ -326,7 +329,7 @@ class Worker:
         if conn.closed or conn not in self.h2_connections:
             return
         events = selectors.EVENT_WRITE if paused else selectors.EVENT_READ
-        if conn.driver.wants_write:
+        if conn.driver.wants_write or conn.driver.more_turns:
             events |= selectors.EVENT_WRITE
         try:
             self.selector.modify(conn.sock, events, conn)

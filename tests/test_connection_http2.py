@@ -19,7 +19,7 @@ import h2.events
 import pytest
 
 from h2serve.config import Config
-from h2serve.connection.h2_app_side import HANDOFF_BACKLOG, HIGH_WATER
+from h2serve.connection.h2_app_side import HANDOFF_BACKLOG, HIGH_WATER, STALLED_QUEUE_LIMIT
 from h2serve.connection.http2 import HTTP2Driver
 from h2serve.connection.setup import Connection
 from h2serve.worker import Worker
@@ -221,7 +221,7 @@ def test_stream_reset_before_framing_sends_nothing_for_it(rig):
 
 def test_short_send_window_parks_the_rest_with_the_poller(rig):
     """A handed-off response the client's window cuts short waits in the
-    connection (bounded by PARK_BUDGET), framed by the poller as the window
+    connection (bounded by QUEUE_LIMIT), framed by the poller as the window
     opens: no pool thread waits for the client (it did, outside the
     connection's share of the pool, so 100 such streams took every thread)."""
     r = rig(client_settings={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 3})
@@ -281,11 +281,112 @@ def test_hand_off_backlog_is_bounded_for_a_client_that_does_not_read(rig):
         r.driver.streams[stream_id].send_complete(200, "OK", TEXT, b"small", None)
     r.worker._run_calls()
     assert len(r.driver.handoffs) == HANDOFF_BACKLOG
-    last = send_in_thread(r.driver.streams[small[-1]], b"last")
+    # Beyond the backlog the thread frames and queues what it can itself, but a
+    # connection whose client reads nothing keeps at most STALLED_QUEUE_LIMIT queued.
+    last_body = b"L" * (STALLED_QUEUE_LIMIT + 1)
+    last = send_in_thread(r.driver.streams[small[-1]], last_body)
     last.join(0.5)
     assert last.is_alive(), "a response beyond the backlog did not wait for the client"
     assert len(r.driver.handoffs) == HANDOFF_BACKLOG
+    assert r.driver.parked_bytes <= STALLED_QUEUE_LIMIT
     r.pump(until=lambda: all(r.ended(s) for s in small), timeout=10)
     last.join(5)
     assert not last.is_alive()
-    assert [r.response(s)[1] for s in small] == [b"small"] * HANDOFF_BACKLOG + [b"last"]
+    assert [r.response(s)[1] for s in small] == [b"small"] * HANDOFF_BACKLOG + [last_body]
+    assert r.worker.queued_bodies.used == 0 and r.driver.parked_bytes == 0
+
+
+def wide_open(r: Rig) -> None:
+    """Every window of the client at its largest: only the socket holds bytes back."""
+    r.client.increment_flow_control_window(2**31 - 1 - 65535)
+    r._send_client()
+    r.pump()
+
+
+MIB = 1024 * 1024
+BIG = bytes(range(256)) * (5 * MIB // 256)   # a 5 MiB export
+
+
+def test_a_large_complete_response_is_queued_and_its_thread_moves_on(rig):
+    """A view returning 5 MiB: its thread frames what the output buffer takes,
+    queues the rest for the poller and returns before the client read a byte,
+    so bulk downloads do not hold the pool; the poller sends the rest as the
+    client reads, and the budgets are whole again after."""
+    r = rig(client_settings={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 2**31 - 1})
+    wide_open(r)
+    stream_id = r.request()
+    thread = send_in_thread(r.driver.streams[stream_id], BIG)
+    thread.join(2)
+    assert not thread.is_alive(), "the app thread waited for its client"
+    stream = r.driver.streams[stream_id]
+    assert stream.handed_off and stream_id in r.driver.parked
+    assert r.worker.queued_bodies.used == r.driver.parked_bytes > 3 * MIB
+    r.pump(until=lambda: r.ended(stream_id), timeout=20)
+    assert r.response(stream_id)[1] == BIG
+    assert stream_id not in r.driver.streams and not r.driver.parked
+    assert r.worker.queued_bodies.used == 0 and r.driver.parked_bytes == 0
+
+
+def test_past_the_workers_budget_a_thread_waits_for_its_client(rig):
+    """The worker's budget of queued bytes bounds what a crowd of slow readers
+    makes it hold: past it, an app thread waits for its client as before."""
+    r = rig(client_settings={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 2**31 - 1})
+    wide_open(r)
+    r.worker.queued_bodies.limit = MIB
+    stream_id = r.request()
+    thread = send_in_thread(r.driver.streams[stream_id], BIG)
+    thread.join(1)
+    assert thread.is_alive(), "queued past the worker's budget"
+    assert r.worker.queued_bodies.used == 0
+    r.pump(until=lambda: r.ended(stream_id), timeout=20)
+    thread.join(5)
+    assert not thread.is_alive() and r.response(stream_id)[1] == BIG
+
+
+def test_a_streaming_app_stays_one_write_ahead_of_its_client(rig):
+    """Back-pressure reaches a generator: with the client's window shut, its
+    first write is queued, the next one waits until the client reads."""
+    r = rig(client_settings={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 1000})
+    r.pump()
+    stream_id = r.request()
+    stream = r.driver.streams[stream_id]
+    writes: list[int] = []
+
+    def app() -> None:
+        stream.send_head(200, "OK", TEXT, False)
+        for i in range(5):
+            stream.send_body(b"x" * 3000)
+            writes.append(i)
+        stream.send_end([("x-checksum", "done")])
+
+    thread = threading.Thread(target=app)
+    thread.start()
+    for _ in range(20):
+        r.pump()
+        time.sleep(0.02)
+    assert writes == [0] and thread.is_alive()
+    assert r.driver.parked_bytes == 2000          # the first write, less the 1000 let through
+    r.client.increment_flow_control_window(10**6)
+    r.client.increment_flow_control_window(10**6, stream_id)
+    r._send_client()
+    r.pump(until=lambda: r.ended(stream_id), timeout=10)
+    thread.join(5)
+    assert writes == [0, 1, 2, 3, 4] and r.response(stream_id)[1] == b"x" * 15000
+    trailers = [e for e in r.events if isinstance(e, h2.events.TrailersReceived)]
+    assert [(n, v) for n, v in trailers[0].headers] == [(b"x-checksum", b"done")]
+    assert r.worker.queued_bodies.used == 0
+
+
+def test_a_reset_drops_the_queued_bytes(rig):
+    r = rig(client_settings={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 2**31 - 1})
+    wide_open(r)
+    stream_id = r.request()
+    thread = send_in_thread(r.driver.streams[stream_id], BIG)
+    thread.join(2)
+    assert r.worker.queued_bodies.used > 0
+    r.client.reset_stream(stream_id)
+    r._send_client()
+    r.pump(until=lambda: stream_id not in r.driver.parked)
+    assert r.worker.queued_bodies.used == 0 and r.driver.parked_bytes == 0
+    assert stream_id not in r.driver.streams
+    assert r.serve_one(b"next") == b"next"      # the connection goes on

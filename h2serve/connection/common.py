@@ -1,11 +1,13 @@
 """What both connection drivers and the connection setup share: the socket
-errors that mean "not now", the Date header, peer labels, a non-blocking read
-and the squeezed-wait bound. Any thread may call these."""
+errors that mean "not now", the Date header, peer labels, a non-blocking read,
+the squeezed-wait bound and the worker's budget of queued response bytes.
+Any thread may call these."""
 
 from __future__ import annotations
 
 import socket
 import ssl
+import threading
 import time
 from typing import Any
 
@@ -81,3 +83,31 @@ def pacing_limit(grace: float, min_rate: int, moved: int, waited: float) -> floa
     if not min_rate:
         return grace
     return min(grace, grace + moved / min_rate - waited)
+
+
+class ByteBudget:
+    """Bytes a worker lets its connections keep queued for the poller to send
+    (response bodies an app has finished with while its client's window or
+    socket is full), so a crowd of slow readers is bounded in memory: past
+    it, an app thread waits for its client as it would without a queue.
+    Any thread; one lock."""
+
+    __slots__ = ("limit", "used", "_lock")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self._lock = threading.Lock()
+
+    def take(self, size: int, force: bool = False) -> bool:
+        """Reserve size bytes; False (nothing reserved) when they do not fit,
+        unless force (a small handed-off body that is already on its way)."""
+        with self._lock:
+            if not force and self.used + size > self.limit:
+                return False
+            self.used += size
+            return True
+
+    def give(self, size: int) -> None:
+        with self._lock:
+            self.used -= size

@@ -17,6 +17,7 @@ from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
 from h2serve.config import Config
+from h2serve.connection.common import ByteBudget
 from h2serve.connection.peer_shares import PeerShares
 from h2serve.hooks import RequestHooks
 from h2serve.logs import AccessLog
@@ -79,6 +80,7 @@ class WorkerHost(Protocol):
     draining: bool                  # read by any thread: say Connection: close / GOAWAY
     connections: set[Any]           # poller
     shares: PeerShares              # per client address: threads and streams it holds
+    queued_bodies: ByteBudget       # response bytes its connections keep queued for the poller
     plain_http_refused: int
     plain_http_warned_at: float
 

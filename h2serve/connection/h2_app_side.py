@@ -1,14 +1,15 @@
 """The pool-thread side of an HTTP/2 connection: what a stream's app thread
 does through the driver. Body reads that return flow-control credit as the
 app consumes bytes; response heads and bodies written within flow control
-and the output buffer's high-water mark, each wait bounded (send_timeout,
-send_min_rate, the scheduler's squeeze); and complete small responses
-handed off to the poller, parked while they wait for window.
+and the output buffer's high-water mark; what does not fit queued for the
+poller (within the connection's and the worker's budgets), so the thread
+moves on; each wait bounded (send_timeout, send_min_rate, the scheduler's
+squeeze); and complete small responses handed off to the poller.
 
 AppThreadSide is a part of HTTP2Driver (http2.py), split out by job: every
 method here runs on a pool thread unless its name says otherwise (the poller
-runs _frame_handoffs and _expire_parked), under the driver's lock where its
-name ends in _locked.
+runs _frame_handoffs, _scheduled_push, _push_parked_locked and _expire_parked),
+under the driver's lock where its name ends in _locked.
 """
 
 from __future__ import annotations
@@ -33,7 +34,9 @@ LOW_WATER = 128 * 1024            # ... and resume below this
 SEND_PIECE = 64 * 1024            # body bytes framed per step, so HIGH_WATER really bounds
 HANDOFF_MAX = 16 * 1024           # complete responses up to this size are framed by the poller
 HANDOFF_BACKLOG = 32              # ... while fewer than this many wait for it (else as before)
-PARK_BUDGET = 256 * 1024          # handed-off body bytes one connection may keep waiting for a window
+QUEUE_LIMIT = 32 * 1024 * 1024    # body bytes one connection may keep queued for the poller
+STALLED_QUEUE_LIMIT = 256 * 1024  # ... while its client holds it back (_stalled_locked)
+PUSH_QUANTUM = 256 * 1024         # queued bytes the poller frames for one connection per turn
 
 
 class StreamExchange:
@@ -44,7 +47,8 @@ class StreamExchange:
     __slots__ = ("driver", "stream_id", "request", "chunks", "carry", "carry_credit", "ended",
                  "trailers", "reset", "done", "protocol", "received", "waited", "wait_start",
                  "last_data", "in_pool", "handed_off", "sent", "send_waited", "squeezed_at",
-                 "squeezed_total", "rest", "parked_at")
+                 "squeezed_total", "queued", "queued_bytes", "end_queued", "end_trailers",
+                 "window_bound", "parked_at", "progress_at")
 
     def __init__(self, driver: AppThreadSide, request: RequestReceived) -> None:
         self.driver = driver
@@ -72,9 +76,15 @@ class StreamExchange:
         self.send_waited = 0.0
         self.squeezed_at = 0.0    # when it began waiting past the connection's share
         self.squeezed_total = 0   # the connection's sent_total then
-        # A handed-off response the window cut short: the rest, framed by the poller.
-        self.rest: memoryview | None = None
-        self.parked_at = 0.0
+        # Body bytes queued for the poller (the window or the socket was full), and
+        # whether the response ends after them (with trailers): see _queue_locked.
+        self.queued: deque[memoryview] | None = None
+        self.queued_bytes = 0
+        self.end_queued = False
+        self.end_trailers: list[tuple[str, str]] | None = None
+        self.window_bound = False  # the poller's last turn stopped at the client's window
+        self.parked_at = 0.0       # queued since then ...
+        self.progress_at = 0.0     # ... and the client last let bytes of it through then
 
     def read(self, size: int) -> bytes:
         return self.driver.read_body(self, size)
@@ -123,6 +133,8 @@ class AppThreadSide:
     streams: dict[int, StreamExchange]
     parked: dict[int, StreamExchange]
     parked_bytes: int
+    push_scheduled: bool
+    more_turns: bool
     handoffs: list[tuple[StreamExchange, list[tuple[bytes, bytes]], bytes]]
     handoff_scheduled: bool
     outbuf: bytearray
@@ -255,7 +267,8 @@ class AppThreadSide:
 
     def send_body(self, stream: StreamExchange, data: bytes, end_stream: bool = False) -> None:
         with self.lock:
-            self._send_data_locked(stream, memoryview(data), end_stream)
+            if self._send_data_locked(stream, memoryview(data), end_stream, None):
+                self._hand_over_locked(stream)
 
     def _send_deadline(self, stream: StreamExchange, started: float, progress_at: float) -> float:
         """When a write waiting since `started` gives up. With send_min_rate the
@@ -266,31 +279,86 @@ class AppThreadSide:
             return started + timeout + stream.sent / rate - stream.send_waited
         return progress_at + timeout
 
-    def _send_data_locked(self, stream: StreamExchange, view: memoryview, end_stream: bool) -> None:
+    def _send_data_locked(self, stream: StreamExchange, view: memoryview, end_stream: bool,
+                          trailers: list[tuple[str, str]] | None) -> bool:
+        """Frame the body bytes (and the end of the response, with end_stream)
+        that the window and the output buffer take now, and queue the rest for
+        the poller, so an app whose response ends here moves on at once. A
+        streaming app is kept one write ahead of its client: a write that finds
+        the previous one still queued waits for it (back-pressure reaches the
+        app's generator), and any write waits when the queue budgets are spent.
+        True when the response's end was queued: the poller finishes the stream."""
         progress_at = time.monotonic()
         proto, sid = self.proto, stream.stream_id
         while True:
             self._check_alive_locked(stream)
+            if sid in self.parked and not end_stream:
+                self._wait_for_client_locked(stream, max(progress_at, stream.progress_at),
+                                             "the client to read")
+                continue
+            if sid not in self.parked:   # nothing queued before these bytes: frame them now
+                while len(self.outbuf) <= HIGH_WATER:
+                    last = len(view) <= SEND_PIECE
+                    taken = proto.send_body(sid, view if last else view[:SEND_PIECE],
+                                            end_stream=end_stream and last and trailers is None)
+                    if taken:
+                        stream.sent += taken
+                        view = view[taken:]
+                        progress_at = time.monotonic()
+                    self._flush_locked()  # HEADERS queued by send_complete must not wait either
+                    if not view or not taken:
+                        break
+                if not view:
+                    if end_stream and trailers is not None:
+                        proto.end_stream(sid, trailers)
+                        self._flush_locked()
+                    return False
+            if self._queue_locked(stream, view, end_stream, trailers):
+                return end_stream
+            progress_at = max(progress_at, stream.progress_at)
             if len(self.outbuf) > HIGH_WATER:
                 self._wait_for_client_locked(stream, progress_at, "the client to read")
-                continue
-            last = len(view) <= SEND_PIECE
-            taken = proto.send_body(sid, view if last else view[:SEND_PIECE],
-                                    end_stream=end_stream and last)
-            if taken:
-                stream.sent += taken
-                view = view[taken:]
-                self._flush_locked()
-                if not view:
-                    return
-                progress_at = time.monotonic()
-            elif not view:
-                self._flush_locked()
-                return
             else:
-                self._flush_locked()  # HEADERS queued by send_complete must not wait for the window
                 metrics.count(metrics.H2_FLOW_CONTROL_STALLS)
                 self._wait_for_client_locked(stream, progress_at, "flow-control window")
+
+    def _queue_locked(self, stream: StreamExchange, view: memoryview, end_stream: bool,
+                      trailers: list[tuple[str, str]] | None, force: bool = False) -> bool:
+        """Leave body bytes (and the response's end) to the poller, which frames
+        them as the window and the socket let it (_push_parked_locked), so the
+        app thread need not wait for its client. False, queueing nothing, when
+        the connection's limit (QUEUE_LIMIT; STALLED_QUEUE_LIMIT while its client
+        reads nothing or keeps its window shut) or the worker's budget would be
+        passed: a client that does not read cannot make the server hold much."""
+        size = len(view)
+        limit = STALLED_QUEUE_LIMIT if self._stalled_locked() else QUEUE_LIMIT
+        if not force and self.parked_bytes + size > limit:
+            return False
+        if not self.worker.queued_bodies.take(size, force):
+            return False
+        if size and not isinstance(view.obj, bytes):
+            view = memoryview(bytes(view))   # the app may reuse a buffer it wrote
+        if stream.queued is None:
+            stream.queued = deque()
+        if size:
+            stream.queued.append(view)
+            stream.queued_bytes += size
+            self.parked_bytes += size
+        if end_stream:
+            stream.end_queued = True
+            stream.end_trailers = trailers
+        if stream.stream_id not in self.parked:
+            self.parked[stream.stream_id] = stream
+            stream.parked_at = stream.progress_at = time.monotonic()
+        if not self.push_scheduled:
+            self.push_scheduled = True
+            self.worker.call_soon(self._scheduled_push)
+        return True
+
+    def _hand_over_locked(self, stream: StreamExchange) -> None:
+        """The app is done and the poller ends its response: the thread moves on."""
+        stream.handed_off = True
+        self._release_slot_locked(stream)
 
     def _wait_for_client_locked(self, stream: StreamExchange, progress_at: float, what: str) -> None:
         started = time.monotonic()
@@ -302,17 +370,21 @@ class AppThreadSide:
     def send_end(self, stream: StreamExchange, trailers: Headers | None) -> None:
         with self.lock:
             self._check_alive_locked(stream)
-            self.proto.end_stream(stream.stream_id,
-                                  [(n.lower(), v) for n, v in trailers] if trailers else None)
+            lowered = [(n.lower(), v) for n, v in trailers] if trailers else None
+            if stream.stream_id in self.parked:   # after the queued bytes
+                self._queue_locked(stream, memoryview(b""), True, lowered, force=True)
+                self._hand_over_locked(stream)
+                return
+            self.proto.end_stream(stream.stream_id, lowered)
             self._response_sent_locked(stream)
             self._flush_locked()
 
     def send_complete(self, stream: StreamExchange, status: int, headers: Headers, body: bytes,
                       trailers: Headers | None) -> None:
         if (trailers or len(body) > HANDOFF_MAX or len(self.handoffs) >= HANDOFF_BACKLOG
-                or self.parked_bytes + len(body) > PARK_BUDGET):
-            # (a backlog means the client reads nothing: this thread then waits
-            # at HIGH_WATER like any writer, and the bodies held stay bounded)
+                or self.parked_bytes + len(body) > QUEUE_LIMIT):
+            # (a backlog means the client reads nothing: this thread then frames
+            # and queues what it can itself, and the bodies held stay bounded)
             self._send_complete_now(stream, status, headers, body, trailers)
             return
         head = response_head(status, _response_headers(headers))  # a bad field raises here
@@ -367,55 +439,113 @@ class AppThreadSide:
             taken = self.proto.send_whole_response(stream.stream_id, head, body)
             stream.sent += taken
             if taken < len(body):
-                # The client's window is short: the rest waits here, framed by the
-                # poller as WINDOW_UPDATEs come (no thread waits for them).
+                # The client's window is short: the rest waits in the queue, framed
+                # by the poller as WINDOW_UPDATEs come (no thread waits for them).
                 metrics.count(metrics.H2_FLOW_CONTROL_STALLS)
-                stream.rest = memoryview(body)[taken:]
-                stream.parked_at = time.monotonic()
-                self.parked[stream.stream_id] = stream
-                self.parked_bytes += len(stream.rest)
+                self._queue_locked(stream, memoryview(body)[taken:], True, None, force=True)
                 return False
         return self._finish_locked(stream)
 
+    def _scheduled_push(self) -> None:
+        """Poller: a turn of the connection's queued bytes (after an app thread
+        queued some, or after the last turn used its whole quantum)."""
+        with self.lock:
+            self.push_scheduled = False
+            if self.dead or not self.parked:
+                return
+            self._push_parked_locked()
+            self._flush_locked()
+
     def _push_parked_locked(self) -> None:
-        """Poller: frame what the windows now let through of the parked responses."""
+        """Poller: frame what the windows let through of the queued bytes, at most
+        PUSH_QUANTUM a turn and never past HIGH_WATER in the output buffer. When
+        bytes the window would let through are left, the connection asks for
+        EVENT_WRITE: its next turn comes when the selector says so, among every
+        other socket's events, so one bulk transfer cannot hold the poller.
+        A response whose queue ends is finished here; a running app's stream
+        leaves the queue when it empties."""
+        allowance = min(PUSH_QUANTUM, HIGH_WATER - len(self.outbuf))
         close_now = False
+        drained = False
+        budget = self.worker.queued_bodies
+        proto = self.proto
         for stream in list(self.parked.values()):
-            rest = stream.rest
-            if not stream.reset and not self.dead:
-                taken = self.proto.send_body(stream.stream_id, rest, end_stream=True)
-                if taken < len(rest):
-                    stream.sent += taken
-                    stream.rest = rest[taken:]
+            if stream.reset or self.dead:
+                self._unpark_locked(stream)
+                if stream.handed_off:
+                    close_now = self._finish_locked(stream) or close_now
+                continue
+            queued = stream.queued
+            sid = stream.stream_id
+            ended = False
+            stream.window_bound = False
+            while queued and allowance > 0:
+                piece = queued[0]
+                part = piece if len(piece) <= allowance else piece[:allowance]
+                ended = (part is piece and len(queued) == 1 and stream.end_queued
+                         and stream.end_trailers is None)
+                taken = proto.send_body(sid, part, end_stream=ended)
+                if taken:
+                    queued[0] = piece[taken:]
+                    if taken == len(piece):
+                        queued.popleft()
+                    stream.queued_bytes -= taken
                     self.parked_bytes -= taken
-                    continue
+                    budget.give(taken)
+                    stream.sent += taken
+                    stream.progress_at = time.monotonic()
+                    allowance -= taken
+                    drained = True
+                if taken < len(part):
+                    ended = False
+                    stream.window_bound = True
+                    break
+            if queued:
+                if allowance <= 0:   # its turn is over: the next one goes to the others first
+                    del self.parked[sid]
+                    self.parked[sid] = stream
+                continue
+            if stream.end_queued and not ended:
+                proto.end_stream(sid, stream.end_trailers)
             self._unpark_locked(stream)
-            close_now = self._finish_locked(stream) or close_now
+            if stream.end_queued:
+                close_now = self._finish_locked(stream) or close_now
+        if drained:
+            self.cond.notify_all()   # app threads waiting for the queue budget
+        if self.parked and allowance <= 0:
+            self._want_another_turn_locked()
         if close_now:
             self.worker.call_soon(self.close_gracefully)
 
     def _unpark_locked(self, stream: StreamExchange) -> None:
-        del self.parked[stream.stream_id]
-        if stream.rest is not None:
-            self.parked_bytes -= len(stream.rest)
-            stream.rest.release()
-            stream.rest = None
+        """Out of the queue; bytes still queued (a reset stream's) are dropped."""
+        self.parked.pop(stream.stream_id, None)
+        if stream.queued_bytes:
+            self.parked_bytes -= stream.queued_bytes
+            self.worker.queued_bodies.give(stream.queued_bytes)
+            stream.queued_bytes = 0
+        if stream.queued:
+            stream.queued.clear()
+        stream.window_bound = False
 
     def _expire_parked(self, now: float) -> None:
-        """Poller: reset (CANCEL) parked responses whose client let too little of
-        them through (the send_min_rate rule, counted from when they parked)."""
+        """Poller: reset (CANCEL) queued responses whose client let too little of
+        them through (send_timeout since the last progress, or the send_min_rate
+        rule counted from when they were queued)."""
         with self.lock:
             expired = [stream for stream in self.parked.values()
                        if stream.reset
-                       or now >= self._send_deadline(stream, stream.parked_at, stream.parked_at)]
+                       or now >= self._send_deadline(stream, stream.parked_at, stream.progress_at)]
             close_now = False
             for stream in expired:
                 self._unpark_locked(stream)
                 if not stream.reset and not self.dead:
                     self.proto.reset_stream(stream.stream_id, CANCEL)
                     stream.reset = True
-                close_now = self._finish_locked(stream) or close_now
+                if stream.handed_off:   # a running app sees the reset at its next write
+                    close_now = self._finish_locked(stream) or close_now
             if expired:
+                self.cond.notify_all()
                 self._flush_locked()
                 self._submit_ready_locked()
         if close_now:
@@ -428,15 +558,11 @@ class AppThreadSide:
             only_head = not body and not trailers
             self.proto.send_response(stream.stream_id, status, _response_headers(headers),
                                      end_stream=only_head)
-            if only_head:
-                self._response_sent_locked(stream)
-                self._flush_locked()
-                return
-            if body:
-                self._send_data_locked(stream, memoryview(body), end_stream=not trailers)
-            if trailers or not body:
-                self.proto.end_stream(stream.stream_id,
-                                      [(n.lower(), v) for n, v in trailers] if trailers else None)
+            if not only_head:
+                lowered = [(n.lower(), v) for n, v in trailers] if trailers else None
+                if self._send_data_locked(stream, memoryview(body), True, lowered):
+                    self._hand_over_locked(stream)
+                    return
             self._response_sent_locked(stream)
             self._flush_locked()
 

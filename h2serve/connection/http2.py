@@ -50,6 +50,10 @@ from h2serve.wsgi import connection_environ
 log = logging.getLogger("h2serve.error")
 
 MAX_WRITE = 256 * 1024            # bytes handed to one send() call
+# Bytes one connection's write may send before the poller turns to the other
+# sockets: the rest goes at its next EVENT_WRITE, so a bulk download takes its
+# turns among small responses instead of holding the poller while it lasts.
+WRITE_QUANTUM = 256 * 1024
 READ_PAUSE = 4 * 1024 * 1024      # stop reading a peer that will not take our output
 RECV_SIZE = 256 * 1024
 READ_SHARE = 64 * 1024            # bytes read per turn before other connections get theirs
@@ -96,9 +100,12 @@ class HTTP2Driver(AppThreadSide):
         self.prebuffering: dict[int, StreamExchange] = {}
         # Its streams on the pool: which run, which wait, which are squeezed.
         self.sched = StreamScheduler(worker, conn.peer_key)
-        # Handed-off responses waiting for window, framed by the poller as it opens.
+        # Streams with body bytes queued for the poller (their window or the socket
+        # was full; h2_app_side._queue_locked), and how many bytes in all.
         self.parked: dict[int, StreamExchange] = {}
         self.parked_bytes = 0
+        self.push_scheduled = False   # a turn of the queued bytes waits in call_soon
+        self.more_turns = False       # output waits for EVENT_WRITE after a full turn (not a full socket)
         # Small complete responses whose app thread moved on: the poller frames
         # them (send_complete), so a pool thread never waits for the lock or
         # spends its time in h2 between one view and the next.
@@ -204,6 +211,8 @@ class HTTP2Driver(AppThreadSide):
     def mark_dead(self) -> None:
         with self.cond:
             self.dead = True
+            for stream in list(self.parked.values()):
+                self._unpark_locked(stream)   # the worker's budget gets its bytes back
             self.proto.dispose()
             self.cond.notify_all()
 
@@ -357,15 +366,20 @@ class HTTP2Driver(AppThreadSide):
             if self.dead:
                 return
             self.wants_write = False
+            self.more_turns = False
             self._write_locked()
             below = len(self.outbuf) < LOW_WATER
+            if below and self.parked:
+                self._push_parked_locked()
+                self._flush_locked()
             resume = self.read_paused and below
             if resume:
                 self.read_paused = False
         if self.handoffs and below:
             self._frame_handoffs()
         if not self.wants_write:
-            self.worker.want_write(self.conn, False)
+            if not self.more_turns:
+                self.worker.want_write(self.conn, False)
             if self.close_by and not self.outbuf:
                 self.worker.linger(self.conn)
                 return
@@ -381,8 +395,9 @@ class HTTP2Driver(AppThreadSide):
     def _stalled_locked(self) -> bool:
         """The client holds back this connection: its window is closed, or it
         reads none of our output (a thread waiting on it counts in the scheduler)."""
-        return bool(self.parked or self.proto.peer_window_closed()
-                    or (self.wants_write and len(self.outbuf) > HIGH_WATER))
+        return (self.proto.peer_window_closed()
+                or (self.wants_write and len(self.outbuf) > HIGH_WATER)
+                or any(stream.window_bound for stream in self.parked.values()))
 
     def _submit_ready_locked(self) -> None:
         sched = self.sched
@@ -461,6 +476,10 @@ class HTTP2Driver(AppThreadSide):
                 return False
             stream.reset = True
             self._return_credit_locked(stream)
+            if stream.stream_id in self.parked:
+                self._unpark_locked(stream)
+                if stream.handed_off and self._finish_locked(stream):
+                    self.worker.call_soon(self.close_gracefully)
             return True
         if kind is WindowUpdated:
             if self.parked:
@@ -550,14 +569,19 @@ class HTTP2Driver(AppThreadSide):
                 self._write_locked()
 
     def _write_locked(self) -> None:
-        """Send what the socket takes now; the rest waits for the poller's EVENT_WRITE.
+        """Send what the socket takes now, at most WRITE_QUANTUM; the rest waits
+        for the poller's EVENT_WRITE.
 
         A TLS write that would block must be retried with the same bytes first,
         so the buffer is only ever appended to until send() reports progress."""
         buf = self.outbuf
         send = self.sock.send
         progressed = False
+        turn = 0
         while buf:
+            if turn >= WRITE_QUANTUM:
+                self._want_another_turn_locked()
+                return
             whole = memoryview(buf)
             piece = whole[:MAX_WRITE]
             try:
@@ -581,9 +605,18 @@ class HTTP2Driver(AppThreadSide):
                 whole.release()
             del buf[:sent]
             self.sent_total += sent
+            turn += sent
             progressed = True
         self.write_stalled_since = 0.0
         self.cond.notify_all()
+
+    def _want_another_turn_locked(self) -> None:
+        """Poller: output is left that the socket would take; send it at the next
+        EVENT_WRITE, after the events of every other socket ready meanwhile."""
+        if not self.more_turns:
+            self.more_turns = True
+            if not self.wants_write:
+                self.worker.want_write(self.conn, True)
 
 
 def _another_turn() -> None:
