@@ -382,7 +382,7 @@ class AppThreadSide:
     def send_complete(self, stream: StreamExchange, status: int, headers: Headers, body: bytes,
                       trailers: Headers | None) -> None:
         if (trailers or len(body) > HANDOFF_MAX or len(self.handoffs) >= HANDOFF_BACKLOG
-                or self.parked_bytes + len(body) > QUEUE_LIMIT):
+                or self.parked_bytes + len(body) > STALLED_QUEUE_LIMIT):
             # (a backlog means the client reads nothing: this thread then frames
             # and queues what it can itself, and the bodies held stay bounded)
             self._send_complete_now(stream, status, headers, body, trailers)
@@ -424,7 +424,7 @@ class AppThreadSide:
             while handoffs:
                 if len(self.outbuf) > HIGH_WATER:
                     self._flush_locked()
-                    if self.wants_write:
+                    if self.wants_write or self.more_turns:
                         break
                 stream, head, body = handoffs.pop(0)
                 close_now = self._frame_handoff_locked(stream, head, body) or close_now

@@ -580,6 +580,7 @@ class HTTP2Driver(AppThreadSide):
         turn = 0
         while buf:
             if turn >= WRITE_QUANTUM:
+                self.write_stalled_since = 0.0
                 self._want_another_turn_locked()
                 return
             whole = memoryview(buf)
