@@ -56,6 +56,58 @@ def markdown(data: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _median_of(rows: list[dict], pick) -> float | None:
+    values = [v for v in (pick(row) for row in rows) if v is not None]
+    return statistics.median(values) if values else None
+
+
+def burst_table(data: dict) -> str:
+    """h2-burst: the small requests during the bulk burst against the same
+    client alone (the row's baseline), and the bulk rate reached; medians."""
+    rows = [r for r in data["results"] if r["workload"] == "h2-burst"]
+    if not rows:
+        return ""
+    lines = ["| server | small req/s during / alone | kept | small p99 ms during / alone | "
+             "p99 ratio | bulk MiB/s (target) |", "|---|---:|---:|---:|---:|---:|"]
+    for server in SERVERS:
+        mine = [r for r in rows if r["server"] == server and r.get("baseline")]
+        if not mine:
+            continue
+        during = _median_of(mine, lambda r: r.get("req_per_s"))
+        alone = _median_of(mine, lambda r: r["baseline"].get("req_per_s"))
+        p99 = _median_of(mine, lambda r: (r.get("latency_pct_ms") or {}).get("p99"))
+        p99_alone = _median_of(mine, lambda r: (r["baseline"].get("latency_pct_ms") or {}).get("p99"))
+        bulk = _median_of(mine, lambda r: (r.get("bulk") or {}).get("mib_per_s"))
+        target = _median_of(mine, lambda r: (r.get("bulk") or {}).get("target_mib_per_s"))
+        kept = f"{during / alone:.2f}x" if during and alone else "-"
+        ratio = f"{p99 / p99_alone:.1f}x" if p99 and p99_alone else "-"
+        lines.append(f"| {server} | {during or 0:,.0f} / {alone or 0:,.0f} | {kept} | "
+                     f"{p99 or 0:.2f} / {p99_alone or 0:.2f} | {ratio} | "
+                     f"{bulk or 0:.0f} ({target or 0:.0f}) |")
+    return "\n".join(lines) + "\n"
+
+
+def thousand_table(data: dict) -> str:
+    """h2-1k: req/s, against the server's own h2-hello, requests failed, peak RSS."""
+    rate, rss, _ = medians(data["results"])
+    rows = [r for r in data["results"] if r["workload"] == "h2-1k"]
+    if not rows:
+        return ""
+    lines = ["| server | h2-1k req/s | of its own h2-hello | requests not succeeded | "
+             "peak RSS MiB |", "|---|---:|---:|---:|---:|"]
+    for server in SERVERS:
+        mine = [r for r in rows if r["server"] == server]
+        if not mine:
+            continue
+        ours, hello = rate.get((server, "h2-1k")), rate.get((server, "h2-hello"))
+        lost = _median_of(mine, lambda r: (r.get("requests") or {}).get("total", 0)
+                          - (r.get("requests") or {}).get("succeeded", 0))
+        share = f"{ours / hello:.2f}x" if ours and hello else "-"
+        lines.append(f"| {server} | {ours or 0:,.0f} | {share} | {lost or 0:,.0f} | "
+                     f"{rss.get((server, 'h2-1k'), 0):.0f} |")
+    return "\n".join(lines) + "\n"
+
+
 def svg(data: dict) -> str:
     """Grouped horizontal bars, req/s relative to gunicorn on a log scale."""
     rate, _, workloads = medians(data["results"])
@@ -105,6 +157,10 @@ def main() -> None:
     with open(args.json_file) as f:
         data = json.load(f)
     print(markdown(data), end="")
+    for table in (burst_table(data), thousand_table(data)):
+        if table:
+            print()
+            print(table, end="")
     if args.svg:
         with open(args.svg, "w") as f:
             f.write(svg(data))
