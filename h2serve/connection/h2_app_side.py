@@ -307,6 +307,8 @@ class AppThreadSide:
                         progress_at = time.monotonic()
                     self._flush_locked()  # HEADERS queued by send_complete must not wait either
                     if not view or not taken:
+                        if view:
+                            metrics.count(metrics.H2_FLOW_CONTROL_STALLS)
                         break
                 if not view:
                     if end_stream and trailers is not None:
@@ -316,11 +318,9 @@ class AppThreadSide:
             if self._queue_locked(stream, view, end_stream, trailers):
                 return end_stream
             progress_at = max(progress_at, stream.progress_at)
-            if len(self.outbuf) > HIGH_WATER:
-                self._wait_for_client_locked(stream, progress_at, "the client to read")
-            else:
-                metrics.count(metrics.H2_FLOW_CONTROL_STALLS)
-                self._wait_for_client_locked(stream, progress_at, "flow-control window")
+            self._wait_for_client_locked(stream, progress_at,
+                                         "the client to read" if len(self.outbuf) > HIGH_WATER
+                                         else "flow-control window")
 
     def _queue_locked(self, stream: StreamExchange, view: memoryview, end_stream: bool,
                       trailers: list[tuple[str, str]] | None, force: bool = False) -> bool:

@@ -106,6 +106,7 @@ class HTTP2Driver(AppThreadSide):
         self.parked_bytes = 0
         self.push_scheduled = False   # a turn of the queued bytes waits in call_soon
         self.more_turns = False       # output waits for EVENT_WRITE after a full turn (not a full socket)
+        self.push_due = False         # a WINDOW_UPDATE came for queued bytes (on_readable pushes)
         # Small complete responses whose app thread moved on: the poller frames
         # them (send_complete), so a pool thread never waits for the lock or
         # spends its time in h2 between one view and the next.
@@ -334,6 +335,9 @@ class HTTP2Driver(AppThreadSide):
                 self.outbuf += replies
                 self.control_marks.append((self.sent_total + len(self.outbuf), len(replies)))
                 self.control_backlog += len(replies)
+            if self.push_due:   # a window opened for queued bytes
+                self.push_due = False
+                self._push_parked_locked()
             self._flush_locked()
             flooded = self._control_backlog_exceeded_locked()
             if len(self.outbuf) > READ_PAUSE and not self.read_paused:
@@ -482,8 +486,9 @@ class HTTP2Driver(AppThreadSide):
                     self.worker.call_soon(self.close_gracefully)
             return True
         if kind is WindowUpdated:
-            if self.parked:
-                self._push_parked_locked()
+            # Queued bytes go once this read's replies are counted (on_readable):
+            # DATA must not pass for replies to the client's frames.
+            self.push_due = self.push_due or bool(self.parked)
             return True
         if kind is PriorityUpdated:
             stream = streams.get(event.stream_id)
