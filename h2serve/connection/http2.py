@@ -401,7 +401,7 @@ class HTTP2Driver(AppThreadSide):
         reads none of our output (a thread waiting on it counts in the scheduler)."""
         return (self.proto.peer_window_closed()
                 or (self.wants_write and len(self.outbuf) > HIGH_WATER)
-                or any(stream.window_bound for stream in self.parked.values()))
+                or bool(self.parked) and any(s.window_bound for s in self.parked.values()))
 
     def _submit_ready_locked(self) -> None:
         sched = self.sched
