@@ -471,9 +471,7 @@ class AppThreadSide:
         proto = self.proto
         for stream in list(self.parked.values()):
             if stream.reset or self.dead:
-                self._unpark_locked(stream)
-                if stream.handed_off:
-                    close_now = self._finish_locked(stream) or close_now
+                close_now = self._drop_parked_locked(stream) or close_now
                 continue
             queued = stream.queued
             sid = stream.stream_id
@@ -528,6 +526,13 @@ class AppThreadSide:
             stream.queued.clear()
         stream.window_bound = False
 
+    def _drop_parked_locked(self, stream: StreamExchange) -> bool:
+        """Poller: a reset, expired or dead stream's queue goes; one whose app
+        handed it over is finished here (a running app sees the reset at its
+        next write). True when the connection should now close."""
+        self._unpark_locked(stream)
+        return stream.handed_off and self._finish_locked(stream)
+
     def _expire_parked(self, now: float) -> None:
         """Poller: reset (CANCEL) queued responses whose client let too little of
         them through (send_timeout since the last progress, or the send_min_rate
@@ -538,12 +543,10 @@ class AppThreadSide:
                        or now >= self._send_deadline(stream, stream.parked_at, stream.progress_at)]
             close_now = False
             for stream in expired:
-                self._unpark_locked(stream)
                 if not stream.reset and not self.dead:
                     self.proto.reset_stream(stream.stream_id, CANCEL)
                     stream.reset = True
-                if stream.handed_off:   # a running app sees the reset at its next write
-                    close_now = self._finish_locked(stream) or close_now
+                close_now = self._drop_parked_locked(stream) or close_now
             if expired:
                 self.cond.notify_all()
                 self._flush_locked()

@@ -480,10 +480,8 @@ class HTTP2Driver(AppThreadSide):
                 return False
             stream.reset = True
             self._return_credit_locked(stream)
-            if stream.stream_id in self.parked:
-                self._unpark_locked(stream)
-                if stream.handed_off and self._finish_locked(stream):
-                    self.worker.call_soon(self.close_gracefully)
+            if stream.stream_id in self.parked and self._drop_parked_locked(stream):
+                self.worker.call_soon(self.close_gracefully)
             return True
         if kind is WindowUpdated:
             # Queued bytes go once this read's replies are counted (on_readable):
@@ -585,9 +583,8 @@ class HTTP2Driver(AppThreadSide):
         turn = 0
         while buf:
             if turn >= WRITE_QUANTUM:
-                self.write_stalled_since = 0.0
                 self._want_another_turn_locked()
-                return
+                break
             whole = memoryview(buf)
             piece = whole[:MAX_WRITE]
             try:

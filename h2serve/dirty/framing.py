@@ -116,31 +116,25 @@ class Channel:
         """A frame already sent by the peer, without waiting."""
         return self.recv(0.0)
 
+    def _peek(self) -> bytes | None:
+        """Without waiting: None when nothing has come, b"" at the end of the
+        stream (or a broken socket), else the first unread byte."""
+        self.sock.settimeout(0.0)   # with a timeout set, recv would poll and wait first
+        try:
+            return self.sock.recv(1, socket.MSG_PEEK)
+        except (BlockingIOError, InterruptedError):
+            return None
+        except OSError:
+            return b""
+
     def is_stale(self) -> bool:
         """Whether an idle pooled connection cannot be reused: the worker closed it,
         or sent something no call asked for (a reply would then be misread)."""
-        if self._ready or self.decoder.pending:
-            return True
-        self.sock.settimeout(0.0)   # with a timeout set, recv would poll and wait first
-        try:
-            self.sock.recv(1, socket.MSG_PEEK)   # end of stream, or bytes nobody asked for
-        except (BlockingIOError, InterruptedError):
-            return False
-        except OSError:
-            pass
-        return True
+        return bool(self._ready or self.decoder.pending) or self._peek() is not None
 
     def peer_gone(self) -> bool:
         """Whether the peer closed its end (end of stream, nothing unread before it)."""
-        if self._ready:
-            return False
-        self.sock.settimeout(0.0)
-        try:
-            return self.sock.recv(1, socket.MSG_PEEK) == b""
-        except (BlockingIOError, InterruptedError):
-            return False
-        except OSError:
-            return True
+        return not self._ready and self._peek() == b""
 
     def close(self) -> None:
         try:

@@ -56,6 +56,7 @@ class SlotLine:
     waiting behind many later ones and inflated the tail latency)."""
 
     def __init__(self, count: int) -> None:
+        self._count = count
         self._free = collections.deque(range(count))
         self._waiting: collections.deque[list] = collections.deque()
         self._lock = threading.Lock()
@@ -68,6 +69,11 @@ class SlotLine:
             self._waiting.append(ticket)
         ticket[0].wait()
         return ticket[1]
+
+    @property
+    def in_use(self) -> int:
+        """Slots held by running actions (a waiter's slot is handed over, never free)."""
+        return self._count - len(self._free)
 
     def give(self, slot: int) -> None:
         with self._lock:
@@ -92,8 +98,6 @@ class DirtyWorker:
         self.apps: dict[str, Any] = {}
         self.stopping = False
         self.slots = SlotLine(board.slots)
-        self.active = 0
-        self._active_lock = threading.Lock()
 
     def run(self) -> int:
         signal.signal(signal.SIGTERM, self._on_term)
@@ -120,7 +124,7 @@ class DirtyWorker:
             with contextlib.suppress(OSError):
                 if os.stat(path).st_ino == inode:   # not yet replaced by a successor
                     os.unlink(path)
-            while self.active:   # graceful: the dirty arbiter kills us past its timeout
+            while self.slots.in_use:   # graceful: the dirty arbiter kills us past its timeout
                 time.sleep(0.05)
             for path, app in self.apps.items():
                 try:
@@ -232,8 +236,6 @@ class DirtyWorker:
             log.info("Dirty worker %d: %s.%s dropped, its caller left while it waited",
                      self.view.index, app_path, action)
             return False
-        with self._active_lock:
-            self.active += 1
         try:
             self.board.busy(slot, time.monotonic())
             try:
@@ -251,8 +253,6 @@ class DirtyWorker:
             return self._send_result(chan, framing.RESULT, framing.RESULT_BYTES, result) is not False
         finally:
             self.board.busy(slot, 0.0)
-            with self._active_lock:
-                self.active -= 1
             self.slots.give(slot)
 
     def _send_result(self, chan: framing.Channel, kind: int, bytes_kind: int,
