@@ -37,6 +37,10 @@ from h2serve.transport.listeners import accept_queue_length, stop_new_handshakes
 log = logging.getLogger("h2serve.error")
 
 TICK_S = 0.25            # longest select() wait: deadline precision and heartbeat rate
+# How often the HTTP/2 connections' timers run (on_tick) while the poller is busy:
+# a sweep visits every connection, so it must not follow every select() when
+# there are thousands of them.
+SWEEP_S = 0.01
 ACCEPT_YIELD_S = 0.005   # a busier worker leaves new connections to a less busy one this long
 MAX_YIELD_S = 0.02       # ... but takes them itself if nobody did by then
 SIBLING_BOOT_WAIT_S = 1.0  # a starting worker waits this long at most for siblings still booting
@@ -111,6 +115,7 @@ class Worker:
         # (HTTP1Driver._may_start): conn -> deadline. Not read meanwhile; retried each tick.
         self.share_waiting: dict[Connection, float] = {}
         self.h2_connections: set[Connection] = set()
+        self.sweep_due = 0.0           # the next on_tick sweep of h2_connections (_expire)
         self.lingering: dict[Connection, float] = {}
         self.accepting = False
         self.running = True
@@ -621,8 +626,10 @@ class Worker:
             self.release(conn)
         for conn in [c for c, deadline in self.lingering.items() if deadline <= now]:
             self.release(conn)
-        for conn in list(self.h2_connections):
-            conn.driver.on_tick(now)
+        if now >= self.sweep_due:
+            self.sweep_due = now + SWEEP_S
+            for conn in list(self.h2_connections):
+                conn.driver.on_tick(now)
         if self.share_waiting:
             self._retry_shares(now)
         self.memory.tick(len(self.connections), now)

@@ -390,3 +390,23 @@ def test_a_reset_drops_the_queued_bytes(rig):
     assert r.worker.queued_bodies.used == 0 and r.driver.parked_bytes == 0
     assert stream_id not in r.driver.streams
     assert r.serve_one(b"next") == b"next"      # the connection goes on
+
+
+def test_frames_left_by_a_turn_are_read_at_the_next_turn_without_new_bytes(rig, monkeypatch):
+    """A turn that ends with frames still buffered (its time slice passed)
+    schedules the connection's next turn itself: the rest is read although
+    the client sends nothing more and no timer sweep runs (this rig never
+    calls on_tick, which the worker runs only every SWEEP_S)."""
+    import h2serve.connection.http2 as driver_module
+
+    monkeypatch.setattr(driver_module, "READ_SLICE_S", 0.0)   # one frame per turn
+    one = rig()
+    one.worker.connections.add(object())   # not alone: turns are sliced
+    ids = []
+    for _ in range(5):
+        stream_id = one.client.get_next_available_stream_id()
+        one.client.send_headers(stream_id, REQUEST, end_stream=True)
+        ids.append(stream_id)
+    one._send_client()   # all five in one write
+    one.pump(until=lambda: all(sid in one.driver.streams for sid in ids))
+    assert one.driver.more_to_read is False

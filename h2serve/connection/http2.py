@@ -122,7 +122,7 @@ class HTTP2Driver(AppThreadSide):
         # floods without reading is cut off at http2_max_control_backlog bytes.
         self.control_marks: list[tuple[int, int]] = []
         self.control_backlog = 0
-        self.more_to_read = False     # frames wait for this connection's next turn (on_tick)
+        self.more_to_read = False     # frames wait for this connection's next turn (read_more)
         self.stream_errors = 0        # stream-level protocol errors so far (logged: the first few)
         self.next_stall_check = 0.0   # when on_tick next asks the protocol about its deadlines
         self.wants_write = False
@@ -251,11 +251,6 @@ class HTTP2Driver(AppThreadSide):
         """Poller, a few times a second: GOAWAY timers, idle and finished connections."""
         if self.dead:
             return
-        if self.more_to_read:
-            self.more_to_read = False
-            self.on_readable()
-            if self.dead:
-                return
         if (self.wants_write and self.write_stalled_since
                 and now - self.write_stalled_since >= self.cfg.send_timeout):
             # nginx's send_timeout: the peer took no byte for that long, so every
@@ -294,6 +289,12 @@ class HTTP2Driver(AppThreadSide):
 
     # --- poller: reading and writing ----------------------------------------------
 
+    def read_more(self) -> None:
+        """Poller: the next turn for frames a turn left unread (on_readable)."""
+        if self.more_to_read and not self.dead:
+            self.more_to_read = False
+            self.on_readable()
+
     def on_readable(self) -> None:
         new_streams: list[StreamExchange] = []
         eof = False
@@ -323,13 +324,14 @@ class HTTP2Driver(AppThreadSide):
                 share -= len(data)
                 self._handle_events_locked(self.proto.receive(data, until), new_streams)
             else:
-                # Our turn is over: select brings us back for unread bytes, on_tick
+                # Our turn is over: select brings us back for unread bytes, read_more
                 # for frames left in the protocol or bytes already decrypted by TLS
-                # (after the other connections' turns: the poller loops once more).
+                # (at the poller's next turn, after the other sockets ready in this one).
                 if self.proto.has_backlog or (
                         isinstance(self.sock, ssl.SSLSocket) and self.sock.pending()):
-                    self.more_to_read = True
-                    self.worker.call_soon(_another_turn)
+                    if not self.more_to_read:
+                        self.more_to_read = True
+                        self.worker.call_soon(self.read_more)
             replies = self.proto.data_to_send()
             if replies:
                 self.outbuf += replies
@@ -620,10 +622,6 @@ class HTTP2Driver(AppThreadSide):
             self.more_turns = True
             if not self.wants_write:
                 self.worker.want_write(self.conn, True)
-
-
-def _another_turn() -> None:
-    """Nothing: queued only so that the poller loops (and ticks) once more."""
 
 
 def _inadequate(sock: ssl.SSLSocket) -> bool:
