@@ -115,6 +115,7 @@ class Worker:
         # (HTTP1Driver._may_start): conn -> deadline. Not read meanwhile; retried each tick.
         self.share_waiting: dict[Connection, float] = {}
         self.h2_connections: set[Connection] = set()
+        self.write_turns = 0           # EVENT_WRITE turns so far (_write_turn)
         self.sweep_due = 0.0           # the next on_tick sweep of h2_connections (_expire)
         self.lingering: dict[Connection, float] = {}
         self.accepting = False
@@ -237,7 +238,8 @@ class Worker:
 
         Only the first call after the poller last drained the queue writes to
         the pipe; the poller clears the flag before draining, so a call that
-        sees it set is always picked up by the drain in progress."""
+        sees it set is picked up by the drain in progress or, if it came after
+        that drain's count of the queue, by the next turn's."""
         self._calls.put((fn, args))
         if not self._wake_pending:
             self._wake_pending = True
@@ -254,7 +256,10 @@ class Worker:
             pass
         self._wake_pending = False
         calls = self._calls
-        while True:
+        # Only the calls queued so far: one that queues another (a connection's
+        # next read turn, read_more) is run at the next turn, after select(),
+        # so it cannot hold the poller from the other sockets.
+        for _ in range(calls.qsize()):
             try:
                 fn, args = calls.get_nowait()
             except queue.Empty:
@@ -661,6 +666,7 @@ class Worker:
             timeout = TICK_S
             if self.accept_retry_at:
                 timeout = max(0.0, min(timeout, self.accept_retry_at - time.monotonic()))
+            writers = []
             for key, mask in select(timeout):
                 owner = key.data
                 if owner is _WAKE:
@@ -671,8 +677,8 @@ class Worker:
                         self._on_linger_readable(conn)
                     elif conn in self.h2_connections:
                         if mask & selectors.EVENT_WRITE:
-                            conn.driver.on_writable()
-                        if mask & selectors.EVENT_READ and not conn.closed:
+                            writers.append((conn, mask))
+                        else:
                             conn.driver.on_readable()
                     elif self.waiting.pop(conn, None) is not None:
                         self._unregister(conn)
@@ -682,6 +688,8 @@ class Worker:
                             self.pool.submit_urgent(conn.on_readable)
                 else:
                     self._accept(owner)
+            if writers:
+                self._write_turn(writers)
             now = time.monotonic()
             if self.accept_retry_at and now >= self.accept_retry_at:
                 self.accept_retry_at = 0.0
@@ -696,6 +704,23 @@ class Worker:
             if self.draining and (not self.connections or now >= self.drain_deadline):
                 break
         self._close_everything()
+
+    def _write_turn(self, writers: list[tuple[Connection, int]]) -> None:
+        """After every other event of a select(): one of the HTTP/2 connections
+        with output waiting for EVENT_WRITE (bulk transfers, a client reading
+        slowly) writes, at most WRITE_QUANTUM, the next one at the next turn.
+        A request or a small response that arrives meanwhile thus waits for one
+        quantum of bulk bytes at most, not for one per bulk connection; the
+        others stay registered, so select() returns at once for them, and the
+        one whose last turn is the oldest goes first."""
+        conn, mask = min(writers, key=_last_write_turn) if len(writers) > 1 else writers[0]
+        self.write_turns += 1
+        conn.driver.write_turn = self.write_turns
+        if conn.closed:
+            return
+        conn.driver.on_writable()
+        if mask & selectors.EVENT_READ and not conn.closed:
+            conn.driver.on_readable()
 
     def _close_everything(self) -> None:
         if metrics.IN_FLIGHT:
@@ -739,3 +764,7 @@ class Worker:
         self.serve_forever()
         return 0
 
+
+
+def _last_write_turn(writer: tuple[Connection, int]) -> int:
+    return writer[0].driver.write_turn

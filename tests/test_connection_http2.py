@@ -410,3 +410,124 @@ def test_frames_left_by_a_turn_are_read_at_the_next_turn_without_new_bytes(rig, 
     one._send_client()   # all five in one write
     one.pump(until=lambda: all(sid in one.driver.streams for sid in ids))
     assert one.driver.more_to_read is False
+
+
+def _client_got(r: Rig, stream_id: int, timeout: float = 2.0) -> bool:
+    """Read the client's socket only (the poller does nothing meanwhile) until
+    the stream's response has ended."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        r.read_client()
+        if r.ended(stream_id):
+            return True
+        time.sleep(0.005)
+    return False
+
+
+def test_the_only_stream_in_the_pool_sends_its_small_response_itself(rig):
+    """A connection with one request at a time (most API clients) gets its
+    response from the app thread: the poller, which may be busy with other
+    connections' bulk writes, is not on the response's path, and it is not
+    even woken for it."""
+    r = rig()
+    stream_id = r.request()
+    r.worker._run_calls()   # nothing left over from setting up
+    send_in_thread(r.driver.streams[stream_id], b"direct").join(2)
+    assert r.worker._calls.empty(), "the poller was asked to do something"
+    assert _client_got(r, stream_id), "the response waited for the poller"
+    assert r.response(stream_id)[1] == b"direct"
+    assert stream_id not in r.driver.streams and r.driver.sched.in_pool == 0
+    assert not r.driver.outbuf and not r.driver.wants_write
+    assert r.serve_one(b"next") == b"next"   # and the poller's path still works
+
+
+def test_streams_running_side_by_side_leave_their_responses_to_the_poller(rig):
+    """With other streams of the connection in the pool, responses are framed
+    by the poller, so those that finish together share one TLS write."""
+    r = rig()
+    first, second = r.request(), r.request()
+    send_in_thread(r.driver.streams[first], b"one").join(2)
+    assert not _client_got(r, first, timeout=0.2)
+    assert r.driver.handoffs or not r.worker._calls.empty()
+    r.pump(until=lambda: r.ended(first))
+    assert r.response(first)[1] == b"one"
+    send_in_thread(r.driver.streams[second], b"two").join(2)   # alone now
+    assert _client_got(r, second)
+    assert r.response(second)[1] == b"two"
+
+
+def test_a_response_the_socket_cannot_take_now_waits_for_the_poller(rig):
+    """The app thread's send is a single non-blocking one: what a full socket
+    does not take stays in the output buffer, and the poller writes it at its
+    EVENT_WRITE (the selector is only ever changed by the poller)."""
+    r = rig()
+    stream_id = r.request()
+    r.worker._run_calls()
+    real = r.driver.sock
+
+    class FullSocket:
+        """The server's socket while its send buffer is full."""
+
+        def send(self, data):
+            raise BlockingIOError
+
+    r.driver.sock = FullSocket()
+    send_in_thread(r.driver.streams[stream_id], b"later").join(2)
+    assert r.driver.outbuf and r.driver.wants_write
+    assert not _client_got(r, stream_id, timeout=0.1)
+    r.driver.sock = real   # the client reads: room again
+    r.pump(until=lambda: r.ended(stream_id))
+    assert r.response(stream_id)[1] == b"later"
+    assert not r.driver.outbuf and not r.driver.wants_write
+
+
+class _WriteRecorder:
+    """Stands in for a connection in Worker._write_turn."""
+
+    def __init__(self, name: str, calls: list) -> None:
+        self.name, self.calls, self.closed = name, calls, False
+        self.driver = self
+        self.write_turn = 0
+
+    def on_writable(self) -> None:
+        self.calls.append(("write", self.name))
+
+    def on_readable(self) -> None:
+        self.calls.append(("read", self.name))
+
+
+def test_one_connection_with_output_waiting_writes_per_turn_each_in_its_turn():
+    """However many bulk connections are writable, a poller turn writes for
+    one of them (so a small request waits for one WRITE_QUANTUM at most), the
+    one that has waited longest."""
+    worker = Worker(Config(), [], app=None)
+    calls: list = []
+    a, b, c = (_WriteRecorder(name, calls) for name in "abc")
+    for _ in range(6):
+        worker._write_turn([(a, selectors.EVENT_WRITE), (b, selectors.EVENT_WRITE),
+                            (c, selectors.EVENT_WRITE | selectors.EVENT_READ)])
+    assert [name for kind, name in calls if kind == "write"] == list("abcabc")
+    assert [name for kind, name in calls if kind == "read"] == ["c", "c"]  # with its write
+    calls.clear()
+    for _ in range(4):   # b always first in select()'s list: a, which waited longer, still goes first
+        worker._write_turn([(b, selectors.EVENT_WRITE), (a, selectors.EVENT_WRITE)])
+    assert calls == [("write", "a"), ("write", "b"), ("write", "a"), ("write", "b")]
+
+
+def test_a_poller_call_that_queues_another_runs_once_a_turn():
+    """The method queue runs what was queued before the turn began: a call
+    that queues its own next step (a connection's next read turn) cannot keep
+    the poller from select() and the other sockets (it did: a flooding
+    client's reads ran back to back for 1.6 s while another's request waited)."""
+    worker = Worker(Config(), [], app=None)
+    runs: list[int] = []
+
+    def again() -> None:
+        runs.append(1)
+        worker.call_soon(again)
+
+    worker.call_soon(again)
+    worker._run_calls()
+    assert runs == [1]
+    worker._run_calls()
+    assert runs == [1, 1]

@@ -4,7 +4,9 @@ app consumes bytes; response heads and bodies written within flow control
 and the output buffer's high-water mark; what does not fit queued for the
 poller (within the connection's and the worker's budgets), so the thread
 moves on; each wait bounded (send_timeout, send_min_rate, the scheduler's
-squeeze); and complete small responses handed off to the poller.
+squeeze); and complete small responses sent by their own thread when the
+stream is the connection's only one in the pool, else handed off to the
+poller.
 
 AppThreadSide is a part of HTTP2Driver (http2.py), split out by job: every
 method here runs on a pool thread unless its name says otherwise (the poller
@@ -14,13 +16,15 @@ under the driver's lock where its name ends in _locked.
 
 from __future__ import annotations
 
+import socket
+import ssl
 import threading
 import time
 from collections import deque
 
 from h2serve import metrics
 from h2serve.config import Config
-from h2serve.connection.common import add_default_fields, pacing_limit
+from h2serve.connection.common import WOULD_BLOCK, add_default_fields, pacing_limit
 from h2serve.connection.contracts import Link, WorkerHost
 from h2serve.connection.h2_scheduling import StreamScheduler
 from h2serve.protocol.events import BodyReceived, Headers, RequestReceived
@@ -137,10 +141,13 @@ class AppThreadSide:
     more_turns: bool
     handoffs: list[tuple[StreamExchange, list[tuple[bytes, bytes]], bytes]]
     handoff_scheduled: bool
+    sock: socket.socket
     outbuf: bytearray
     sent_total: int
     dead: bool
     wants_write: bool
+    write_stalled_since: float
+    sending_now: bool
     last_activity: float
 
     def run_stream(self, stream: StreamExchange) -> None:
@@ -396,18 +403,64 @@ class AppThreadSide:
         # next job may be this connection's next stream; if the poller holds
         # the lock, it gives the slot up when it frames the response.
         if self.lock.acquire(blocking=False):
+            close_now = False
             try:
-                self._release_slot_locked(stream)
-                self.handoffs.append(item)
-                schedule = not self.handoff_scheduled
-                self.handoff_scheduled = True
+                if self._may_send_now_locked(stream):
+                    self.sending_now = True
+                    try:
+                        close_now = self._frame_handoff_locked(stream, head, body)
+                    finally:
+                        self.sending_now = False
+                    self._send_now_locked()
+                    schedule = False
+                else:
+                    self._release_slot_locked(stream)
+                    self.handoffs.append(item)
+                    schedule = not self.handoff_scheduled
+                    self.handoff_scheduled = True
             finally:
                 self.lock.release()
+            if close_now:
+                self.worker.call_soon(self.close_gracefully)
         else:
             self.handoffs.append(item)
             schedule = True
         if schedule:
             self.worker.call_soon(self._frame_handoffs)
+
+    def _may_send_now_locked(self, stream: StreamExchange) -> bool:
+        """Whether this app thread frames and sends its small response itself:
+        when it is the connection's only stream in the pool (no other response
+        is coming to share a TLS write with) and the socket has nothing queued
+        before it. The poller is then not on the response's path, so the
+        response does not wait behind other connections' bulk writes, and the
+        worker saves a wake-up of the poller per request."""
+        return (self.sched.in_pool == 1 and stream.in_pool and not self.handoffs
+                and not self.outbuf and not self.parked and not self.wants_write
+                and not self.more_turns and not self.dead)
+
+    def _send_now_locked(self) -> None:
+        """App thread, under the lock (so no other thread uses the socket):
+        one non-blocking send of outbuf. What the socket does not take waits
+        for the poller's EVENT_WRITE, as after any write; the selector itself
+        is only ever touched by the poller (call_soon)."""
+        self._take_output_locked()
+        buf = self.outbuf
+        if not buf:   # (the stream was reset meanwhile: nothing was framed)
+            return
+        try:
+            sent = self.sock.send(buf)
+        except WOULD_BLOCK:
+            sent = 0
+        except (ssl.SSLError, OSError):
+            self._send_failed_locked()
+            return
+        del buf[:sent]
+        self.sent_total += sent
+        if buf:
+            self.wants_write = True
+            self.write_stalled_since = time.monotonic()
+            self.worker.call_soon(self.worker.want_write, self.conn, True)
 
     def _frame_handoffs(self) -> None:
         """Poller: frame the responses app threads handed over, in one TLS write.
@@ -454,7 +507,7 @@ class AppThreadSide:
             if self.dead or not self.parked:
                 return
             self._push_parked_locked()
-            self._flush_locked()
+            self._write_soon_locked()
 
     def _push_parked_locked(self) -> None:
         """Poller: frame what the windows let through of the queued bytes, at most

@@ -54,6 +54,7 @@ MAX_WRITE = 256 * 1024            # bytes handed to one send() call
 # sockets: the rest goes at its next EVENT_WRITE, so a bulk download takes its
 # turns among small responses instead of holding the poller while it lasts.
 WRITE_QUANTUM = 256 * 1024
+SMALL_WRITE = 64 * 1024           # output app threads leave that the poller writes in any turn
 READ_PAUSE = 4 * 1024 * 1024      # stop reading a peer that will not take our output
 RECV_SIZE = 256 * 1024
 READ_SHARE = 64 * 1024            # bytes read per turn before other connections get theirs
@@ -106,6 +107,7 @@ class HTTP2Driver(AppThreadSide):
         self.parked_bytes = 0
         self.push_scheduled = False   # a turn of the queued bytes waits in call_soon
         self.more_turns = False       # output waits for EVENT_WRITE after a full turn (not a full socket)
+        self.write_turn = 0           # the worker's count of write turns at this one's last (Worker._write_turn)
         self.push_due = False         # a WINDOW_UPDATE came for queued bytes (on_readable pushes)
         # Small complete responses whose app thread moved on: the poller frames
         # them (send_complete), so a pool thread never waits for the lock or
@@ -128,6 +130,7 @@ class HTTP2Driver(AppThreadSide):
         self.wants_write = False
         self.write_stalled_since = 0.0  # the socket took no byte of outbuf since then
         self.flush_scheduled = False  # an app thread asked the poller to write
+        self.sending_now = False      # an app thread frames its response and sends it itself
         self.read_paused = False
         self.dead = False             # socket unusable: every waiter must give up
         self.closing = False          # final GOAWAY sent or received: close once streams are done
@@ -248,7 +251,8 @@ class HTTP2Driver(AppThreadSide):
         return self.closing or (self.proto.closed and not self.final_goaway_at)
 
     def on_tick(self, now: float) -> None:
-        """Poller, a few times a second: GOAWAY timers, idle and finished connections."""
+        """Poller, every SWEEP_S while it is busy (at most TICK_S apart): GOAWAY
+        timers, idle and finished connections, deadlines of queued and stalled streams."""
         if self.dead:
             return
         if (self.wants_write and self.write_stalled_since
@@ -552,14 +556,10 @@ class HTTP2Driver(AppThreadSide):
     def _flush_locked(self) -> None:
         """Move the protocol's output to the socket. The poller writes at once; an
         app thread leaves it to the poller, so the frames of every stream that
-        finished meanwhile go out in one TLS write instead of one each."""
-        data = self.proto.take_output()
-        if data:
-            if self.outbuf:
-                self.outbuf += data
-            else:
-                self.outbuf = data
-        if not self.outbuf or self.wants_write or self.dead:
+        finished meanwhile go out in one TLS write instead of one each (an app
+        thread that sends its own response, send_complete, writes it itself)."""
+        self._take_output_locked()
+        if not self.outbuf or self.wants_write or self.dead or self.sending_now:
             return
         if get_ident() == self.worker.poller_ident:
             self._write_locked()
@@ -567,11 +567,32 @@ class HTTP2Driver(AppThreadSide):
             self.flush_scheduled = True
             self.worker.call_soon(self._scheduled_flush)
 
+    def _take_output_locked(self) -> None:
+        """The protocol's output joins outbuf (any thread, under the lock)."""
+        data = self.proto.take_output()
+        if data:
+            if self.outbuf:
+                self.outbuf += data
+            else:
+                self.outbuf = data
+
     def _scheduled_flush(self) -> None:
         with self.lock:
             self.flush_scheduled = False
-            if self.outbuf and not self.wants_write and not self.dead:
-                self._write_locked()
+            self._write_soon_locked()
+
+    def _write_soon_locked(self) -> None:
+        """Poller, for output app threads left it: a little (responses, control
+        frames) is written at once; more than SMALL_WRITE (a bulk body) waits
+        for the connection's write turn (Worker._write_turn), which comes after
+        the events of every other socket, one bulk connection a turn."""
+        self._take_output_locked()
+        if not self.outbuf or self.wants_write or self.dead:
+            return
+        if len(self.outbuf) > SMALL_WRITE:
+            self._want_another_turn_locked()
+        else:
+            self._write_locked()
 
     def _write_locked(self) -> None:
         """Send what the socket takes now, at most WRITE_QUANTUM; the rest waits
@@ -598,12 +619,9 @@ class HTTP2Driver(AppThreadSide):
                 self.worker.want_write(self.conn, True)  # only the poller writes
                 return
             except (ssl.SSLError, OSError):
-                self.dead = True
                 piece.release()  # the traceback still holds send()'s frame and this view
                 whole.release()
-                buf.clear()
-                self.cond.notify_all()
-                self.worker.call_soon(self.worker.release, self.conn)
+                self._send_failed_locked()
                 return
             finally:
                 piece.release()
@@ -614,6 +632,14 @@ class HTTP2Driver(AppThreadSide):
             progressed = True
         self.write_stalled_since = 0.0
         self.cond.notify_all()
+
+    def _send_failed_locked(self) -> None:
+        """Any thread, under the lock: the socket is gone. Waiters give up and
+        the poller releases the connection."""
+        self.dead = True
+        self.outbuf.clear()
+        self.cond.notify_all()
+        self.worker.call_soon(self.worker.release, self.conn)
 
     def _want_another_turn_locked(self) -> None:
         """Poller: output is left that the socket would take; send it at the next
