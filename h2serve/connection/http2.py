@@ -379,9 +379,9 @@ class HTTP2Driver(AppThreadSide):
             self.more_turns = False
             self._write_locked()
             below = len(self.outbuf) < LOW_WATER
-            if below and self.parked:
+            if below and self.parked:   # framed now, written at the next turn
                 self._push_parked_locked()
-                self._flush_locked()
+                self._write_soon_locked()
             resume = self.read_paused and below
             if resume:
                 self.read_paused = False
