@@ -128,7 +128,7 @@ class HTTP2Driver(AppThreadSide):
         self.stream_errors = 0        # stream-level protocol errors so far (logged: the first few)
         self.next_stall_check = 0.0   # when on_tick next asks the protocol about its deadlines
         self.wants_write = False
-        self.write_stalled_since = 0.0  # the socket took no byte of outbuf since then
+        self.write_stalled_since = 0.0  # output has waited since then and the socket took none of it
         self.flush_scheduled = False  # an app thread asked the poller to write
         self.sending_now = False      # an app thread frames its response and sends it itself
         self.read_paused = False
@@ -255,7 +255,7 @@ class HTTP2Driver(AppThreadSide):
         timers, idle and finished connections, deadlines of queued and stalled streams."""
         if self.dead:
             return
-        if (self.wants_write and self.write_stalled_since
+        if ((self.wants_write or self.more_turns) and self.write_stalled_since
                 and now - self.write_stalled_since >= self.cfg.send_timeout):
             # nginx's send_timeout: the peer took no byte for that long, so every
             # stream of it is stuck; cutting the connection frees their threads at once.
@@ -559,7 +559,11 @@ class HTTP2Driver(AppThreadSide):
         finished meanwhile go out in one TLS write instead of one each (an app
         thread that sends its own response, send_complete, writes it itself)."""
         self._take_output_locked()
-        if not self.outbuf or self.wants_write or self.dead or self.sending_now:
+        # While a write turn is due (more_turns), the output goes at that turn:
+        # a socket that is full never gets it, and the stall clock must not be
+        # reset by a few bytes a full buffer still takes.
+        if (not self.outbuf or self.wants_write or self.more_turns or self.dead
+                or self.sending_now):
             return
         if get_ident() == self.worker.poller_ident:
             self._write_locked()
@@ -587,7 +591,7 @@ class HTTP2Driver(AppThreadSide):
         for the connection's write turn (Worker._write_turn), which comes after
         the events of every other socket, one bulk connection a turn."""
         self._take_output_locked()
-        if not self.outbuf or self.wants_write or self.dead:
+        if not self.outbuf or self.wants_write or self.more_turns or self.dead:
             return
         if len(self.outbuf) > SMALL_WRITE:
             self._want_another_turn_locked()
@@ -606,7 +610,6 @@ class HTTP2Driver(AppThreadSide):
         turn = 0
         while buf:
             if turn >= WRITE_QUANTUM:
-                self._want_another_turn_locked()
                 break
             whole = memoryview(buf)
             piece = whole[:MAX_WRITE]
@@ -631,6 +634,8 @@ class HTTP2Driver(AppThreadSide):
             turn += sent
             progressed = True
         self.write_stalled_since = 0.0
+        if buf:   # cut at WRITE_QUANTUM: the rest at the next turn (its clock starts now)
+            self._want_another_turn_locked()
         self.cond.notify_all()
 
     def _send_failed_locked(self) -> None:
@@ -643,7 +648,12 @@ class HTTP2Driver(AppThreadSide):
 
     def _want_another_turn_locked(self) -> None:
         """Poller: output is left that the socket would take; send it at the next
-        EVENT_WRITE, after the events of every other socket ready meanwhile."""
+        EVENT_WRITE, after the events of every other socket ready meanwhile.
+        The stall clock runs from now unless it already does: if the socket
+        is full, that turn never comes, and send_timeout must still apply
+        (a write turn that sends anything stops the clock)."""
+        if not self.write_stalled_since:
+            self.write_stalled_since = time.monotonic()
         if not self.more_turns:
             self.more_turns = True
             if not self.wants_write:
