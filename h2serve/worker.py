@@ -713,7 +713,7 @@ class Worker:
         quantum of bulk bytes at most, not for one per bulk connection; the
         others stay registered, so select() returns at once for them, and the
         one whose last turn is the oldest goes first."""
-        conn, mask = min(writers, key=_last_write_turn) if len(writers) > 1 else writers[0]
+        conn, mask = min(writers, key=_last_write_turn)
         self.write_turns += 1
         conn.driver.write_turn = self.write_turns
         if conn.closed:

@@ -61,18 +61,28 @@ def _median_of(rows: list[dict], pick) -> float | None:
     return statistics.median(values) if values else None
 
 
+def _server_table(data: dict, workload: str, header: list[str], row) -> str:
+    """One row per server that ran `workload`: row(server, its results) gives
+    the cells after the server's name, or None to leave the server out."""
+    rows = [r for r in data["results"] if r["workload"] == workload]
+    if not rows:
+        return ""
+    lines = ["| " + " | ".join(["server", *header]) + " |",
+             "|---|" + "---:|" * len(header)]
+    for server in SERVERS:
+        cells = row(server, [r for r in rows if r["server"] == server])
+        if cells is not None:
+            lines.append(f"| {server} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def burst_table(data: dict) -> str:
     """h2-burst: the small requests during the bulk burst against the same
     client alone (the row's baseline), and the bulk rate reached; medians."""
-    rows = [r for r in data["results"] if r["workload"] == "h2-burst"]
-    if not rows:
-        return ""
-    lines = ["| server | small req/s during / alone | kept | small p99 ms during / alone | "
-             "p99 ratio | bulk MiB/s (target) |", "|---|---:|---:|---:|---:|---:|"]
-    for server in SERVERS:
-        mine = [r for r in rows if r["server"] == server and r.get("baseline")]
+    def row(server: str, results: list[dict]) -> list[str] | None:
+        mine = [r for r in results if r.get("baseline")]
         if not mine:
-            continue
+            return None
         during = _median_of(mine, lambda r: r.get("req_per_s"))
         alone = _median_of(mine, lambda r: r["baseline"].get("req_per_s"))
         p99 = _median_of(mine, lambda r: (r.get("latency_pct_ms") or {}).get("p99"))
@@ -81,31 +91,31 @@ def burst_table(data: dict) -> str:
         target = _median_of(mine, lambda r: (r.get("bulk") or {}).get("target_mib_per_s"))
         kept = f"{during / alone:.2f}x" if during and alone else "-"
         ratio = f"{p99 / p99_alone:.1f}x" if p99 and p99_alone else "-"
-        lines.append(f"| {server} | {during or 0:,.0f} / {alone or 0:,.0f} | {kept} | "
-                     f"{p99 or 0:.2f} / {p99_alone or 0:.2f} | {ratio} | "
-                     f"{bulk or 0:.0f} ({target or 0:.0f}) |")
-    return "\n".join(lines) + "\n"
+        return [f"{during or 0:,.0f} / {alone or 0:,.0f}", kept,
+                f"{p99 or 0:.2f} / {p99_alone or 0:.2f}", ratio,
+                f"{bulk or 0:.0f} ({target or 0:.0f})"]
+
+    return _server_table(data, "h2-burst", ["small req/s during / alone", "kept",
+                                            "small p99 ms during / alone", "p99 ratio",
+                                            "bulk MiB/s (target)"], row)
 
 
 def thousand_table(data: dict) -> str:
     """h2-1k: req/s, against the server's own h2-hello, requests failed, peak RSS."""
     rate, rss, _ = medians(data["results"])
-    rows = [r for r in data["results"] if r["workload"] == "h2-1k"]
-    if not rows:
-        return ""
-    lines = ["| server | h2-1k req/s | of its own h2-hello | requests not succeeded | "
-             "peak RSS MiB |", "|---|---:|---:|---:|---:|"]
-    for server in SERVERS:
-        mine = [r for r in rows if r["server"] == server]
-        if not mine:
-            continue
+
+    def row(server: str, results: list[dict]) -> list[str] | None:
+        if not results:
+            return None
         ours, hello = rate.get((server, "h2-1k")), rate.get((server, "h2-hello"))
-        lost = _median_of(mine, lambda r: (r.get("requests") or {}).get("total", 0)
+        lost = _median_of(results, lambda r: (r.get("requests") or {}).get("total", 0)
                           - (r.get("requests") or {}).get("succeeded", 0))
         share = f"{ours / hello:.2f}x" if ours and hello else "-"
-        lines.append(f"| {server} | {ours or 0:,.0f} | {share} | {lost or 0:,.0f} | "
-                     f"{rss.get((server, 'h2-1k'), 0):.0f} |")
-    return "\n".join(lines) + "\n"
+        return [f"{ours or 0:,.0f}", share, f"{lost or 0:,.0f}",
+                f"{rss.get((server, 'h2-1k'), 0):.0f}"]
+
+    return _server_table(data, "h2-1k", ["h2-1k req/s", "of its own h2-hello",
+                                         "requests not succeeded", "peak RSS MiB"], row)
 
 
 def svg(data: dict) -> str:

@@ -116,9 +116,14 @@ class StreamExchange:
         self.driver.reset(self, INTERNAL_ERROR)
 
 
+def _lowered(fields: Headers) -> Headers:
+    """Field names lower-cased, as HTTP/2 sends them."""
+    return [(name.lower(), value) for name, value in fields]
+
+
 def _response_headers(headers: Headers) -> Headers:
     """Lower-cased names, plus Date and Server when the app set none."""
-    out = [(name.lower(), value) for name, value in headers]
+    out = _lowered(headers)
     add_default_fields(out, title_case=False)
     return out
 
@@ -262,7 +267,7 @@ class AppThreadSide:
         with self.lock:
             self._check_alive_locked(stream)
             self.proto.send_informational(stream.stream_id, status,
-                                          [(n.lower(), v) for n, v in headers])
+                                          _lowered(headers))
             self._flush_locked()
 
     def send_head(self, stream: StreamExchange, status: int, headers: Headers, end_stream: bool) -> None:
@@ -377,7 +382,7 @@ class AppThreadSide:
     def send_end(self, stream: StreamExchange, trailers: Headers | None) -> None:
         with self.lock:
             self._check_alive_locked(stream)
-            lowered = [(n.lower(), v) for n, v in trailers] if trailers else None
+            lowered = _lowered(trailers) if trailers else None
             if stream.stream_id in self.parked:   # after the queued bytes
                 self._queue_locked(stream, memoryview(b""), True, lowered, force=True)
                 self._hand_over_locked(stream)
@@ -507,7 +512,7 @@ class AppThreadSide:
             if self.dead or not self.parked:
                 return
             self._push_parked_locked()
-            self._write_soon_locked()
+            self._flush_locked(bulk_waits=True)
 
     def _push_parked_locked(self) -> None:
         """Poller: frame what the windows let through of the queued bytes, at most
@@ -615,7 +620,7 @@ class AppThreadSide:
             self.proto.send_response(stream.stream_id, status, _response_headers(headers),
                                      end_stream=only_head)
             if not only_head:
-                lowered = [(n.lower(), v) for n, v in trailers] if trailers else None
+                lowered = _lowered(trailers) if trailers else None
                 if self._send_data_locked(stream, memoryview(body), True, lowered):
                     self._hand_over_locked(stream)
                     return

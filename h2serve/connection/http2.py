@@ -381,7 +381,7 @@ class HTTP2Driver(AppThreadSide):
             below = len(self.outbuf) < LOW_WATER
             if below and self.parked:   # framed now, written at the next turn
                 self._push_parked_locked()
-                self._write_soon_locked()
+                self._flush_locked(bulk_waits=True)
             resume = self.read_paused and below
             if resume:
                 self.read_paused = False
@@ -553,11 +553,15 @@ class HTTP2Driver(AppThreadSide):
         if close_now:
             self.close_gracefully()
 
-    def _flush_locked(self) -> None:
+    def _flush_locked(self, bulk_waits: bool = False) -> None:
         """Move the protocol's output to the socket. The poller writes at once; an
         app thread leaves it to the poller, so the frames of every stream that
         finished meanwhile go out in one TLS write instead of one each (an app
-        thread that sends its own response, send_complete, writes it itself)."""
+        thread that sends its own response, send_complete, writes it itself).
+        With bulk_waits (output app threads left the poller), more than
+        SMALL_WRITE waits for the connection's write turn (Worker._write_turn),
+        which comes after the events of every other socket, one bulk
+        connection a turn."""
         self._take_output_locked()
         # While a write turn is due (more_turns), the output goes at that turn:
         # a socket that is full never gets it, and the stall clock must not be
@@ -565,11 +569,14 @@ class HTTP2Driver(AppThreadSide):
         if (not self.outbuf or self.wants_write or self.more_turns or self.dead
                 or self.sending_now):
             return
-        if get_ident() == self.worker.poller_ident:
+        if get_ident() != self.worker.poller_ident:
+            if not self.flush_scheduled:
+                self.flush_scheduled = True
+                self.worker.call_soon(self._scheduled_flush)
+        elif bulk_waits and len(self.outbuf) > SMALL_WRITE:
+            self._want_another_turn_locked()
+        else:
             self._write_locked()
-        elif not self.flush_scheduled:
-            self.flush_scheduled = True
-            self.worker.call_soon(self._scheduled_flush)
 
     def _take_output_locked(self) -> None:
         """The protocol's output joins outbuf (any thread, under the lock)."""
@@ -583,20 +590,7 @@ class HTTP2Driver(AppThreadSide):
     def _scheduled_flush(self) -> None:
         with self.lock:
             self.flush_scheduled = False
-            self._write_soon_locked()
-
-    def _write_soon_locked(self) -> None:
-        """Poller, for output app threads left it: a little (responses, control
-        frames) is written at once; more than SMALL_WRITE (a bulk body) waits
-        for the connection's write turn (Worker._write_turn), which comes after
-        the events of every other socket, one bulk connection a turn."""
-        self._take_output_locked()
-        if not self.outbuf or self.wants_write or self.more_turns or self.dead:
-            return
-        if len(self.outbuf) > SMALL_WRITE:
-            self._want_another_turn_locked()
-        else:
-            self._write_locked()
+            self._flush_locked(bulk_waits=True)
 
     def _write_locked(self) -> None:
         """Send what the socket takes now, at most WRITE_QUANTUM; the rest waits
